@@ -1,0 +1,3 @@
+from topos_cli.cli.main import app
+
+app()

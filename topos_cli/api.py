@@ -1,0 +1,226 @@
+"""Public Python API: one function per command, same names and parameters as the CLI.
+
+    from topos_cli import api
+    api.augment(None, "data/aug", copies=4, seed=0)     # == topos augment -o data/aug --copies 4 --seed 0
+
+Each function validates its inputs, does the work through `geometry`/`models`/`render`/`io`, writes
+its outputs atomically and returns plain data (what `--json` prints). Errors a user can cause are
+`ToposError`s with an actionable message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from topos_cli.errors import MeshError, PartialFailure, ToposError, UsageError
+from topos_cli.template import Template, load_template
+
+
+# ----------------------------------------------------------------------------------------------- template
+def template_info(template: str | Path | None = None) -> dict:
+    """Counts, regions, landmarks, bases, boundary loops and hash of a template (`topos template info`)."""
+    return load_template(template).summary()
+
+
+def template_export(template: str | Path | None, out: str | Path, identity: list[float] | None = None,
+                    expression: dict[str, float] | None = None, weights: str | Path | None = None) -> Path:
+    """Write the template mesh, optionally with identity/expression weights applied (`topos template export`).
+
+    Args:
+        template: template name or folder.
+        out: .obj (keeps UVs and polygons), .ply or .glb.
+        identity: identity-mode weights (first len(identity) modes).
+        expression: {ARKit expression name: weight}.
+        weights: JSON file {"identity": [...], "expression": {name: w}} merged under the explicit ones.
+    """
+    from topos_cli.geometry.augment import apply_weights
+    from topos_cli.io.mesh import MeshData, save_mesh
+
+    tpl = load_template(template)
+    if weights is not None:
+        data = _read_json(weights)
+        identity = identity if identity is not None else data.get("identity")
+        expression = {**data.get("expression", {}), **(expression or {})}
+    verts = apply_weights(tpl, identity=identity, expression=expression)
+    return save_mesh(out, MeshData.from_template(tpl, verts))
+
+
+def template_import(mesh: str | Path, out: str | Path, name: str | None = None,
+                    regions: str | Path | None = None, landmarks: str | Path | None = None,
+                    symmetry: bool = True, force: bool = False) -> dict:
+    """Turn a studio's own mesh (MetaHuman, FLAME, in-house OBJ) into a template folder.
+
+    Args:
+        mesh: the topology, in its rest pose (OBJ keeps UVs and quads).
+        out: template folder to create.
+        name: template name (default: the folder name).
+        regions: JSON {region: [vertex ids]} (default: one region "all").
+        landmarks: JSON list of vertex ids, or {"scheme": ..., "indices": [...]}.
+        symmetry: compute a left/right map by mirroring x (kept only if every vertex finds a partner).
+        force: overwrite an existing template folder.
+    """
+    from topos_cli.geometry.template_import import build_template_meta
+    from topos_cli.io.fs import write_json, write_text
+    from topos_cli.io.mesh import load_mesh, save_mesh
+
+    out = Path(out)
+    if (out / "template.json").exists() and not force:
+        raise UsageError(f"{out} already holds a template; pass --force to overwrite it")
+    src = load_mesh(mesh)
+    region_map = _read_json(regions) if regions else None
+    landmark_data = _read_json(landmarks) if landmarks else None
+    meta = build_template_meta(src.verts, src.faces, name or out.name, region_map, landmark_data, symmetry)
+    save_mesh(out / "template.obj", src)
+    write_json(out / "template.json", meta)
+    write_text(out / "NOTICE", f"Imported from {Path(mesh).name}; the licence of the source mesh applies.\n")
+    write_text(out / "README.md", f"# {meta['name']}\n\nImported with `topos template import {Path(mesh).name}`: "
+               f"{len(src.verts)} vertices, {len(src.faces)} triangles, regions {sorted(meta['regions'])}.\n")
+    return load_template(out).summary()
+
+
+def _read_json(path: str | Path):
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such file")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{p} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+# ----------------------------------------------------------------------------------------------- augment
+@dataclass
+class BatchResult:
+    """Outcome of a batch command: records written, items skipped as already done, failures."""
+
+    out: Path
+    records: list[dict] = field(default_factory=list)
+    skipped: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+
+def augment(input: str | Path | None, out: str | Path, template: str | Path | None = None, copies: int = 4,
+            seed: int = 0, regions: bool = True, identity_sigma: float = 0.0, identity_modes: int | None = None,
+            expressions: int = 0, expression_max: float = 1.0, include_base: bool = False,
+            shard: str | None = None, force: bool = False, progress: bool = True) -> BatchResult:
+    """Build a dataset of augmented heads in template topology (`topos augment`).
+
+    Args:
+        input: None (the template's rest mesh), a mesh file, a folder of meshes, a dataset folder with
+            `manifest.jsonl`, or '-' (JSONL records with a "mesh" path on stdin). All in template topology.
+        out: dataset folder (manifest.jsonl, meta.json, items/<id>/mesh.ply, failures.jsonl).
+        copies: augmented copies per base mesh.
+        seed: run seed; each item's generator is derived from (seed, item id), so results do not depend on
+            sharding, resume or order.
+        regions / identity_sigma / identity_modes / expressions / expression_max: see AugmentConfig.
+        include_base: also write each base mesh itself as `<id>-base`.
+        shard: "K/N" to process only that shard of the items.
+        force: redo items whose mesh exists.
+
+    Raises:
+        PartialFailure: some base meshes were unusable (listed in OUT/failures.jsonl); the rest was written.
+    """
+    from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
+    from topos_cli.io.manifest import Shard, merge_manifest, run_meta, split_for, write_failures, write_meta
+    from topos_cli.io.mesh import check_template_topology, format_ply, load_mesh
+    from topos_cli.io.fs import write_bytes
+    from topos_cli.utils.log import progress as bar
+    from topos_cli.utils.seeding import item_rng, item_seed
+
+    if copies < 0:
+        raise UsageError("--copies must be >= 0")
+    tpl = load_template(template)
+    config = AugmentConfig(regions=regions and bool(tpl.meta.get("augment")), identity_sigma=identity_sigma,
+                           identity_modes=identity_modes, expressions=expressions, expression_max=expression_max)
+    _check_bases(tpl, config, regions)
+    part = Shard.parse(shard)
+    out = Path(out)
+    bases = _augment_bases(input, tpl)
+    result = BatchResult(out=out)
+    jobs = [(base, f"{base['id']}-aug{c:03d}", c) for base in bases for c in range(copies)]
+    if include_base:
+        jobs = [(base, f"{base['id']}-base", -1) for base in bases] + jobs
+    jobs = [j for j in jobs if part.owns(j[1])]
+    loaded: dict[str, np.ndarray | Exception] = {}
+    for base, item_id, copy in bar(jobs, description="augment"):
+        key = base["id"]
+        if key not in loaded:
+            try:
+                mesh = base["verts"] if "verts" in base else load_mesh(base["mesh"])
+                if not isinstance(mesh, np.ndarray):
+                    check_template_topology(mesh, tpl, str(base["mesh"]))
+                    mesh = mesh.verts
+                loaded[key] = mesh
+            except ToposError as exc:
+                loaded[key] = exc
+                result.failures.append({"id": key, "mesh": str(base.get("mesh")), "error": str(exc)})
+        base_verts = loaded[key]
+        if isinstance(base_verts, Exception):
+            continue
+        coeffs = {} if copy < 0 else sample_coefficients(tpl, config, item_rng(seed, item_id))
+        rel = Path("items") / item_id / "mesh.ply"
+        record = {k: v for k, v in base.items() if k not in ("verts", "mesh", "id", "root")}
+        record.update({"id": item_id, "parent": key, "mesh": str(out / rel), "template": tpl.name,
+                       "template_hash": tpl.hash, "split": base.get("split") or split_for(key),
+                       "seed": item_seed(seed, item_id), "coeffs": coeffs})
+        if (out / rel).exists() and not force:
+            result.skipped += 1
+        else:
+            from topos_cli.io.mesh import MeshData
+
+            verts = base_verts + coefficient_delta(tpl, coeffs)
+            write_bytes(out / rel, format_ply(MeshData(verts=verts.astype(np.float32), faces=tpl.faces)))
+        result.records.append(record)
+    merge_manifest(out, result.records)
+    write_meta(out, run_meta("augment", seed=seed, template=tpl, copies=copies, shard=shard,
+                             config=config.__dict__, input=None if input is None else str(input)))
+    write_failures(out, result.failures)
+    if result.failures:
+        raise PartialFailure(f"{len(result.failures)} base mesh(es) failed, {len(result.records)} items written; "
+                             f"see {out / 'failures.jsonl'}", result.failures)
+    return result
+
+
+def _check_bases(tpl: Template, config, regions_requested: bool) -> None:
+    if config.identity_sigma > 0 and "identity" not in tpl.bases:
+        raise UsageError(f"template '{tpl.name}' has no identity basis; drop --identity-sigma")
+    if config.expressions > 0 and "expression" not in tpl.bases:
+        raise UsageError(f"template '{tpl.name}' has no expression basis; drop --expressions")
+    if not (config.regions or config.identity_sigma > 0 or config.expressions > 0):
+        if regions_requested and not tpl.meta.get("augment"):
+            raise UsageError(f"template '{tpl.name}' declares no augmentation regions; use --identity-sigma or "
+                             "--expressions, or add an 'augment' table to its template.json")
+
+
+def _augment_bases(input: str | Path | None, tpl: Template) -> list[dict]:
+    """Resolve INPUT into base records {"id", "mesh" | "verts", ...}."""
+    from topos_cli.io.manifest import MANIFEST, read_jsonl, read_manifest
+    from topos_cli.io.mesh import MESH_SUFFIXES, list_meshes
+
+    if input is None or str(input) in ("", "template"):
+        return [{"id": tpl.name, "verts": tpl.verts}]
+    if str(input) == "-":
+        records = read_jsonl("-")
+    else:
+        path = Path(input)
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_dir() and (path / MANIFEST).is_file():
+            records = read_manifest(path)
+        elif path.is_dir():
+            records = [{"id": p.stem, "mesh": str(p)} for p in list_meshes(path)]
+            if not records:
+                raise UsageError(f"{path} holds no mesh files ({', '.join(MESH_SUFFIXES)}) and no manifest.jsonl")
+        elif path.suffix.lower() in MESH_SUFFIXES:
+            records = [{"id": path.stem, "mesh": str(path)}]
+        else:
+            raise UsageError(f"{path}: expected a mesh file, a folder of meshes or a dataset folder")
+    for i, rec in enumerate(records):
+        if "mesh" not in rec:
+            raise UsageError(f"input record {i + 1} has no 'mesh' field")
+        rec.setdefault("id", Path(rec["mesh"]).stem)
+    return records

@@ -1,0 +1,45 @@
+"""The `topos` root command. One module per verb; this file only registers them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from topos_cli import __version__
+from topos_cli.cli import augment as augment_cmd
+from topos_cli.cli import template as template_cmd
+from topos_cli.cli.common import EXIT_CODES
+
+app = typer.Typer(
+    name="topos",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+    help="topos: 3D heads in one fixed, studio-style mesh topology. Each command reads and writes files, "
+    "so commands chain in shell pipelines and recipes.",
+    epilog=EXIT_CODES,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"topos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """topos: 3D heads in one fixed mesh topology."""
+
+
+app.add_typer(template_cmd.app, name="template")
+app.command("augment", epilog=augment_cmd.EPILOG, no_args_is_help=True)(augment_cmd.augment)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,119 @@
+"""Mesh-to-mesh shape augmentation in template topology (TOPOS appendix B, plus identity/expression).
+
+Region-wise blendshape sampling: for each augmentation region r, pick `pick` bases from the region's set,
+draw w ~ U(lower, upper), divide by their sum only when it exceeds 1, and add M' = M + sum_r sum_i w_i B_ri.
+Random identities (w ~ N(0, sigma^2 I) on the identity modes) and random ARKit expressions (a few
+blendshapes with weights ~ U(0, max)) can be added on top. Every function takes an explicit numpy
+Generator; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from topos_cli.template import Template
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """What to sample per augmented copy.
+
+    Attributes:
+        regions: region-wise blendshape sampling (needs the template's `augment` table and region bases).
+        identity_sigma: std of identity-mode weights (0 disables; needs an `identity` basis).
+        identity_modes: use only the first N identity modes (None: all).
+        expressions: number of random ARKit expressions active per copy (0 disables).
+        expression_max: upper bound of the expression weights U(0, max).
+    """
+
+    regions: bool = True
+    identity_sigma: float = 0.0
+    identity_modes: int | None = None
+    expressions: int = 0
+    expression_max: float = 1.0
+
+
+def region_table(template: Template) -> tuple[int, dict[str, dict]]:
+    """The template's augmentation regions: (pick, {region: {"basis", "lower", "upper"}})."""
+    table = template.meta.get("augment", {})
+    return int(table.get("pick", 3)), dict(table.get("regions", {}))
+
+
+def sample_coefficients(template: Template, config: AugmentConfig, rng: np.random.Generator) -> dict:
+    """Draw one copy's coefficients as plain data (what the manifest records).
+
+    Returns:
+        {"regions": {r: {"bases": [i, ...], "weights": [w, ...]}}, "identity": [...], "expression": {name: w}}
+        with only the enabled parts present. Draw order is fixed, so the same rng state gives the same dict.
+    """
+    coeffs: dict = {}
+    if config.regions:
+        pick, table = region_table(template)
+        regions = {}
+        for name, spec in table.items():
+            count = template.basis(spec["basis"]).shape[0]
+            chosen = rng.choice(count, size=min(pick, count), replace=False)
+            weights = rng.uniform(float(spec.get("lower", 0.0)), float(spec.get("upper", 1.0)), size=len(chosen))
+            total = weights.sum()
+            if total > 1.0:  # the paper normalises only when the sum exceeds one
+                weights = weights / total
+            regions[name] = {"bases": [int(i) for i in chosen], "weights": [float(w) for w in weights]}
+        coeffs["regions"] = regions
+    if config.identity_sigma > 0:
+        modes = template.basis("identity").shape[0]
+        n = modes if config.identity_modes is None else min(config.identity_modes, modes)
+        coeffs["identity"] = [float(w) for w in rng.normal(0.0, config.identity_sigma, size=n)]
+    if config.expressions > 0:
+        names = [str(s) for s in template.bases.get("expression_names", [])]
+        count = template.basis("expression").shape[0]
+        names = names if len(names) == count else [f"expression_{i}" for i in range(count)]
+        chosen = rng.choice(count, size=min(config.expressions, count), replace=False)
+        weights = rng.uniform(0.0, config.expression_max, size=len(chosen))
+        coeffs["expression"] = {names[i]: float(w) for i, w in zip(chosen, weights, strict=True)}
+    return coeffs
+
+
+def coefficient_delta(template: Template, coeffs: dict) -> np.ndarray:
+    """(V, 3) float32 vertex offset that `coeffs` (from `sample_coefficients`) describe."""
+    delta = np.zeros((template.num_verts, 3), dtype=np.float32)
+    _, table = region_table(template)
+    for name, pick in coeffs.get("regions", {}).items():
+        basis = template.basis(table[name]["basis"])
+        delta += np.tensordot(np.asarray(pick["weights"], np.float32), basis[pick["bases"]], axes=1)
+    if "identity" in coeffs:
+        w = np.asarray(coeffs["identity"], dtype=np.float32)
+        delta += np.tensordot(w, template.basis("identity")[: len(w)], axes=1)
+    if coeffs.get("expression"):
+        basis = template.basis("expression")
+        names = [str(s) for s in template.bases.get("expression_names", [])]
+        index = {n: i for i, n in enumerate(names)} or {f"expression_{i}": i for i in range(len(basis))}
+        for name, w in coeffs["expression"].items():
+            delta += np.float32(w) * basis[index[name]]
+    return delta
+
+
+def apply_weights(template: Template, verts: np.ndarray | None = None, identity=None,
+                  expression: dict[str, float] | None = None) -> np.ndarray:
+    """Template-topology vertices with identity weights and named expression weights applied.
+
+    Args:
+        template: the template (its bases are used).
+        verts: (V, 3) base vertices; default the template's rest pose.
+        identity: sequence of identity-mode weights (first len(identity) modes), or None.
+        expression: {ARKit name: weight}, or None.
+    """
+    base = template.verts if verts is None else np.asarray(verts, np.float32)
+    coeffs: dict = {}
+    if identity is not None and len(identity):
+        coeffs["identity"] = list(identity)
+    if expression:
+        names = {str(s) for s in template.bases.get("expression_names", [])}
+        unknown = sorted(set(expression) - names)
+        if unknown:
+            from topos_cli.errors import UsageError
+
+            raise UsageError(f"unknown expression(s) {unknown}; the template has e.g. {sorted(names)[:5]}")
+        coeffs["expression"] = dict(expression)
+    return base + coefficient_delta(template, coeffs)

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import trimesh
+
+from topos_cli.errors import MeshError, TemplateMismatch
+from topos_cli.io.mesh import MeshData, check_template_topology, load_mesh, save_mesh
+from topos_cli.template import triangulate_polys
+
+
+@pytest.fixture
+def sphere():
+    m = trimesh.creation.icosphere(2, radius=7.3)
+    rng = np.random.default_rng(0)
+    verts = (m.vertices + rng.normal(scale=1e-3, size=m.vertices.shape)).astype(np.float32)
+    faces = m.faces.astype(np.int64)
+    return MeshData(verts=verts, faces=faces, uv=rng.random((len(verts), 2)).astype(np.float32), uv_faces=faces.copy())
+
+
+@pytest.mark.parametrize("suffix", [".obj", ".ply", ".glb"])
+def test_round_trip_is_bit_exact_in_vertex_order(tmp_path, sphere, suffix):
+    back = load_mesh(save_mesh(tmp_path / f"m{suffix}", sphere))
+    assert back.verts.dtype == np.float32
+    assert np.array_equal(back.verts, sphere.verts)
+    assert np.array_equal(back.faces, sphere.faces)
+    if suffix != ".ply":
+        assert np.allclose(back.uv[back.uv_faces], sphere.uv[sphere.uv_faces])
+
+
+def test_obj_keeps_quads_uv_seams_and_materials(tmp_path):
+    polys = np.array([[0, 1, 2, 3], [1, 4, 5, 2], [2, 5, 6, -1]])
+    verts = np.random.default_rng(1).random((7, 3)).astype(np.float32)
+    faces, _ = triangulate_polys(polys)
+    uv = np.random.default_rng(2).random((9, 2)).astype(np.float32)
+    uv_polys = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [7, 6, 8, -1]])  # seam: vertex 1 and 2 have 2 uvs
+    uv_faces, _ = triangulate_polys(uv_polys)
+    mesh = MeshData(verts=verts, faces=faces, polys=polys, uv=uv, uv_faces=uv_faces)
+    back = load_mesh(save_mesh(tmp_path / "q.obj", mesh, texture=np.zeros((4, 4, 3), np.uint8)))
+    assert np.array_equal(back.polys, polys)
+    assert np.array_equal(back.faces, faces)
+    assert np.array_equal(back.uv_faces, uv_faces)
+    assert back.texture is not None and back.texture.name == "q.png"
+    assert (tmp_path / "q.mtl").is_file()
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, sphere, monkeypatch):
+    import topos_cli.io.mesh as mesh_io
+
+    def boom(_mesh):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mesh_io, "format_ply", boom)
+    with pytest.raises(RuntimeError):
+        save_mesh(tmp_path / "out.ply", sphere)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"),
+    ("v 0 0 nan\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "NaN"),
+    ("v 0 0 0\nv 1 0 0\nf 1 2 9\n", "outside"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\n", "no faces"),
+    ("# nothing\n", "no vertices"),
+])
+def test_bad_obj_gives_one_line_mesh_error(tmp_path, content, message):
+    path = tmp_path / "bad.obj"
+    path.write_text(content)
+    with pytest.raises(MeshError, match=message) as info:
+        load_mesh(path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_unsupported_and_corrupt_files(tmp_path):
+    with pytest.raises(MeshError, match="no such file"):
+        load_mesh(tmp_path / "nope.obj")
+    (tmp_path / "x.xyz").write_text("1 2 3")
+    with pytest.raises(MeshError, match="unsupported"):
+        load_mesh(tmp_path / "x.xyz")
+    (tmp_path / "c.ply").write_text("garbage")
+    with pytest.raises(MeshError, match="cannot read PLY"):
+        load_mesh(tmp_path / "c.ply")
+
+
+def test_stl_is_welded(tmp_path):
+    m = trimesh.creation.icosphere(1)
+    m.export(tmp_path / "s.stl")
+    back = load_mesh(tmp_path / "s.stl")
+    assert len(back.verts) == len(m.vertices)
+
+
+def test_template_topology_check(tiny_template):
+    good = MeshData.from_template(tiny_template)
+    check_template_topology(good, tiny_template)
+    with pytest.raises(TemplateMismatch, match="vertices"):
+        check_template_topology(MeshData(good.verts[:-1], good.faces[:10]), tiny_template)
+    flipped = good.faces.copy()
+    flipped[0] = flipped[0, ::-1]
+    with pytest.raises(TemplateMismatch, match="connectivity"):
+        check_template_topology(MeshData(good.verts, flipped), tiny_template)

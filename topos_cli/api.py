@@ -224,3 +224,41 @@ def _augment_bases(input: str | Path | None, tpl: Template) -> list[dict]:
             raise UsageError(f"input record {i + 1} has no 'mesh' field")
         rec.setdefault("id", Path(rec["mesh"]).stem)
     return records
+
+
+# ----------------------------------------------------------------------------------------------- run
+def run_recipe(recipe: str | Path, overrides: dict[str, str] | None = None, dry_run: bool = False) -> list[str]:
+    """Run a recipe's steps through the CLI in this process (`topos run`); returns the shell lines.
+
+    With `dry_run`, nothing runs and the equivalent `topos ...` lines are returned. Otherwise the resolved
+    recipe is saved as `<vars.run>/recipe.resolved.yaml` (when the recipe has a `run` var) and each step runs
+    in order; a failing step stops the recipe with its exit code.
+    """
+    from topos_cli.io.fs import write_text
+    from topos_cli.io.recipe import dump_resolved, load_recipe, shell_line, step_argv
+
+    resolved = load_recipe(recipe, overrides)
+    steps = [step_argv(cmd, opts) for step in resolved["steps"] for cmd, opts in step.items()]
+    lines = [shell_line(argv) for argv in steps]
+    if dry_run:
+        return lines
+    if "run" in resolved["vars"]:
+        write_text(Path(resolved["vars"]["run"]) / "recipe.resolved.yaml", dump_resolved(resolved))
+    from topos_cli.cli.main import app
+    from topos_cli.utils.log import console
+
+    for i, (argv, line) in enumerate(zip(steps, lines, strict=True), 1):
+        console.print(f"[bold]step {i}/{len(steps)}[/] {line}", highlight=False)
+        try:
+            code = app(argv, standalone_mode=False)  # click returns the exit code instead of exiting
+        except Exception as exc:
+            import click
+
+            if not isinstance(exc, click.ClickException):
+                raise
+            raise UsageError(f"step {i} ({argv[0]}): {exc.format_message()}") from None
+        if code:
+            err = ToposError(f"step {i} ({' '.join(argv[:1])}) failed with exit code {code}")
+            err.exit_code = int(code)
+            raise err
+    return lines

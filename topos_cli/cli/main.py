@@ -8,6 +8,7 @@ import typer
 
 from topos_cli import __version__
 from topos_cli.cli import augment as augment_cmd
+from topos_cli.cli import run as run_cmd
 from topos_cli.cli import template as template_cmd
 from topos_cli.cli.common import EXIT_CODES
 
@@ -39,6 +40,7 @@ def root(
 
 app.add_typer(template_cmd.app, name="template")
 app.command("augment", epilog=augment_cmd.EPILOG, no_args_is_help=True)(augment_cmd.augment)
+app.command("run", epilog=run_cmd.EPILOG, no_args_is_help=True)(run_cmd.run)
 
 
 def main() -> None:

@@ -180,9 +180,11 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
 
 
 def template_summary(t: Template) -> dict:
-    from topos_cli.geometry.mesh_ops import mesh_quality  # numpy only
+    from topos_cli.geometry.mesh_ops import mesh_quality, uv_quality  # numpy only
 
     quality = mesh_quality(t.verts, t.faces)
+    if t.uv is not None and t.uv_faces is not None:
+        quality.update(uv_quality(t.uv, t.uv_faces))
     return {
         "name": t.name,
         "root": str(t.root) if t.root else None,
@@ -199,6 +201,8 @@ def template_summary(t: Template) -> dict:
         "landmarks": int(len(t.landmarks)),
         "symmetry": t.symmetry is not None,
         "bases": {k: list(v.shape) for k, v in t.bases.items() if v.ndim == 3},
+        "augment_regions": {k: [v.get("lower", 0.0), v.get("upper", 1.0)]
+                             for k, v in t.meta.get("augment", {}).get("regions", {}).items()},
         **quality,
     }
 

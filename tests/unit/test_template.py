@@ -61,3 +61,12 @@ def test_out_of_range_region_is_rejected(tmp_path, tiny_template_dir):
     (dst / "template.json").write_text(json.dumps(meta))
     with pytest.raises(UsageError, match="out of range"):
         load_template(dst)
+
+
+def test_uv_quality_counts_flips_and_charts():
+    from topos_cli.geometry.mesh_ops import uv_quality
+
+    uv = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0.2, 0.2], [0.4, 0.2], [0.2, 0.4]], float)
+    faces = np.array([[0, 1, 2], [1, 3, 2], [4, 6, 5]])  # last one is clockwise: flipped, own chart
+    q = uv_quality(uv, faces)
+    assert q["uv_flipped"] == 1 and q["uv_charts"] == 2 and q["uv_in_unit_square"]

@@ -131,3 +131,21 @@ def farthest_point_sampling(points: np.ndarray, count: int, start: int = 0) -> n
         dist = np.minimum(dist, ((points - points[idx]) ** 2).sum(1))
         idx = int(dist.argmax())
     return chosen
+
+
+def uv_quality(uv: np.ndarray, uv_faces: np.ndarray) -> dict:
+    """UV layout checks: flipped (negative signed area) and zero-area triangles, chart count, bounds.
+
+    Orientation is judged against the majority sign, so a layout mirrored as a whole is not "flipped".
+    """
+    tri = np.asarray(uv, dtype=np.float64)[uv_faces]
+    signed = 0.5 * ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
+                    - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1]))
+    sign = 1.0 if (signed > 0).sum() >= (signed < 0).sum() else -1.0
+    labels = connected_components(len(uv), uv_faces)
+    return {
+        "uv_flipped": int((signed * sign < 0).sum()),
+        "uv_zero_area": int((signed == 0).sum()),
+        "uv_charts": int(len(np.unique(labels[np.unique(uv_faces)]))),
+        "uv_in_unit_square": bool(tri.min() >= 0.0 and tri.max() <= 1.0),
+    }

@@ -180,7 +180,7 @@ def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), fov: float = 20.0, 
     if dist < 1e-9:
         raise UsageError("camera eye and target coincide; move the eye away from the target")
     z = forward / dist
-    x = np.cross(z, -up)  # OpenCV: y down, so right = forward x down
+    x = np.cross(z, up)  # right = forward x up; then y = forward x right points down (OpenCV)
     if np.linalg.norm(x) < 1e-9:
         x = np.cross(z, np.array([0.0, 0.0, -1.0]) if abs(z[1]) > 0.9 else -up)
     x /= np.linalg.norm(x)

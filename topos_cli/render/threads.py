@@ -2,8 +2,9 @@
 
 Oversubscribing cores (two processes each running one thread per core) makes OpenMP/llvmpipe workers spin and
 wait on each other, and throughput collapses rather than halving. So topos asks for the cores this process
-may use (`sched_getaffinity`) minus those other processes keep busy (1-minute load average), never fewer
-than one. `TOPOS_NUM_THREADS` overrides the policy; `LP_NUM_THREADS` set by the user wins for llvmpipe.
+may use (`sched_getaffinity`) minus those other processes keep busy (1-minute load average, rounded
+up), never fewer than one. Measured here: an elementwise op on 240k floats took 0.3 ms on 1 thread and
+10-30 ms on 2 threads while other jobs shared the 2 cores. `TOPOS_NUM_THREADS` overrides the policy; `LP_NUM_THREADS` set by the user wins for llvmpipe.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def render_threads() -> int:
         busy = os.getloadavg()[0]
     except OSError:
         busy = 0.0
-    return max(1, min(cores, int(round(cores - max(busy - 1.0, 0.0)))))
+    others = max(busy - 1.0, 0.0)  # the load average counts this process too
+    return max(1, min(cores, int(cores - others)))
 
 
 def apply_torch_threads() -> int:

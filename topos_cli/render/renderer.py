@@ -1,0 +1,298 @@
+"""The renderer: a G-buffer from either backend, shading, and the output passes.
+
+    r = Renderer("gl")                                   # or "torch" (differentiable, CPU/CUDA)
+    images = r.render(RenderMesh(verts, faces, uv=uv, uv_faces=uvf), camera, Material(albedo_map=img),
+                      preset_rig("studio"), passes=("color", "normal", "depth", "mask"))
+
+Both backends produce the same G-buffer (`raster_gl.GBuffer` keys) and share the torch shading code, so a
+picture differs between them only by rasterization round-off. Output passes are numpy arrays, row 0 at the
+top: color/albedo (H, W, 4) float RGBA in sRGB [0, 1] (alpha = coverage), normal (H, W, 3) in [-1, 1],
+depth (H, W) camera z in cm (0 = background), mask (H, W) bool, uv (H, W, 2), face_id (H, W) int64 (-1),
+region (H, W) int64 label index (-1), and visibility: (V,) bool per mesh vertex.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from topos_cli.errors import UsageError
+from topos_cli.render.camera import Camera
+from topos_cli.render.lights import LightRig, preset_rig
+
+PASSES = ("color", "albedo", "normal", "depth", "mask", "uv", "face_id", "region", "visibility")
+CLAY = (0.62, 0.52, 0.46)  # linear base colour of untextured heads (a neutral clay)
+
+
+@dataclass
+class RenderMesh:
+    """What the renderer needs from a mesh (arrays; no file handling here).
+
+    Attributes:
+        verts: (V, 3) float world positions (cm); a torch tensor with grad for the torch backend is fine.
+        faces: (F, 3) int64 triangles.
+        normals: (V, 3) vertex normals or None (computed, area-weighted).
+        uv, uv_faces: (T, 2) texture coordinates and (F, 3) corner indices, or None.
+        colors: (V, 3) linear per-vertex albedo, or None.
+        face_labels: (F,) int64 region label per triangle (-1 none), for the region pass.
+    """
+
+    verts: object
+    faces: np.ndarray
+    normals: np.ndarray | None = None
+    uv: np.ndarray | None = None
+    uv_faces: np.ndarray | None = None
+    colors: np.ndarray | None = None
+    face_labels: np.ndarray | None = None
+
+
+@dataclass
+class Material:
+    """Relightable material: sRGB albedo map (row 0 = v 1), linear material map (roughness, specular scale)."""
+
+    albedo_map: np.ndarray | None = None
+    material_map: np.ndarray | None = None
+    color: tuple = (1.0, 1.0, 1.0)
+    roughness: float = 0.55
+    specular: float = 1.0
+
+
+def vertex_normals_torch(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals (V, 3), differentiable."""
+    tri = verts[faces]  # (F, 3, 3)
+    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    vn = torch.zeros_like(verts).index_add(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
+    return vn / vn.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+class Renderer:
+    """Renders `RenderMesh`es with the GL (fast) or torch (differentiable) rasterizer."""
+
+    def __init__(self, backend: str = "gl", device: str = "cpu"):
+        if backend not in ("gl", "torch"):
+            raise UsageError(f"unknown backend {backend!r}; use gl or torch")
+        self.backend, self.device = backend, torch.device(device)
+        if self.device.type == "cpu":
+            from topos_cli.render.threads import apply_torch_threads
+
+            apply_torch_threads()
+        self._gl = None
+        if backend == "gl":
+            from topos_cli.render.raster_gl import GLRasterizer
+
+            self._gl = GLRasterizer()
+
+    # ------------------------------------------------------------------ G-buffer
+    def gbuffer(self, mesh: RenderMesh, camera: Camera, material: Material | None = None,
+                passes=None) -> dict:
+        """Packed G-buffer: {"shape": (H, W), "pix": (N,) flat covered pixels, "face_id": (H, W), and
+        (N, C) torch tensors position, normal, uv, albedo (linear), roughness, specular, depth}."""
+        material = material or Material()
+        if self.backend == "gl":
+            return self._gbuffer_gl(mesh, camera, material, passes)
+        return self._gbuffer_torch(mesh, camera, material)
+
+    def _gbuffer_gl(self, mesh, camera, material, passes):
+        colors = _albedo_colors(mesh, material)
+        gb = self._gl.rasterize(_numpy(mesh.verts), mesh.faces, camera, normals=mesh.normals, uv=mesh.uv,
+                                uv_faces=mesh.uv_faces, colors=colors, albedo_map=material.albedo_map,
+                                material_map=material.material_map, roughness=material.roughness,
+                                specular=material.specular, passes=passes, packed=True)
+        h, w = gb["shape"]
+        out = {"shape": (h, w), "pix": torch.from_numpy(gb["pix"]), "face_id": None}
+        if "face_id" in gb:
+            fid = np.full(h * w, -1, np.int64)
+            fid[gb["pix"]] = gb["face_id"]
+            out["face_id"] = torch.from_numpy(fid.reshape(h, w))
+        for key in ("position", "normal", "uv", "albedo", "roughness", "specular", "depth"):
+            if key in gb:
+                out[key] = torch.from_numpy(gb[key])
+        return out
+
+    def _gbuffer_torch(self, mesh, camera, material):
+        from topos_cli.render import raster_torch as rt
+
+        dev = self.device
+        verts = torch.as_tensor(mesh.verts, dtype=torch.float32, device=dev)
+        faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.long, device=dev)
+        clip = rt.to_clip(verts, camera.clip_matrix().astype(np.float32))  # (1, V, 4)
+        frags = rt.rasterize(clip, faces, camera.height, camera.width, camera.near, camera.far)
+        bary = rt.barycentrics(clip, faces, frags)  # (N, 3)
+        normals = vertex_normals_torch(verts, faces) if mesh.normals is None else \
+            torch.as_tensor(mesh.normals, dtype=torch.float32, device=dev)
+        out = {"shape": (camera.height, camera.width), "pix": frags.pix, "face_id": frags.face_id[0],
+               "position": rt.interpolate(verts, faces, frags, bary),
+               "normal": torch.nn.functional.normalize(rt.interpolate(normals, faces, frags, bary), dim=-1),
+               "depth": rt.interpolate(clip[0, :, 3:4], faces, frags, bary)[:, 0]}
+        colors = torch.as_tensor(_albedo_colors(mesh, material), dtype=torch.float32, device=dev)
+        albedo = rt.interpolate(colors, faces, frags, bary)
+        rough = torch.full_like(out["depth"], material.roughness)
+        spec = torch.full_like(out["depth"], material.specular)
+        if mesh.uv is not None:
+            uv = torch.as_tensor(mesh.uv, dtype=torch.float32, device=dev)
+            uvf = torch.as_tensor(np.asarray(mesh.uv_faces if mesh.uv_faces is not None else mesh.faces),
+                                  dtype=torch.long, device=dev)
+            out["uv"] = rt.interpolate(uv, uvf, frags, bary)
+            uv_da = rt.uv_derivatives(clip, faces, uv, uvf, frags)
+            if material.albedo_map is not None:
+                albedo = albedo * rt.texture(_texture_tensor(material.albedo_map, dev, srgb=True), out["uv"], uv_da)
+            if material.material_map is not None:
+                mat = rt.texture(_texture_tensor(material.material_map, dev, srgb=False), out["uv"], uv_da)
+                rough, spec = rough * mat[:, 0], spec * mat[:, 1]
+        else:
+            out["uv"] = torch.zeros(len(frags.pix), 2, device=dev)
+        out.update(albedo=albedo, roughness=rough, specular=spec)
+        return out
+
+    # ------------------------------------------------------------------ passes
+    def render(self, mesh: RenderMesh, camera: Camera, material: Material | None = None,
+               rig: LightRig | None = None, shading: str = "ggx", passes=("color",), ssaa: int = 1,
+               normal_space: str = "world") -> dict:
+        """Render the requested passes (see module docstring); `ssaa` (odd) supersamples color/albedo/alpha."""
+        unknown = set(passes) - set(PASSES)
+        if unknown:
+            raise UsageError(f"unknown pass(es) {sorted(unknown)}; choose from {', '.join(PASSES)}")
+        if ssaa < 1 or ssaa % 2 == 0:
+            raise UsageError(f"--ssaa must be an odd number >= 1 (1, 3, 5), got {ssaa}")
+        rig = rig if rig is not None else preset_rig("studio")
+        big = camera.resized(camera.width * ssaa, camera.height * ssaa) if ssaa > 1 else camera
+        gl_passes = _gl_passes(passes)
+        gb = self.gbuffer(mesh, big, material, gl_passes)
+        h, w = gb["shape"]
+        out = {}
+        shaded = {}
+        if "color" in passes:
+            from topos_cli.render.shading import shade
+
+            shaded["color"] = shade(gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"],
+                                    big.center, rig, shading)
+        if "albedo" in passes:
+            shaded["albedo"] = gb["albedo"]
+        from topos_cli.render.shading import linear_to_srgb
+
+        for name, lin in shaded.items():
+            img = _scatter(linear_to_srgb(lin), gb["pix"], h, w)  # (H, W, 3)
+            alpha = _scatter(torch.ones_like(lin[:, :1]), gb["pix"], h, w)
+            rgba = torch.cat([img, alpha], -1)
+            if ssaa > 1:  # average premultiplied colour, then un-premultiply
+                rgba = torch.nn.functional.avg_pool2d(rgba.permute(2, 0, 1)[None], ssaa)[0].permute(1, 2, 0)
+                rgba = torch.cat([rgba[..., :3] / rgba[..., 3:].clamp(min=1e-6), rgba[..., 3:]], -1)
+            out[name] = rgba.detach().cpu().numpy()
+        centre = (slice(ssaa // 2, None, ssaa), slice(ssaa // 2, None, ssaa))
+        mask = np.zeros(h * w, bool)
+        mask[gb["pix"].cpu().numpy()] = True
+        mask = mask.reshape(h, w)[centre]
+        sub = _Sub(gb, h, w, centre)
+        if "mask" in passes:
+            out["mask"] = mask
+        if "depth" in passes or "visibility" in passes:
+            depth = sub("depth")[..., 0]
+        if "depth" in passes:
+            out["depth"] = depth
+        if "normal" in passes:
+            n = sub("normal")
+            if normal_space == "camera":
+                n = n @ np.asarray(camera.R, np.float32).T
+            out["normal"] = n
+        if "uv" in passes:
+            out["uv"] = sub("uv")
+        if {"face_id", "region"} & set(passes):
+            fid = gb["face_id"].cpu().numpy()[centre]
+            if "face_id" in passes:
+                out["face_id"] = fid
+            if "region" in passes:
+                labels = mesh.face_labels if mesh.face_labels is not None else np.zeros(len(mesh.faces), np.int64)
+                out["region"] = np.where(fid >= 0, np.asarray(labels)[np.maximum(fid, 0)], -1)
+        if "visibility" in passes:
+            out["visibility"] = vertex_visibility(_numpy(mesh.verts), camera, depth, mask)
+        return out
+
+
+class _Sub:
+    """Scatter a packed G-buffer entry to a numpy image, subsampled at native pixel centres."""
+
+    def __init__(self, gb, h, w, centre):
+        self.gb, self.h, self.w, self.centre = gb, h, w, centre
+
+    def __call__(self, key):
+        val = self.gb[key].detach()
+        val = val[:, None] if val.dim() == 1 else val
+        return _scatter(val, self.gb["pix"], self.h, self.w).cpu().numpy()[self.centre]
+
+
+def _scatter(packed: torch.Tensor, pix: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    out = packed.new_zeros(h * w, packed.shape[1])
+    return out.index_put((pix.to(packed.device),), packed).view(h, w, packed.shape[1])
+
+
+def _gl_passes(passes) -> list[str]:
+    need = {"mask"}
+    for p in passes:
+        need |= {"color": {"position", "normal", "albedo", "roughness", "specular"}, "albedo": {"albedo"},
+                 "normal": {"normal"}, "depth": {"depth"}, "uv": {"uv"}, "face_id": {"face_id"},
+                 "region": {"face_id"}, "visibility": {"depth"}, "mask": set()}[p]
+    return sorted(need)
+
+
+def _numpy(verts) -> np.ndarray:
+    return verts.detach().cpu().numpy() if isinstance(verts, torch.Tensor) else np.asarray(verts)
+
+
+def _albedo_colors(mesh: RenderMesh, material: Material) -> np.ndarray:
+    """(V, 3) linear per-vertex albedo factor: vertex colours or the clay base, times material.color."""
+    n = len(mesh.verts)
+    if mesh.colors is not None:
+        base = np.asarray(mesh.colors, np.float32)[:, :3]
+    elif material.albedo_map is not None:
+        base = np.ones((n, 3), np.float32)
+    else:
+        base = np.tile(np.asarray(CLAY, np.float32), (n, 1))
+    return base * np.asarray(material.color, np.float32)
+
+
+_TEX_CACHE: dict = {}
+
+
+def _texture_tensor(image: np.ndarray, device, srgb: bool) -> torch.Tensor:
+    """(1, C, H, W) float texture in linear values (sRGB decoded), cached by array identity."""
+    key = (id(image), srgb, str(device))
+    hit = _TEX_CACHE.get(key)
+    if hit is not None and hit[0] is image:
+        return hit[1]
+    from topos_cli.render.shading import srgb_to_linear
+
+    img = np.asarray(image)
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    img = img[..., None] if img.ndim == 2 else img
+    tex = torch.from_numpy(np.ascontiguousarray(img[..., :3 if srgb else img.shape[2]])).permute(2, 0, 1)[None]
+    if srgb:
+        # GL rounds sRGB texels through 8 bits before decoding; so do we (same values to < 1e-6)
+        tex = srgb_to_linear(tex)
+    tex = tex.to(device)
+    if len(_TEX_CACHE) > 8:
+        _TEX_CACHE.clear()
+    _TEX_CACHE[key] = (image, tex)
+    return tex
+
+
+def vertex_visibility(verts: np.ndarray, camera: Camera, depth: np.ndarray, mask: np.ndarray,
+                      tolerance: float = 2.0) -> np.ndarray:
+    """(V,) bool: vertex lies in the image, in front of the camera and on the visible surface.
+
+    A vertex is visible when the depth pass at its pixel is within `tolerance` pixel footprints (plus 0.1%)
+    of the vertex's own camera z, so occluded vertices (behind the nose, the far side) are not.
+    """
+    pix, z = camera.project(verts)
+    col, row = np.floor(pix[:, 0]).astype(np.int64), np.floor(pix[:, 1]).astype(np.int64)
+    inside = (z > camera.near) & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
+    vis = np.zeros(len(verts), bool)
+    idx = np.flatnonzero(inside)
+    c, r = col[idx], row[idx]
+    d = depth[r, c]
+    covered = mask[r, c]
+    footprint = z[idx] / camera.fx
+    tol = tolerance * footprint * 4 + 1e-3 * z[idx]
+    vis[idx] = covered & (d > 0) & (z[idx] <= d + tol)
+    return vis

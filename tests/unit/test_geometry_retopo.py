@@ -1,0 +1,109 @@
+"""geometry/retopo.py: similarity fit, orientation search, bases fit and the non-rigid refinement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from topos_cli.geometry import retopo as rt
+
+
+def _head_like(subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """An asymmetric 'head': ellipsoid, taller than wide, with a nose bump on +Z and a chin on -Y."""
+    sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=1.0)
+    verts = np.asarray(sphere.vertices) * np.array([8.0, 11.0, 9.0])
+    unit = np.asarray(sphere.vertices)
+    nose = np.exp(-((unit - np.array([0, 0, 1.0])) ** 2).sum(1) / 0.05)
+    chin = np.exp(-((unit - np.array([0, -0.8, 0.6])) ** 2).sum(1) / 0.08)
+    verts = verts + unit * (3.0 * nose + 1.5 * chin)[:, None]
+    return verts, np.asarray(sphere.faces, dtype=np.int64)
+
+
+def test_umeyama_recovers_a_similarity(generator):
+    src = generator.normal(size=(50, 3))
+    rot = Rotation.random(random_state=3).as_matrix()
+    dst = 2.5 * src @ rot.T + np.array([1.0, -2.0, 3.0])
+    sim = rt.umeyama(src, dst)
+    assert sim.scale == pytest.approx(2.5, rel=1e-9)
+    np.testing.assert_allclose(sim.rotation, rot, atol=1e-9)
+    np.testing.assert_allclose(sim.apply(src), dst, atol=1e-9)
+    np.testing.assert_allclose(sim.inverse().apply(dst), src, atol=1e-9)
+    np.testing.assert_allclose(sim.matrix()[:3, :3], 2.5 * rot, atol=1e-9)
+
+
+def test_cube_rotations_are_24_distinct_proper_rotations():
+    rots = rt._cube_rotations()
+    assert len(rots) == 24
+    assert all(np.isclose(np.linalg.det(r), 1.0) for r in rots)
+    assert len({tuple(r.astype(int).ravel()) for r in rots}) == 24
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prealign_finds_pose_and_units_of_a_remeshed_scan(seed):
+    verts, faces = _head_like(3)
+    scan_v, scan_f = _head_like(4)  # another tessellation of the same shape: no shared vertices
+    rot = Rotation.random(random_state=seed).as_matrix()
+    scan_v = 10.0 * scan_v @ rot.T + np.array([100.0, -40.0, 7.0])  # millimetres, arbitrary pose
+    cloud = rt.sample_scan(scan_v, scan_f, 6000, np.random.default_rng(seed))
+    sim, info = rt.prealign(cloud, verts, faces)
+    assert sim.scale == pytest.approx(0.1, rel=0.03)
+    angle = np.degrees(np.arccos(np.clip((np.trace(sim.rotation @ rot) - 1) / 2, -1, 1)))
+    assert angle < 4.0, info
+    assert np.abs(sim.apply(scan_v) - _head_like(4)[0]).max() < 1.5
+
+
+def test_prealign_honours_up_front_overrides():
+    verts, faces = _head_like(3)
+    # scan with up = +Z and front = -X: rotate the template frame accordingly
+    frame = np.stack([[0, -1, 0], [0, 0, 1], [-1, 0, 0]]).astype(float)  # rows: where +X, +Y, +Z go
+    scan_v = verts @ frame
+    cloud = rt.sample_scan(scan_v, faces, 4000, np.random.default_rng(0))
+    sim, info = rt.prealign(cloud, verts, faces, up=[0, 0, 1], front=[-1, 0, 0])
+    assert info["method"] == "up-front"
+    assert np.abs(sim.apply(scan_v) - verts).max() < 0.5
+
+
+def test_fit_bases_recovers_coefficients(tiny_template):
+    tmpl = tiny_template
+    bases = np.concatenate([tmpl.basis("identity"), tmpl.basis("expression")])
+    truth_c = np.linspace(-1.0, 1.0, len(bases))
+    truth = tmpl.verts + np.tensordot(truth_c, bases, 1)
+    cloud = rt.sample_scan(truth, tmpl.faces, 20000, np.random.default_rng(0))
+    verts, coeffs, corr = rt.fit_bases(cloud, tmpl.verts.astype(float), tmpl.faces, bases, np.ones(len(bases)),
+                                       prior_weight=1e-3, iters=15, update_similarity=False)
+    # a sphere has no preferred rotation, so the similarity is held fixed here (the ICT benchmark tests it)
+    assert np.allclose(corr.matrix(), np.eye(4))
+    np.testing.assert_allclose(coeffs, truth_c, atol=0.1)
+    err = np.linalg.norm(verts - truth, axis=1)
+    assert err.mean() < 0.05  # cm, on a 20 cm sphere
+    start = np.linalg.norm(tmpl.verts - truth, axis=1).mean()
+    assert err.mean() < 0.1 * start
+
+
+def test_refine_pulls_onto_the_scan_and_follows_the_prior_in_holes(tiny_template):
+    tmpl = tiny_template
+    verts = tmpl.verts.astype(float)
+    unit = verts / np.linalg.norm(verts, axis=1, keepdims=True)
+    bump = np.exp(-((unit - np.array([0, 0, 1.0])) ** 2).sum(1) / 0.3)
+    scan_v = verts + unit * (1.0 * bump)[:, None]
+    sub = trimesh.Trimesh(scan_v, tmpl.faces, process=False).subdivide()  # denser, other vertices
+    keep = sub.vertices[sub.faces].mean(1)[:, 1] > -4.0  # a hole: the bottom of the sphere is missing
+    cloud = rt.sample_scan(np.asarray(sub.vertices), np.asarray(sub.faces)[keep], 30000, np.random.default_rng(1))
+    out = rt.refine(cloud, verts, tmpl.faces, gate=2.0)
+    seen = verts[:, 1] > -3.0
+    before = np.linalg.norm(verts - scan_v, axis=1)[seen].mean()
+    after = np.linalg.norm(out - scan_v, axis=1)[seen].mean()
+    assert after < 0.25 * before
+    assert np.isfinite(out).all()
+    hole = verts[:, 1] < -9.0  # far from data: stays near the prior (no collapse)
+    assert np.linalg.norm(out - verts, axis=1)[hole].max() < 0.5
+
+
+def test_stiffness_weights_boost_loops_and_rings(tiny_template):
+    k = rt.stiffness_weights(tiny_template.num_verts, tiny_template.faces, [np.array([0])], rings=1, boost=5.0)
+    assert k[0] == 5.0
+    nbrs = np.unique(tiny_template.edges[(tiny_template.edges == 0).any(1)])
+    assert np.all(k[nbrs] == 5.0)
+    assert (k == 1.0).sum() == tiny_template.num_verts - len(nbrs)

@@ -1,0 +1,453 @@
+"""Non-rigid template fitting: scan -> template-ordered vertices (pure numpy/scipy).
+
+Three stages, each usable alone (the pipeline in `pipelines/retopo.py` chains them):
+
+1. `prealign`: a similarity transform (scale, rotation, translation) that brings the scan into the template
+   frame. Scale starts from the ratio of RMS radii (so mm, cm, m and inches all work), orientation from the
+   24 axis permutations/sign flips that map the scan's principal axes onto the template's, each refined by
+   trimmed similarity ICP (template -> scan, normal-compatible matches) and scored by the trimmed
+   template-to-scan distance. `up`/`front` (unit vectors in scan coordinates) skip the orientation search.
+2. `fit_bases`: alternating least squares over the template's linear shape bases (identity + expression)
+   and the similarity, with point-to-plane, distance-gated, normal-compatible correspondences in both
+   directions and a Gaussian (ridge) prior on the coefficients. Tangential sliding cannot happen here: the
+   bases carry the semantic correspondence.
+3. `refine`: displacement field on top of the prior, min  sum_i w_i |x_i + d_i - c_i|^2 + alpha |L d|^2 * k_i,
+   where c_i is the foot of x_i on the scan's tangent plane (normal-only pull, so vertices do not slide),
+   L the uniform Laplacian (bi-Laplacian energy: where the scan has holes the displacement is smoothly
+   interpolated and the shape follows the prior), k_i a per-vertex stiffness (eye/mouth boundary loops and
+   landmarks' neighbourhoods stiffer). A decreasing alpha schedule as in optimal-step NICP.
+
+All arrays are float64 internally; inputs and outputs are (N, 3) arrays in the stated frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import linalg as splinalg
+from scipy.spatial import cKDTree
+
+from topos_cli.geometry.mesh_ops import face_normals, uniform_laplacian, vertex_normals
+
+
+@dataclass
+class Similarity:
+    """x_template = scale * R @ x_scan + t."""
+
+    scale: float = 1.0
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * points @ self.rotation.T + self.translation
+
+    def inverse(self) -> Similarity:
+        rot = self.rotation.T
+        return Similarity(1.0 / self.scale, rot, -(rot @ self.translation) / self.scale)
+
+    def compose(self, inner: Similarity) -> Similarity:
+        """self after inner."""
+        return Similarity(self.scale * inner.scale, self.rotation @ inner.rotation,
+                          self.scale * self.rotation @ inner.translation + self.translation)
+
+    def matrix(self) -> np.ndarray:
+        mat = np.eye(4)
+        mat[:3, :3] = self.scale * self.rotation
+        mat[:3, 3] = self.translation
+        return mat
+
+    def to_dict(self) -> dict:
+        return {"scale": float(self.scale), "rotation": self.rotation.tolist(),
+                "translation": self.translation.tolist(), "matrix": self.matrix().tolist()}
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
+            with_scale: bool = True) -> Similarity:
+    """Weighted least-squares similarity with dst ~ s R src + t (Umeyama 1991).
+
+    Args:
+        src, dst: (N, 3) corresponding points.
+        weights: (N,) non-negative weights or None.
+        with_scale: estimate the scale (else 1).
+    """
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
+    w = w / max(w.sum(), 1e-12)
+    mu_s, mu_d = w @ src, w @ dst
+    xs, xd = src - mu_s, dst - mu_d
+    cov = (xd * w[:, None]).T @ xs
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[2, 2] = -1
+    rot = u @ sign @ vt
+    var_s = (w * (xs ** 2).sum(1)).sum()
+    scale = float(np.trace(np.diag(sig) @ sign) / var_s) if with_scale and var_s > 0 else 1.0
+    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
+
+
+def _principal_axes(points: np.ndarray) -> np.ndarray:
+    """(3, 3) rows = principal axes, largest variance first, right-handed."""
+    centred = points - points.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    if np.linalg.det(vt) < 0:
+        vt[2] *= -1
+    return vt
+
+
+def _cube_rotations() -> list[np.ndarray]:
+    """The 24 proper rotations that permute and flip coordinate axes."""
+    rots = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product([1, -1], repeat=3):
+            mat = np.zeros((3, 3))
+            mat[range(3), perm] = signs
+            if np.linalg.det(mat) > 0:
+                rots.append(mat)
+    return rots
+
+
+def _frame_from_up_front(up: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """Rotation taking scan vectors `up`->+Y and `front`->+Z (front orthogonalised against up)."""
+    up = np.asarray(up, float) / np.linalg.norm(up)
+    front = np.asarray(front, float) - up * float(np.dot(front, up))
+    if np.linalg.norm(front) < 1e-8:
+        raise ValueError("up and front directions are parallel")
+    front /= np.linalg.norm(front)
+    right = np.cross(up, front)
+    return np.stack([right, up, front])  # rows: scan directions mapped to +X, +Y, +Z
+
+
+@dataclass
+class ScanCloud:
+    """Points with unit normals sampled from a scan, plus a KD-tree (all in one frame)."""
+
+    points: np.ndarray
+    normals: np.ndarray
+
+    def __post_init__(self):
+        self.tree = cKDTree(self.points)
+
+    def transformed(self, sim: Similarity) -> ScanCloud:
+        return ScanCloud(sim.apply(self.points), self.normals @ sim.rotation.T)
+
+
+def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sim: Similarity,
+                    iters: int, trim: float) -> tuple[Similarity, float]:
+    """Trimmed template->scan similarity ICP; returns the refined scan->template sim and its score."""
+    inv = sim.inverse()
+    score = np.inf
+    for _ in range(iters):
+        query = inv.apply(tmpl_pts)  # template points in scan frame
+        dist, idx = cloud.tree.query(query)
+        compat = (cloud.normals[idx] @ inv.rotation.T * tmpl_nrm).sum(1)
+        # scan normals may be flipped as a whole: accept either global sign, decided by the majority
+        compat = compat * (1.0 if np.median(compat) >= 0 else -1.0)
+        keep = compat > 0.3
+        if keep.sum() < 10:
+            keep[:] = True
+        cut = np.quantile(dist[keep], trim)
+        keep &= dist <= cut
+        inv = umeyama(tmpl_pts[keep], cloud.points[idx[keep]])
+        score = float(dist[keep].mean() * inv.scale ** -1) + (1.0 - keep.mean()) * 0.0
+    sim = inv.inverse()
+    dist, idx = cloud.tree.query(inv.apply(tmpl_pts))
+    dist = dist * sim.scale  # template units
+    compat = np.abs((cloud.normals[idx] @ sim.rotation.T * tmpl_nrm).sum(1))
+    score = float(np.sort(dist + 0.5 * np.median(dist) * (1.0 - compat))[: int(trim * len(dist))].mean())
+    return sim, score
+
+
+def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
+             landmarks: tuple[np.ndarray, np.ndarray] | None = None, num_points: int = 1000,
+             trim: float = 0.6, final_trim: float = 0.9) -> tuple[Similarity, dict]:
+    """Find the similarity that maps the scan (cloud, any units/pose) into the template frame.
+
+    Args:
+        cloud: scan samples in scan coordinates.
+        tmpl_verts: (V, 3) template rest shape (cm, +Y up, +Z front).
+        tmpl_faces: (F, 3) int template triangles.
+        up, front: optional (3,) scan-space directions of the head's up and facing directions.
+        landmarks: optional (scan_points (L, 3), template vertex ids (L,)) for a direct similarity fit.
+        num_points: template points used for the ICP.
+        trim: fraction of closest matches kept in the trimmed ICP of the orientation search (robust).
+        final_trim: fraction kept in the final refinement (accurate; normal compatibility rejects the rest).
+
+    Returns:
+        (Similarity scan->template, info dict with the candidate scores).
+    """
+    full = cloud
+    if len(cloud.points) > 6000:  # the search needs coverage, not density
+        cloud = ScanCloud(cloud.points[:: len(cloud.points) // 6000 + 1], cloud.normals[:: len(cloud.points) // 6000 + 1])
+    nrm = vertex_normals(tmpl_verts, tmpl_faces)
+    sub = np.linspace(0, len(tmpl_verts) - 1, min(num_points, len(tmpl_verts))).astype(np.int64)
+    tpts, tnrm = tmpl_verts[sub].astype(float), nrm[sub].astype(float)
+    t_mean = tmpl_verts.mean(0)
+    t_rms = np.sqrt(((tmpl_verts - t_mean) ** 2).sum(1).mean())
+    s_mean = cloud.points.mean(0)
+    s_rms = np.sqrt(((cloud.points - s_mean) ** 2).sum(1).mean())
+    if landmarks is not None and len(landmarks[1]) >= 3:
+        sim0 = umeyama(landmarks[0], tmpl_verts[landmarks[1]])
+        sim, score = _icp_similarity(full, tpts, tnrm, sim0, 20, final_trim)
+        return sim, {"method": "landmarks", "score": score}
+    if up is not None or front is not None:
+        up = np.asarray(up if up is not None else [0, 1, 0], float)
+        front = np.asarray(front if front is not None else [0, 0, 1], float)
+        starts = [_frame_from_up_front(up, front)]
+    else:
+        pa_s, pa_t = _principal_axes(cloud.points), _principal_axes(tmpl_verts)
+        starts = [pa_t.T @ cube @ pa_s for cube in _cube_rotations()]
+    def start(rot, rel):
+        scale = rel * t_rms / max(s_rms, 1e-12)
+        return Similarity(scale, rot, t_mean - scale * rot @ s_mean)
+
+    results = sorted([_icp_similarity(cloud, tpts, tnrm, start(rot, 1.0), 8, trim) + (rot,) for rot in starts],
+                     key=lambda r: r[1])
+    # shoulders or hair inflate the scan's radius: the best orientations are retried with a larger head
+    refined = [_icp_similarity(cloud, tpts, tnrm, start(rot, rel), 15, trim)
+               for _, _, rot in results[:4] for rel in (1.0, 1.3)]
+    refined.sort(key=lambda r: r[1])
+    sim, score = _icp_similarity(full, tpts, tnrm, refined[0][0], 10, final_trim)
+    sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim)
+    return sim, {"method": "search" if len(starts) > 1 else "up-front", "score": score,
+                 "candidates": len(starts), "runner_up": refined[1][1] if len(refined) > 1 else None}
+
+
+def refine_similarity(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray, sim: Similarity,
+                      iters: int = 10, max_points: int = 3000) -> Similarity:
+    """Point-to-plane Gauss-Newton refinement of a scan->template similarity (converges where ICP crawls)."""
+    nrm = vertex_normals(verts, faces)
+    sub = np.linspace(0, len(verts) - 1, min(max_points, len(verts))).astype(np.int64)
+    no_bases = np.zeros((len(verts), 3, 0))
+    for _ in range(iters):
+        cur = cloud.transformed(sim)
+        dist, idx = cur.tree.query(verts[sub])
+        gate = 3.0 * np.median(dist) + 1e-9
+        ok = (dist < gate) & ((cur.normals[idx] * nrm[sub]).sum(1) > 0.5)
+        if ok.sum() < 10:
+            break
+        _, step = _solve_bases_step(no_bases, verts, sub[ok], cur.points[idx[ok]], cur.normals[idx[ok]],
+                                    np.ones(int(ok.sum())), np.ones(0), 0.0, True, None)
+        sim = step.compose(sim)
+    return sim
+
+
+def _correspondences(cloud: ScanCloud, verts: np.ndarray, nrm: np.ndarray, gate: float,
+                     normal_cos: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Template->scan matches: scan point, scan normal and weight per vertex (0 where rejected)."""
+    dist, idx = cloud.tree.query(verts, distance_upper_bound=gate)
+    ok = np.isfinite(dist)
+    idx = np.where(ok, idx, 0)
+    snrm = cloud.normals[idx]
+    ok &= (snrm * nrm).sum(1) > normal_cos
+    weight = ok * np.exp(-0.5 * (np.where(ok, dist, 0) / gate * 2.0) ** 2)
+    return cloud.points[idx], snrm, weight
+
+
+def _reverse_matches(cloud: ScanCloud, verts: np.ndarray, nrm: np.ndarray, gate: float, step: int,
+                     normal_cos: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scan->template matches (subsampled scan points): template vertex, scan point, scan normal."""
+    pts, pn = cloud.points[::step], cloud.normals[::step]
+    dist, vid = cKDTree(verts).query(pts, distance_upper_bound=gate)
+    ok = np.isfinite(dist)
+    vid = np.where(ok, vid, 0)
+    ok &= (pn * nrm[vid]).sum(1) > normal_cos
+    return vid[ok], pts[ok], pn[ok]
+
+
+def orient_normals(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray) -> ScanCloud:
+    """Flip all scan normals if most of them point against the aligned template's."""
+    nrm = vertex_normals(verts, faces)
+    _, idx = cloud.tree.query(verts)
+    if np.median((cloud.normals[idx] * nrm).sum(1)) < 0:
+        return ScanCloud(cloud.points, -cloud.normals)
+    return cloud
+
+
+def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases: np.ndarray,
+              prior_std: np.ndarray, *, iters: int = 12, gate: float = 3.0, prior_weight: float = 1.0,
+              vertex_weight: np.ndarray | None = None, landmarks: tuple[np.ndarray, np.ndarray] | None = None,
+              update_similarity: bool = True, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray, Similarity]:
+    """Least-squares fit of linear shape bases (and a similarity) to a pre-aligned scan.
+
+    Args:
+        cloud: scan samples already in the template frame.
+        base_verts: (V, 3) starting shape (template rest shape or a VAE decode).
+        faces: (F, 3) template triangles.
+        bases: (K, V, 3) vertex deltas; shape = base_verts + sum_k c_k bases[k].
+        prior_std: (K,) prior standard deviation of each coefficient (ridge prior).
+        iters: alternations (correspondences, coefficients, similarity).
+        gate: correspondence distance gate in template units (cm), shrinks to gate/3.
+        prior_weight: multiplier of the coefficient prior.
+        vertex_weight: (V,) optional per-vertex data weight (e.g. 0 on vertices that should not drive the fit).
+        landmarks: optional (points (L, 3) in the template frame, vertex ids (L,)).
+        update_similarity: re-estimate a similarity correction each iteration.
+        max_points: template vertices / scan points used per direction.
+
+    Returns:
+        (verts (V, 3), coefficients (K,), similarity correction applied to the cloud's frame).
+    """
+    num_k, num_v = bases.shape[0], base_verts.shape[0]
+    basis_vk = np.ascontiguousarray(bases.transpose(1, 2, 0), dtype=float)  # (V, 3, K)
+    coeffs = np.zeros(num_k)
+    corr = Similarity()
+    vw = np.ones(num_v) if vertex_weight is None else vertex_weight
+    subset = np.linspace(0, num_v - 1, min(num_v, max_points)).astype(np.int64)
+    verts = base_verts.astype(float)
+
+    def cur_lm(sim):
+        return sim.apply(landmarks[0])
+
+    for it in range(iters):
+        g = gate * (1.0 - 0.67 * it / max(iters - 1, 1))
+        cur = cloud.transformed(corr)
+        nrm = vertex_normals(verts, faces)
+        tgt, tnrm, w = _correspondences(cur, verts[subset], nrm[subset], g)
+        w = w * vw[subset]
+        step = max(1, len(cur.points) // max_points)
+        vid, rpts, rnrm = _reverse_matches(cur, verts, nrm, g, step)
+        ok = w > 0
+        rows_v = np.concatenate([subset[ok], vid])
+        rows_p = np.concatenate([tgt[ok], rpts])
+        rows_n = np.concatenate([tnrm[ok], rnrm])
+        rows_w = np.concatenate([w[ok], 0.5 * np.ones(len(vid))])
+        coeffs, step_sim = _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prior_std,
+                                             prior_weight, update_similarity and it < iters - 1,
+                                             None if landmarks is None else (cur_lm(corr), landmarks[1]))
+        verts = base_verts + np.einsum("vck,k->vc", basis_vk, coeffs)
+        corr = step_sim.compose(corr)
+    return verts, coeffs, corr
+
+
+def _skew(vecs: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) cross-product matrices [v]x."""
+    out = np.zeros((len(vecs), 3, 3))
+    out[:, 0, 1], out[:, 0, 2] = -vecs[:, 2], vecs[:, 1]
+    out[:, 1, 0], out[:, 1, 2] = vecs[:, 2], -vecs[:, 0]
+    out[:, 2, 0], out[:, 2, 1] = -vecs[:, 1], vecs[:, 0]
+    return out
+
+
+def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prior_std, prior_weight,
+                      with_sim: bool, landmarks) -> tuple[np.ndarray, Similarity]:
+    """One Gauss-Newton step over coefficients and (linearised) similarity of the scan points.
+
+    Residual per match: x0_v + B_v c - (1 + ds) p - w x p - t, point-to-plane (n^T) plus 0.1 x point-to-point.
+    """
+    num_k = basis_vk.shape[2]
+    b_rows = basis_vk[rows_v]  # (M, 3, K)
+    resid = rows_p - base_verts[rows_v]  # (M, 3)
+    jac_sim = np.concatenate([-rows_p[:, :, None], _skew(rows_p), -np.repeat(np.eye(3)[None], len(rows_p), 0)],
+                             2)  # (M, 3, 7): d(-p')/d(ds, w, t)
+    if not with_sim:
+        jac_sim = jac_sim[:, :, :0]
+    jac = np.concatenate([b_rows, jac_sim], 2)  # (M, 3, K+7)
+    a_pl = np.einsum("mc,mck->mk", rows_n, jac)  # (M, K+7)
+    r_pl = (resid * rows_n).sum(1)
+    ata = (a_pl * rows_w[:, None]).T @ a_pl
+    atb = a_pl.T @ (rows_w * r_pl)
+    jac_flat = jac.reshape(-1, jac.shape[2])
+    w3 = np.repeat(0.1 * rows_w, 3)
+    ata += (jac_flat * w3[:, None]).T @ jac_flat
+    atb += jac_flat.T @ (w3 * resid.reshape(-1))
+    if landmarks is not None:
+        lm_p, lm_v = landmarks
+        lj = np.concatenate([basis_vk[lm_v], np.concatenate(
+            [-lm_p[:, :, None], _skew(lm_p), -np.repeat(np.eye(3)[None], len(lm_p), 0)], 2)[:, :, :jac.shape[2] - num_k]],
+            2).reshape(-1, jac.shape[2])
+        lw = 10.0 * rows_w.sum() / max(len(rows_w), 1)
+        ata += lw * lj.T @ lj
+        atb += lw * lj.T @ (lm_p - base_verts[lm_v]).reshape(-1)
+    reg = np.zeros(jac.shape[2])
+    reg[:num_k] = prior_weight * rows_w.sum() * 1e-3 / prior_std ** 2
+    reg[num_k:] = 1e-6 * rows_w.sum()
+    sol = np.linalg.solve(ata + np.diag(reg), atb)
+    coeffs = sol[:num_k]
+    if not with_sim:
+        return coeffs, Similarity()
+    ds, omega, trans = sol[num_k], sol[num_k + 1:num_k + 4], sol[num_k + 4:]
+    angle = float(np.linalg.norm(omega))
+    rot = np.eye(3)
+    if angle > 1e-12:
+        axis = _skew((omega / angle)[None])[0]
+        rot = np.eye(3) + np.sin(angle) * axis + (1 - np.cos(angle)) * axis @ axis
+    return coeffs, Similarity(1.0 + float(ds), rot, trans)
+
+
+def stiffness_weights(num_verts: int, faces: np.ndarray, loops: list[np.ndarray], rings: int = 2,
+                      boost: float = 8.0) -> np.ndarray:
+    """(V,) stiffness multipliers: `boost` on the given boundary loops and their `rings`-ring, 1 elsewhere."""
+    k = np.ones(num_verts)
+    if not loops:
+        return k
+    adj = uniform_laplacian(num_verts, faces)
+    adj = (adj != 0).astype(float)
+    mask = np.zeros(num_verts)
+    mask[np.concatenate(loops)] = 1.0
+    for _ in range(rings):
+        mask = np.minimum(1.0, adj @ mask)
+    return k + (boost - 1.0) * mask
+
+
+def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiffness: np.ndarray | None = None,
+           alphas: tuple[float, ...] = (5.0, 1.0, 0.2), iters_per_alpha: int = 2, gate: float = 1.0,
+           landmarks: tuple[np.ndarray, np.ndarray] | None = None,
+           vertex_weight: np.ndarray | None = None) -> np.ndarray:
+    """Laplacian-regularised displacement fit of a template-topology head onto a pre-aligned scan.
+
+    Args:
+        cloud: scan samples in the template frame (normals oriented outward).
+        init_verts: (V, 3) prior head (bases fit or VAE decode), template frame.
+        faces: (F, 3) template triangles.
+        stiffness: (V,) per-vertex multiplier of the smoothness term.
+        alphas: decreasing smoothness weights (relative to the data term), one stage each.
+        iters_per_alpha: correspondence updates per stage.
+        gate: correspondence distance gate in template units (cm).
+        landmarks: optional (points (L, 3) template frame, vertex ids (L,)) as soft constraints.
+        vertex_weight: (V,) optional data weight multiplier.
+
+    Returns:
+        (V, 3) refined vertices.
+    """
+    num_v = len(init_verts)
+    x0 = init_verts.astype(float)
+    lap = uniform_laplacian(num_v, faces).astype(float)
+    deg = np.asarray(lap.diagonal()).clip(min=1)
+    lap = sparse.diags(1.0 / deg) @ lap  # normalised: (L d)_i = d_i - mean of neighbours
+    kdiag = sparse.diags(np.ones(num_v) if stiffness is None else stiffness)
+    bilap = (lap.T @ kdiag @ lap).tocsc()
+    vw = np.ones(num_v) if vertex_weight is None else vertex_weight
+    disp = np.zeros_like(x0)
+    for alpha in alphas:
+        for _ in range(iters_per_alpha):
+            verts = x0 + disp
+            nrm = vertex_normals(verts, faces)
+            tgt, tnrm, w = _correspondences(cloud, verts, nrm, gate)
+            w = w * vw
+            # foot of the vertex on the scan's tangent plane: a normal-only pull, no sliding
+            foot = verts + ((tgt - verts) * tnrm).sum(1, keepdims=True) * tnrm
+            acc_w, acc_t = w.copy(), foot * w[:, None]
+            vid, rpts, rnrm = _reverse_matches(cloud, verts, nrm, gate, max(1, len(cloud.points) // num_v))
+            rfoot = verts[vid] + ((rpts - verts[vid]) * rnrm).sum(1, keepdims=True) * rnrm
+            np.add.at(acc_w, vid, 0.5)
+            np.add.at(acc_t, vid, 0.5 * rfoot)
+            if landmarks is not None:
+                np.add.at(acc_w, landmarks[1], 5.0)
+                np.add.at(acc_t, landmarks[1], 5.0 * landmarks[0])
+            target = np.where(acc_w[:, None] > 0, acc_t / np.maximum(acc_w, 1e-12)[:, None], verts)
+            system = (sparse.diags(acc_w + 1e-6) + alpha * bilap).tocsc()
+            rhs = acc_w[:, None] * (target - x0)
+            solve = splinalg.factorized(system)
+            disp = np.stack([solve(rhs[:, c]) for c in range(3)], 1)
+    return x0 + disp
+
+
+def sample_scan(verts: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> ScanCloud:
+    """Area-weighted samples with face normals; for point clouds without faces use ScanCloud directly."""
+    from topos_cli.geometry.mesh_ops import sample_surface
+
+    pts, fidx, _ = sample_surface(verts.astype(float), faces, count, rng)
+    fn = face_normals(verts.astype(float), faces)[fidx]
+    return ScanCloud(pts, fn)

@@ -1,0 +1,45 @@
+"""Model registry: name -> (config dataclass, module class), and named size configs."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from topos_cli.models.mesh_vae import MeshVAE, MeshVAEConfig
+
+MODELS = {"mesh-vae": (MeshVAEConfig, MeshVAE)}
+
+# Named configurations (args of the config dataclass). `paper` follows TOPOS §3.1 / appendix A;
+# `small` trains on a laptop CPU and is the shipped default; `tiny` is for tests and tiny recipes.
+CONFIGS = {
+    "mesh-vae": {
+        "paper": {},
+        "small": {"depth": 3, "width": 96, "heads": 4, "head_dim": 32, "mlp_ratio": 2.0, "latent_dim": 16,
+                  "decoder_channels": [96, 64, 48, 32, 24]},
+        "tiny": {"depth": 1, "width": 32, "heads": 2, "head_dim": 16, "mlp_ratio": 2.0, "latent_dim": 8,
+                 "levels": 2, "decoder_channels": [32, 24, 16], "fourier_freqs": 3},
+    }
+}
+
+
+def make_config(name: str, args: dict | None = None, preset: str | None = None):
+    """The config dataclass of model `name`, from a named preset updated by `args` (unknown keys: ValueError)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known: {sorted(MODELS)}")
+    config_cls, _ = MODELS[name]
+    merged = dict(CONFIGS[name][preset]) if preset else {}
+    if preset and preset not in CONFIGS[name]:
+        raise ValueError(f"unknown config '{preset}' for {name}; known: {sorted(CONFIGS[name])}")
+    merged.update(args or {})
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ValueError(f"unknown {name} args {unknown}; known: {sorted(known)}")
+    if "decoder_channels" in merged:
+        merged["decoder_channels"] = tuple(merged["decoder_channels"])
+    return config_cls(**merged)
+
+
+def build(name: str, args: dict | None, template, preset: str | None = None):
+    """Instantiate model `name` for `template` from a preset and/or explicit args."""
+    _, model_cls = MODELS[name]
+    return model_cls(make_config(name, args, preset), template)

@@ -262,3 +262,120 @@ def run_recipe(recipe: str | Path, overrides: dict[str, str] | None = None, dry_
             err.exit_code = int(code)
             raise err
     return lines
+
+
+# ----------------------------------------------------------------------------------------------- render
+def render(input: str | Path | None, out: str | Path, template: str | Path | None = None, backend: str = "gl",
+           size: int = 512, passes: tuple[str, ...] | str = ("color",), lighting: str = "studio",
+           shading: str = "ggx", texture: str | Path | None = None, camera: str | Path | None = None,
+           views: int = 1, per_mesh: int = 1, random_lighting: bool = False, random_textures: bool = False,
+           texture_pool: int = 32, turntable: bool = False, frames: int = 36, fps: float = 24.0,
+           contact_sheet: bool = False, ssaa: int = 1, normal_space: str = "world", fov: float = 20.0,
+           seed: int = 0, shard: str | None = None, force: bool = False, device: str = "cpu") -> BatchResult:
+    """Render meshes (`topos render`). The mode follows OUT:
+
+    * `head.png`: one picture (passes beside it as head_<pass>.png; `views` > 1 gives head_vNN.png);
+    * `head.gif` / `head.mp4` (or `turntable`): a turntable of `frames` frames;
+    * `contact_sheet` with a .png: geometry, texture and relit views side by side;
+    * a folder: a render dataset (manifest.jsonl with camera, lighting and texture of every image;
+      `per_mesh` perturbed frontal cameras or an orbit of `views`; resumable; `shard` "K/N").
+
+    Args:
+        input: mesh file, folder of meshes, dataset folder, '-' (JSONL on stdin) or None (the template).
+        backend: "gl" (EGL rasterizer, fast) or "torch" (differentiable, CPU/CUDA; same pictures).
+        passes: names or a comma list from color, albedo, normal, depth, mask, uv, face_id, region, visibility.
+        lighting: preset (studio, sky, sunset, overcast, night, front, side, top, rim), an equirectangular
+            image, or a JSON light rig.
+        shading: "ggx" (microfacet, relightable) or "lambert".
+        texture: albedo image for the mesh's UVs (default: the mesh's own texture, else clay).
+        camera: JSON file with camera records (see README "Cameras").
+        ssaa: odd supersampling factor for color/albedo (1 = off).
+        normal_space: "world" or "camera" for the normal pass.
+        seed: seeds random cameras, lighting and textures (bit-identical for the same seed).
+    """
+    from topos_cli.io.manifest import merge_manifest, run_meta, write_failures, write_meta
+    from topos_cli.pipelines import render as job
+    from topos_cli.render.renderer import PASSES
+
+    pass_list = tuple(p.strip() for p in passes.split(",")) if isinstance(passes, str) else tuple(passes)
+    bad = [p for p in pass_list if p not in PASSES]
+    if bad or not pass_list:
+        raise UsageError(f"unknown pass(es) {bad}; choose from {', '.join(PASSES)}")
+    if not 16 <= size <= 4096:
+        raise UsageError(f"--size must be in [16, 4096], got {size}")
+    if shading not in ("ggx", "lambert"):
+        raise UsageError(f"--shading must be ggx or lambert, got {shading!r}")
+    if normal_space not in ("world", "camera"):
+        raise UsageError(f"--normal-space must be world or camera, got {normal_space!r}")
+    if views < 1 or per_mesh < 1 or frames < 1:
+        raise UsageError("--views, --per-mesh and --frames must be >= 1")
+    opts = job.RenderOptions(size=size, backend=backend, device=_render_device(device, backend),
+                             passes=pass_list, lighting=lighting, shading=shading, ssaa=ssaa,
+                             normal_space=normal_space, texture=None if texture is None else str(texture), fov=fov,
+                             template=None if template is None else str(template))
+    out = Path(out)
+    suffix = out.suffix.lower()
+    result = BatchResult(out=out)
+    if turntable or suffix in (".gif", ".mp4", ".webm"):
+        if suffix not in (".gif", ".mp4", ".webm"):
+            raise UsageError(f"--turntable writes an animation: give -o with .gif or .mp4, not {out.name}")
+        result.records.append(job.render_turntable(input, out, opts, frames, fps))
+    elif contact_sheet:
+        if suffix != ".png":
+            raise UsageError(f"--contact-sheet writes one picture: give -o with .png, not {out.name}")
+        result.records.append(job.render_contact_sheet(input, out, opts))
+    elif suffix == ".png":
+        result.records.extend(job.render_images(input, out, opts, camera, views))
+    elif suffix:
+        raise UsageError(f"-o {out}: give a .png, .gif/.mp4 or a folder (dataset mode)")
+    else:
+        res = job.render_dataset(input, out, opts, views, per_mesh, random_lighting, random_textures,
+                                 texture_pool, camera, seed, shard, force)
+        result.records, result.skipped, result.failures = res.records, res.skipped, res.failures
+        merge_manifest(out, result.records)
+        tpl = job.MeshSource(template).try_template()
+        write_meta(out, run_meta("render", seed=seed, template=tpl, backend=backend, size=size,
+                                 passes=list(pass_list), shading=shading, per_mesh=per_mesh, views=views,
+                                 random_lighting=random_lighting, random_textures=random_textures,
+                                 texture_pool=texture_pool, shard=shard, ssaa=ssaa, normal_space=normal_space,
+                                 depth_scale_cm=job.DEPTH_SCALE_CM, input=None if input is None else str(input),
+                                 encodings=job.__doc__.split("Pass encodings: ")[1].strip()))
+        write_failures(out, result.failures)
+        if result.failures:
+            raise PartialFailure(f"{len(result.failures)} mesh(es) failed, {len(result.records)} images written; "
+                                 f"see {out / 'failures.jsonl'}", result.failures)
+    return result
+
+
+def textures(template: str | Path | None, out: str | Path, count: int = 16, seed: int = 0, size: int = 512,
+             makeup: float = 0.5, shard: str | None = None, force: bool = False) -> BatchResult:
+    """Synthesize appearance maps in the template's UV space (`topos textures`).
+
+    Writes OUT/items/texNNN_{albedo,roughness,specular}.png (+ texNNN.json with the drawn parameters),
+    OUT/manifest.jsonl and OUT/meta.json. Skin tones span 16 melanin levels; makeup, tints, pores and
+    roughness/specular perturbations are drawn per texture from (seed, texture id).
+
+    Args:
+        template: template name or folder (must have UVs).
+        count: number of textures. size: texture size in pixels.
+        makeup: probability of each makeup element (blush, lipstick, eyeshadow, eyeliner; tattoos at 1/5).
+    """
+    from topos_cli.io.manifest import merge_manifest, run_meta, write_meta
+    from topos_cli.pipelines import render as job
+
+    if not 0 <= makeup <= 1:
+        raise UsageError(f"--makeup is a probability in [0, 1], got {makeup}")
+    tpl = load_template(template)
+    res = job.synthesize_textures(tpl, Path(out), count, seed, size, makeup, shard, force)
+    merge_manifest(out, res.records)
+    write_meta(out, run_meta("textures", seed=seed, template=tpl, count=count, size=size, makeup=makeup,
+                             shard=shard))
+    return BatchResult(out=Path(out), records=res.records, skipped=res.skipped)
+
+
+def _render_device(device: str, backend: str) -> str:
+    if backend != "torch" or device != "auto":
+        return "cpu" if device == "auto" else device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,535 @@
+"""Render jobs: single pictures, turntables, contact sheets and render datasets (file in, files out).
+
+Called by `api.render` and `api.textures`; the math lives in `topos_cli/render/`, file formats in `io/`.
+
+Dataset layout written by `render_dataset` (STYLE.md 3.4):
+
+    OUT/manifest.jsonl        one record per image: id, parent, mesh, image, passes, camera, lighting, texture
+    OUT/meta.json             provenance (seed, argv, template hash, pass encodings)
+    OUT/items/<mesh id>/<image id>[_<pass>].png
+    OUT/textures/texNNN_{albedo,roughness,specular}.png   the random-texture pool (--random-textures)
+
+Pass encodings: color/albedo RGBA 8-bit sRGB (alpha = coverage); normal 16-bit RGB (n + 1) / 2; depth 16-bit
+camera z in units of 0.01 cm (0 = background); mask 8-bit; uv 16-bit RGB (u, v, coverage); region 8-bit
+label + 1 (0 = background; names in the record); face_id and visibility in `<image id>_ids.npz`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from topos_cli.errors import TemplateMismatch, ToposError, UsageError
+
+DEPTH_SCALE_CM = 0.01
+DATA_SUFFIXES = {"color": "", "albedo": "_albedo", "normal": "_normal", "depth": "_depth", "mask": "_mask",
+                 "uv": "_uv", "region": "_region"}
+
+
+@dataclass
+class RenderJobResult:
+    out: Path
+    records: list[dict] = field(default_factory=list)
+    skipped: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+class MeshSource:
+    """Loads meshes into `RenderMesh`es; borrows template UVs/regions for meshes in template topology."""
+
+    def __init__(self, template=None):
+        self._template_arg = template
+        self._template = None
+        self._template_error = None
+
+    @property
+    def template(self):
+        """The template, loaded on first use (UsageError if it cannot be loaded)."""
+        if self._template is None:
+            from topos_cli.template import load_template
+
+            self._template = load_template(self._template_arg)
+        return self._template
+
+    def try_template(self):
+        try:
+            return self.template
+        except ToposError:
+            return None
+
+    def load(self, record: dict):
+        """(RenderMesh, MeshData-or-None, template-or-None) for a record with "mesh" or "verts"."""
+        from topos_cli.render.renderer import RenderMesh
+
+        if "verts" in record:  # the template's rest mesh
+            tpl = self.template
+            return RenderMesh(tpl.verts, tpl.faces, uv=tpl.uv, uv_faces=tpl.uv_faces,
+                              face_labels=_face_labels(tpl)), None, tpl
+        from topos_cli.io.mesh import load_mesh
+
+        mesh = load_mesh(record["mesh"])
+        tpl = self._matching_template(mesh)
+        uv, uvf = mesh.uv, mesh.uv_faces
+        if uv is None and tpl is not None:
+            uv, uvf = tpl.uv, tpl.uv_faces
+        colors = None if mesh.colors is None else np.asarray(mesh.colors, np.float32)[:, :3] ** 2.2
+        rmesh = RenderMesh(mesh.verts, mesh.faces, normals=mesh.normals, uv=uv, uv_faces=uvf, colors=colors,
+                           face_labels=_face_labels(tpl) if tpl is not None else None)
+        return rmesh, mesh, tpl
+
+    def _matching_template(self, mesh):
+        tpl = self.try_template()
+        if tpl is not None and len(mesh.verts) == tpl.num_verts and np.array_equal(mesh.faces, tpl.faces):
+            return tpl
+        return None
+
+
+def _face_labels(tpl) -> np.ndarray:
+    labels, _ = tpl.vertex_labels()
+    return labels[tpl.faces[:, 0]]
+
+
+def resolve_items(input) -> list[dict]:
+    """INPUT as records {"id", "mesh" | "verts"}: None (template), a mesh, a folder, a dataset folder, '-'."""
+    from topos_cli.io.manifest import MANIFEST, read_jsonl, read_manifest
+    from topos_cli.io.mesh import MESH_SUFFIXES, list_meshes
+
+    if input is None or str(input) in ("", "template"):
+        return [{"id": "template", "verts": True}]
+    if str(input) == "-":
+        records = read_jsonl("-")
+    else:
+        path = Path(input)
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_dir() and (path / MANIFEST).is_file():
+            records = read_manifest(path)
+        elif path.is_dir():
+            records = [{"id": p.stem, "mesh": str(p)} for p in list_meshes(path)]
+            if not records:
+                raise UsageError(f"{path} holds no mesh files ({', '.join(MESH_SUFFIXES)}) and no manifest.jsonl")
+        elif path.suffix.lower() in MESH_SUFFIXES:
+            records = [{"id": path.stem, "mesh": str(path)}]
+        else:
+            raise UsageError(f"{path}: expected a mesh file ({', '.join(MESH_SUFFIXES)}), a folder or a dataset")
+    for i, rec in enumerate(records):
+        if "mesh" not in rec:
+            raise UsageError(f"input record {i + 1} has no 'mesh' field")
+        rec.setdefault("id", Path(rec["mesh"]).stem)
+    return records
+
+
+def resolve_lighting(spec: str):
+    """A LightRig from a preset name, an equirectangular image file, or a JSON rig file."""
+    from topos_cli.render.lights import LightRig, env_light_from_image, preset_rig, rig_from_dict
+
+    path = Path(spec)
+    if path.suffix.lower() == ".json":
+        if not path.is_file():
+            raise UsageError(f"{path}: no such lighting file")
+        try:
+            return rig_from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if path.suffix:
+        from topos_cli.io.image import read_image
+
+        img = read_image(path)
+        img = img[..., None].repeat(3, 2) if img.ndim == 2 else img
+        return LightRig([env_light_from_image(img, path.name)], path.stem)
+    return preset_rig(spec)
+
+
+def resolve_cameras(camera_file, verts, size, views: int, per_mesh: int, rng_for) -> list[tuple]:
+    """[(camera, params)] for one mesh: JSON cameras, an orbit of `views`, or `per_mesh` perturbed frontals."""
+    from topos_cli.render import views as V
+
+    if camera_file is not None:
+        path = Path(camera_file)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such camera file")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return [(cam, {"source": path.name}) for cam in V.cameras_from_json(data, size)]
+    if views > 1:
+        return [(cam, {"azimuth": i * 360.0 / views, "elevation": 10.0})
+                for i, cam in enumerate(V.orbit(verts, views, elevation=10.0, size=size))]
+    if per_mesh > 0 and rng_for is not None:
+        return [V.perturbed_frontal(verts, rng_for(k), size=size) for k in range(per_mesh)]
+    return [(V.framed_camera(verts, 0.0, 0.0, size), {"azimuth": 0.0, "elevation": 0.0})]
+
+
+# ----------------------------------------------------------------------------- writing passes
+
+def write_passes(stem: Path, images: dict, passes) -> dict:
+    """Write each pass next to `stem` (stem.png = color) and return {pass: path}."""
+    from topos_cli.io.fs import atomic_path
+    from topos_cli.io.image import write_png
+
+    paths = {}
+    for name in passes:
+        if name in ("face_id", "visibility"):
+            continue
+        img = images[name]
+        path = stem.parent / f"{stem.name}{DATA_SUFFIXES[name]}.png"
+        if name in ("color", "albedo"):
+            write_png(path, img)
+        elif name == "normal":
+            covered = np.abs(img).sum(-1, keepdims=True) > 0
+            write_png(path, np.where(covered, (img + 1) / 2, 0), bits=16)
+        elif name == "depth":
+            write_png(path, np.clip(np.round(img / DEPTH_SCALE_CM), 0, 65535).astype(np.uint16), bits=16)
+        elif name == "mask":
+            write_png(path, img)
+        elif name == "uv":
+            cov = (images["mask"] if "mask" in images else np.ones(img.shape[:2], bool)).astype(np.float32)
+            write_png(path, np.concatenate([img, cov[..., None]], -1), bits=16)
+        elif name == "region":
+            write_png(path, np.clip(img + 1, 0, 255).astype(np.uint8))
+        paths[name] = str(path)
+    if "face_id" in passes or "visibility" in passes:
+        path = stem.parent / f"{stem.name}_ids.npz"
+        arrays = {}
+        if "face_id" in images:
+            arrays["face_id"] = images["face_id"].astype(np.int32)
+        if "visibility" in images:
+            arrays["visible"] = images["visibility"]
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        paths["ids"] = str(path)
+    return paths
+
+
+def sheet(rows: list[list[np.ndarray]], background=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Compose RGBA/RGB float tiles into one RGB image (rows of equal-size tiles), over `background`."""
+    def rgb(tile):
+        tile = np.asarray(tile, np.float32)
+        if tile.ndim == 2:
+            tile = tile[..., None].repeat(3, 2)
+        if tile.shape[2] == 4:
+            return tile[..., :3] * tile[..., 3:] + np.asarray(background, np.float32) * (1 - tile[..., 3:])
+        return tile[..., :3]
+
+    width = max(len(r) for r in rows)
+    h, w = rows[0][0].shape[:2]
+    blank = np.tile(np.asarray(background, np.float32), (h, w, 1))
+    return np.concatenate([np.concatenate([rgb(t) for t in r] + [blank] * (width - len(r)), 1) for r in rows], 0)
+
+
+def pass_preview(name: str, img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A viewable RGBA tile of any pass (normals as colours, depth as grey, regions as a palette)."""
+    alpha = mask.astype(np.float32)[..., None]
+    if name in ("color", "albedo"):
+        return img
+    if name == "normal":
+        rgb = (img + 1) / 2
+    elif name == "depth":
+        z = img[mask]
+        lo, hi = (z.min(), z.max()) if z.size else (0, 1)
+        rgb = (1 - (img - lo) / max(hi - lo, 1e-6))[..., None].repeat(3, 2) * 0.8 + 0.1
+    elif name == "uv":
+        rgb = np.concatenate([img, np.zeros_like(img[..., :1])], -1)
+    elif name in ("region", "face_id"):
+        palette = np.random.default_rng(7).uniform(0.2, 1.0, (max(int(img.max()) + 2, 2), 3))
+        rgb = palette[np.maximum(img, 0) % len(palette)]
+    else:
+        rgb = mask[..., None].repeat(3, 2).astype(np.float32)
+    return np.concatenate([np.clip(rgb, 0, 1), alpha], -1)
+
+
+# ----------------------------------------------------------------------------- jobs
+
+@dataclass
+class RenderOptions:
+    """Options shared by every render job (see `api.render` for their meaning)."""
+
+    size: int = 512
+    backend: str = "gl"
+    device: str = "cpu"
+    passes: tuple = ("color",)
+    lighting: str = "studio"
+    shading: str = "ggx"
+    ssaa: int = 1
+    normal_space: str = "world"
+    texture: str | None = None
+    fov: float = 20.0
+    template: str | None = None
+
+
+def _material(opts: RenderOptions, mesh_data, cache: dict):
+    """Material from --texture or the mesh's own texture (OBJ map_Kd), else the clay default."""
+    from topos_cli.render.renderer import Material
+
+    path = opts.texture or (mesh_data.texture if mesh_data is not None else None)
+    if path is None:
+        return Material(), None
+    key = str(path)
+    if key not in cache:
+        from topos_cli.io.image import read_image, to_uint8
+
+        img = read_image(path)
+        img = img[..., None].repeat(3, 2) if img.ndim == 2 else img
+        cache[key] = to_uint8(img / 65535.0) if img.dtype == np.uint16 else to_uint8(img)
+    return Material(albedo_map=cache[key]), key
+
+
+def _renderer(opts: RenderOptions):
+    from topos_cli.render.renderer import Renderer
+
+    return Renderer(opts.backend, opts.device)
+
+
+def render_images(input, out: Path, opts: RenderOptions, camera_file=None, views: int = 1) -> list[dict]:
+    """Render one mesh to `out` (.png): one image per camera (`out` or `<stem>_vNN.png`), passes beside it."""
+    from topos_cli.render.views import framed_camera
+
+    items = resolve_items(input)
+    if len(items) != 1:
+        raise UsageError(f"{input} holds {len(items)} meshes; give a folder for -o to render a dataset")
+    source = MeshSource(_template_arg(opts))
+    mesh, data, _ = source.load(items[0])
+    rig = resolve_lighting(opts.lighting)
+    material, tex = _material(opts, data, {})
+    cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, 0, None) if (camera_file or views > 1) \
+        else [(framed_camera(_np(mesh.verts), 0, 0, opts.size, opts.fov), {"azimuth": 0.0, "elevation": 0.0})]
+    renderer = _renderer(opts)
+    records = []
+    for i, (cam, params) in enumerate(cams):
+        images = renderer.render(mesh, cam, material, rig, opts.shading, _with_mask(opts.passes), opts.ssaa,
+                                 opts.normal_space)
+        stem = out.with_suffix("") if len(cams) == 1 else out.parent / f"{out.stem}_v{i:02d}"
+        paths = write_passes(stem, images, opts.passes)
+        records.append({"id": stem.name, "mesh": items[0].get("mesh"), "image": paths.get("color"),
+                        "passes": paths, "camera": cam.to_dict(), "view": params, "lighting": opts.lighting,
+                        "texture": tex})
+    return records
+
+
+def _template_arg(opts):
+    return opts.template
+
+
+def _with_mask(passes) -> tuple:
+    return tuple(passes) if "mask" in passes else tuple(passes) + ("mask",)
+
+
+def _np(verts) -> np.ndarray:
+    return np.asarray(verts, np.float64)
+
+
+def render_turntable(input, out: Path, opts: RenderOptions, frames: int = 36, fps: float = 24.0,
+                     elevation: float = 10.0) -> dict:
+    """A turntable animation (.gif or .mp4) of one mesh, colour pass over a white background."""
+    from topos_cli.io.image import write_animation
+    from topos_cli.render.views import orbit
+    from topos_cli.utils.log import progress
+
+    items = resolve_items(input)
+    if len(items) != 1:
+        raise UsageError(f"{input} holds {len(items)} meshes; a turntable shows one mesh")
+    mesh, data, _ = MeshSource(_template_arg(opts)).load(items[0])
+    rig = resolve_lighting(opts.lighting)
+    material, tex = _material(opts, data, {})
+    renderer = _renderer(opts)
+    tiles = []
+    for cam in progress(orbit(_np(mesh.verts), frames, elevation, opts.size, opts.fov), description="turntable"):
+        img = renderer.render(mesh, cam, material, rig, opts.shading, ("color",), opts.ssaa)["color"]
+        tiles.append(sheet([[img]]))
+    write_animation(out, tiles, fps)
+    return {"id": out.stem, "mesh": items[0].get("mesh"), "image": str(out), "frames": frames, "fps": fps,
+            "lighting": opts.lighting, "texture": tex}
+
+
+SHEET_LIGHTINGS = ("studio", "side", "rim", "sunset", "overcast")
+
+
+def render_contact_sheet(input, out: Path, opts: RenderOptions, lightings=SHEET_LIGHTINGS) -> dict:
+    """One PNG: geometry row (clay front/side, normals, depth, regions), texture row (albedo, textured views)
+    and a relighting row (the same head under several lightings)."""
+    from topos_cli.io.image import write_png
+    from topos_cli.render.renderer import Material
+    from topos_cli.render.views import framed_camera
+
+    items = resolve_items(input)
+    if len(items) != 1:
+        raise UsageError(f"{input} holds {len(items)} meshes; a contact sheet shows one mesh")
+    mesh, data, _ = MeshSource(_template_arg(opts)).load(items[0])
+    material, tex = _material(opts, data, {})
+    renderer = _renderer(opts)
+    verts = _np(mesh.verts)
+    front, side = (framed_camera(verts, az, 5, opts.size, opts.fov) for az in (0.0, 60.0))
+    clay = resolve_lighting("studio")
+    geo = renderer.render(mesh, front, Material(), clay, opts.shading,
+                          ("color", "normal", "depth", "mask", "region"), opts.ssaa)
+    m = geo["mask"]
+    rows = [[geo["color"], renderer.render(mesh, side, Material(), clay, opts.shading, ("color",), opts.ssaa)["color"],
+             pass_preview("normal", geo["normal"], m), pass_preview("depth", geo["depth"], m),
+             pass_preview("region", geo["region"], m)]]
+    textured = renderer.render(mesh, front, material, clay, opts.shading, ("color", "albedo"), opts.ssaa)
+    rows.append([textured["albedo"], textured["color"],
+                 renderer.render(mesh, side, material, clay, opts.shading, ("color",), opts.ssaa)["color"]])
+    rows.append([renderer.render(mesh, front, material, resolve_lighting(name), opts.shading, ("color",),
+                                 opts.ssaa)["color"] for name in lightings])
+    write_png(out, sheet(rows))
+    return {"id": out.stem, "mesh": items[0].get("mesh"), "image": str(out), "texture": tex,
+            "rows": ["geometry: clay front, clay side, normal, depth, region",
+                     "texture: albedo, lit front, lit side", "relit: " + ", ".join(lightings)]}
+
+
+# ----------------------------------------------------------------------------- texture pool
+
+class TexturePool:
+    """`count` seeded appearances for a template, written under `folder` once and reused (resumable)."""
+
+    def __init__(self, template, folder: Path, count: int, seed: int, size: int = 512, makeup: float = 0.5):
+        if count < 1:
+            raise UsageError("--texture-pool must be >= 1")
+        self.template, self.folder, self.count, self.seed = template, Path(folder), count, seed
+        self.size, self.makeup = size, makeup
+        self._atlas = self._masks = None
+        self._loaded: dict[int, tuple] = {}
+
+    def _ensure_atlas(self):
+        if self._atlas is None:
+            from topos_cli.render.textures import build_atlas, feature_masks
+
+            tpl = self.template
+            if tpl.uv is None or tpl.uv_faces is None:
+                raise UsageError(f"template '{tpl.name}' has no UVs; textures need a UV layout")
+            self._atlas = build_atlas(tpl.verts, tpl.faces, tpl.uv, tpl.uv_faces, tpl.regions,
+                                      tpl.landmarks if len(tpl.landmarks) == 68 else None, self.size)
+            self._masks = feature_masks(self._atlas)
+
+    def paths(self, k: int) -> dict:
+        base = self.folder / f"tex{k:03d}"
+        return {m: str(base.parent / f"{base.name}_{m}.png") for m in ("albedo", "roughness", "specular")}
+
+    def get(self, k: int, force: bool = False) -> tuple:
+        """(Material, record) for texture k, synthesized and written if missing."""
+        from topos_cli.io.image import read_image, write_png
+        from topos_cli.render.renderer import Material
+        from topos_cli.utils.seeding import item_rng, item_seed
+
+        if k in self._loaded:
+            return self._loaded[k]
+        paths = self.paths(k)
+        tex_id = f"tex{k:03d}"
+        meta_path = self.folder / f"{tex_id}.json"
+        if not force and all(Path(p).is_file() for p in paths.values()) and meta_path.is_file():
+            albedo, rough, spec = (read_image(paths[m]) for m in ("albedo", "roughness", "specular"))
+            params = json.loads(meta_path.read_text())["params"]
+        else:
+            from topos_cli.io.fs import write_json
+            from topos_cli.render.textures import synthesize
+
+            self._ensure_atlas()
+            smp = synthesize(self._atlas, item_rng(self.seed, tex_id), makeup=self.makeup, masks=self._masks)
+            albedo, rough, spec, params = smp.albedo, smp.roughness, smp.specular, smp.params
+            write_png(paths["albedo"], albedo)
+            write_png(paths["roughness"], rough)
+            write_png(paths["specular"], spec)
+            write_json(meta_path, {"id": tex_id, "seed": item_seed(self.seed, tex_id), "params": params})
+        material = Material(albedo_map=albedo[..., :3], material_map=np.stack([rough, spec], -1),
+                            roughness=1.0, specular=2.0)
+        record = {"id": tex_id, **paths, "params": params}
+        self._loaded[k] = (material, record)
+        return self._loaded[k]
+
+
+def synthesize_textures(template, out: Path, count: int, seed: int, size: int = 512, makeup: float = 0.5,
+                        shard: str | None = None, force: bool = False) -> RenderJobResult:
+    """A texture dataset: OUT/items/texNNN_{albedo,roughness,specular}.png + manifest.jsonl + meta.json."""
+    from topos_cli.io.manifest import Shard
+    from topos_cli.utils.log import progress
+
+    if count < 1:
+        raise UsageError("--count must be >= 1")
+    if size < 16 or size > 8192:
+        raise UsageError(f"--size must be in [16, 8192], got {size}")
+    part = Shard.parse(shard)
+    pool = TexturePool(template, Path(out) / "items", count, seed, size, makeup)
+    result = RenderJobResult(Path(out))
+    for k in progress([k for k in range(count) if part.owns(f"tex{k:03d}")], description="textures"):
+        existed = all(Path(p).is_file() for p in pool.paths(k).values())
+        _, rec = pool.get(k, force=force)
+        result.skipped += int(existed and not force)
+        result.records.append({"id": rec["id"], "albedo": rec["albedo"], "roughness": rec["roughness"],
+                               "specular": rec["specular"], "template": template.name,
+                               "template_hash": template.hash, "size": size, "params": rec["params"],
+                               "roughness_encoding": "perceptual roughness * 255",
+                               "specular_encoding": "F0 scale / 2 * 255 (F0 = 0.028 * scale)"})
+    return result
+
+
+def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_mesh: int = 1,
+                   random_lighting: bool = False, random_textures: bool = False, texture_pool: int = 32,
+                   camera_file=None, seed: int = 0, shard: str | None = None, force: bool = False) -> RenderJobResult:
+    """Render every mesh of INPUT into the dataset folder OUT (see module docstring); resumable, shardable."""
+    from topos_cli.io.manifest import Shard, split_for
+    from topos_cli.render.lights import random_rig
+    from topos_cli.utils.log import progress
+    from topos_cli.utils.seeding import item_rng, item_seed
+
+    out = Path(out)
+    part = Shard.parse(shard)
+    items = [it for it in resolve_items(input) if part.owns(str(it["id"]))]
+    source = MeshSource(opts.template)
+    fixed_rig = None if random_lighting else resolve_lighting(opts.lighting)
+    pool = TexturePool(source.template, out / "textures", texture_pool, seed) if random_textures else None
+    renderer = _renderer(opts)
+    cache: dict = {}
+    result = RenderJobResult(out)
+    for item in progress(items, description="render"):
+        mesh_id = str(item["id"])
+        try:
+            mesh, data, tpl = source.load(item)
+            if pool is not None and tpl is None:
+                raise TemplateMismatch(f"{item.get('mesh')} is not in template topology; --random-textures "
+                                       f"paints the template's UV space (retopologise it first: topos retopo)")
+            cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, per_mesh,
+                                   lambda k, m=mesh_id: item_rng(seed, f"{m}-r{k:02d}:camera"))
+            base_material, tex_path = _material(opts, data, cache)
+            for k, (cam, params) in enumerate(cams):
+                image_id = f"{mesh_id}-r{k:02d}"
+                rng = item_rng(seed, image_id)
+                rig = random_rig(rng) if random_lighting else fixed_rig
+                material, tex_rec = base_material, ({"albedo": tex_path} if tex_path else None)
+                if pool is not None:
+                    material, tex_rec = pool.get(int(rng.integers(pool.count)))
+                stem = out / "items" / mesh_id / image_id
+                if (stem.parent / f"{stem.name}.png").is_file() and not force and "color" in opts.passes:
+                    result.skipped += 1
+                    paths = _existing_paths(stem, opts.passes)
+                else:
+                    images = renderer.render(mesh, cam, material, rig, opts.shading, _with_mask(opts.passes),
+                                             opts.ssaa, opts.normal_space)
+                    paths = write_passes(stem, images, opts.passes)
+                record = {key: val for key, val in item.items() if key not in ("verts", "root", "id")}
+                record.update({"id": image_id, "parent": mesh_id, "image": paths.get("color"), "passes": paths,
+                               "camera": cam.to_dict(), "view": params, "lighting": rig.to_dict(),
+                               "texture": tex_rec, "seed": item_seed(seed, image_id),
+                               "split": item.get("split") or split_for(mesh_id)})
+                if tpl is not None:
+                    record.update(template=tpl.name, template_hash=tpl.hash)
+                    if "region" in opts.passes:
+                        record["region_names"] = list(tpl.regions)
+                result.records.append(record)
+        except ToposError as exc:
+            result.failures.append({"id": mesh_id, "mesh": str(item.get("mesh")), "error": str(exc)})
+    return result
+
+
+def _existing_paths(stem: Path, passes) -> dict:
+    paths = {name: str(stem.parent / f"{stem.name}{DATA_SUFFIXES[name]}.png") for name in passes
+             if name in DATA_SUFFIXES}
+    if "face_id" in passes or "visibility" in passes:
+        paths["ids"] = str(stem.parent / f"{stem.name}_ids.npz")
+    return paths

@@ -8,8 +8,10 @@ import typer
 
 from topos_cli import __version__
 from topos_cli.cli import augment as augment_cmd
+from topos_cli.cli import render as render_cmd
 from topos_cli.cli import run as run_cmd
 from topos_cli.cli import template as template_cmd
+from topos_cli.cli import textures as textures_cmd
 from topos_cli.cli.common import EXIT_CODES
 
 app = typer.Typer(
@@ -41,6 +43,8 @@ def root(
 app.add_typer(template_cmd.app, name="template")
 app.command("augment", epilog=augment_cmd.EPILOG, no_args_is_help=True)(augment_cmd.augment)
 app.command("run", epilog=run_cmd.EPILOG, no_args_is_help=True)(run_cmd.run)
+app.command("render", epilog=render_cmd.EPILOG, no_args_is_help=True)(render_cmd.render)
+app.command("textures", epilog=textures_cmd.EPILOG, no_args_is_help=True)(textures_cmd.textures)
 
 
 def main() -> None:

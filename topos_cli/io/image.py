@@ -22,6 +22,10 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such image file")
+    if path.suffix.lower() == ".png":
+        img16 = decode_png16(path.read_bytes())
+        if img16 is not None:  # Pillow would reduce 16-bit colour PNGs to 8 bits
+            return img16
     try:
         img = np.asarray(iio.imread(path))
     except Exception as exc:  # any decoder failure on user data is a bad file
@@ -53,8 +57,31 @@ def write_png(path: str | Path, img: np.ndarray, bits: int = 8) -> Path:
 
     data = to_uint16(img) if bits == 16 else to_uint8(img)
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, data, extension=".png")
+        if bits == 16:
+            tmp.write_bytes(encode_png16(data))  # Pillow cannot write 16-bit RGB(A)
+        else:
+            iio.imwrite(tmp, data, extension=".png")
     return Path(path)
+
+
+def encode_png16(data: np.ndarray) -> bytes:
+    """A 16-bit grey/grey+alpha/RGB/RGBA PNG (no filtering, zlib level 6) from (H, W[, C]) uint16."""
+    import struct
+    import zlib
+
+    data = np.asarray(data, np.uint16)
+    data = data[..., None] if data.ndim == 2 else data
+    h, w, c = data.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    rows = data.astype(">u2").reshape(h, w * c).view(np.uint8).reshape(h, -1)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], 1).tobytes()  # filter byte 0 per row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + \
+        chunk(b"IEND", b"")
 
 
 def write_animation(path: str | Path, frames: list[np.ndarray], fps: float = 24.0) -> Path:
@@ -76,3 +103,32 @@ def write_animation(path: str | Path, frames: list[np.ndarray], fps: float = 24.
         else:
             raise UsageError(f"{path}: animations are written as .gif or .mp4")
     return path
+
+
+def decode_png16(blob: bytes) -> np.ndarray | None:
+    """Decode a 16-bit, non-interlaced, unfiltered PNG (what `encode_png16` writes); None for anything else."""
+    import struct
+    import zlib
+
+    if blob[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    pos, idat, header = 8, [], None
+    while pos + 8 <= len(blob):
+        length, kind = struct.unpack(">I4s", blob[pos:pos + 8])
+        body = blob[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        pos += 12 + length
+    if header is None or header[2] != 16 or header[6] != 0 or header[3] not in (0, 2, 4, 6):
+        return None
+    w, h, channels = header[0], header[1], {0: 1, 2: 3, 4: 2, 6: 4}[header[3]]
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, 1 + w * channels * 2)
+    except (zlib.error, ValueError):
+        return None
+    if raw[:, 0].any():  # filtered rows: leave it to imageio
+        return None
+    img = raw[:, 1:].copy().view(">u2").astype(np.uint16).reshape(h, w, channels)
+    return img[..., 0] if channels == 1 else img

@@ -193,7 +193,7 @@ def write_passes(stem: Path, images: dict, passes) -> dict:
             write_png(path, np.concatenate([img, cov[..., None]], -1), bits=16)
         elif name == "region":
             write_png(path, np.clip(img + 1, 0, 255).astype(np.uint8))
-        paths[name] = str(path)
+        paths[name] = str(path.resolve())
     if "face_id" in passes or "visibility" in passes:
         path = stem.parent / f"{stem.name}_ids.npz"
         arrays = {}
@@ -204,7 +204,7 @@ def write_passes(stem: Path, images: dict, passes) -> dict:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-        paths["ids"] = str(path)
+        paths["ids"] = str(path.resolve())
     return paths
 
 
@@ -307,7 +307,7 @@ def render_images(input, out: Path, opts: RenderOptions, camera_file=None, views
                                  opts.normal_space)
         stem = out.with_suffix("") if len(cams) == 1 else out.parent / f"{out.stem}_v{i:02d}"
         paths = write_passes(stem, images, opts.passes)
-        records.append({"id": stem.name, "mesh": items[0].get("mesh"), "image": paths.get("color"),
+        records.append({"id": stem.name, "mesh": _abs(items[0].get("mesh")), "image": paths.get("color"),
                         "passes": paths, "camera": cam.to_dict(), "view": params, "lighting": opts.lighting,
                         "texture": tex})
     return records
@@ -319,6 +319,10 @@ def _template_arg(opts):
 
 def _with_mask(passes) -> tuple:
     return tuple(passes) if "mask" in passes else tuple(passes) + ("mask",)
+
+
+def _abs(path) -> str | None:
+    return None if path is None else str(Path(path).resolve())
 
 
 def _np(verts) -> np.ndarray:
@@ -344,7 +348,7 @@ def render_turntable(input, out: Path, opts: RenderOptions, frames: int = 36, fp
         img = renderer.render(mesh, cam, material, rig, opts.shading, ("color",), opts.ssaa)["color"]
         tiles.append(sheet([[img]]))
     write_animation(out, tiles, fps)
-    return {"id": out.stem, "mesh": items[0].get("mesh"), "image": str(out), "frames": frames, "fps": fps,
+    return {"id": out.stem, "mesh": _abs(items[0].get("mesh")), "image": str(out.resolve()), "frames": frames, "fps": fps,
             "lighting": opts.lighting, "texture": tex}
 
 
@@ -379,7 +383,7 @@ def render_contact_sheet(input, out: Path, opts: RenderOptions, lightings=SHEET_
     rows.append([renderer.render(mesh, front, material, resolve_lighting(name), opts.shading, ("color",),
                                  opts.ssaa)["color"] for name in lightings])
     write_png(out, sheet(rows))
-    return {"id": out.stem, "mesh": items[0].get("mesh"), "image": str(out), "texture": tex,
+    return {"id": out.stem, "mesh": _abs(items[0].get("mesh")), "image": str(out.resolve()), "texture": tex,
             "rows": ["geometry: clay front, clay side, normal, depth, region",
                      "texture: albedo, lit front, lit side", "relit: " + ", ".join(lightings)]}
 

@@ -55,8 +55,8 @@ class AreaLight:
     """
 
     center: tuple = (40.0, 30.0, 70.0)
-    u: tuple = (30.0, 0.0, -17.0)
-    v: tuple = (0.0, 30.0, 0.0)
+    u: tuple = (0.0, 30.0, 0.0)
+    v: tuple = (30.0, 0.0, -17.0)  # u x v points back at the head
     color: tuple = (1.0, 1.0, 1.0)
     intensity: float = 1.0
     distance_ref: float = 80.0
@@ -227,8 +227,8 @@ def preset_rig(name: str) -> LightRig:
         return LightRig([AmbientLight(intensity=0.05), DirectionalLight((-0.8, 0.3, -0.6), intensity=1.2),
                          DirectionalLight((0.2, 0.1, 1), intensity=0.25)], name)
     if name == "studio":
-        return LightRig([env_light("studio", 0.35), AreaLight(intensity=0.6),
-                         DirectionalLight((-0.5, 0.3, 0.8), intensity=0.25)], name)
+        return LightRig([env_light("studio", 0.45), AreaLight(intensity=1.4),
+                         DirectionalLight((-0.5, 0.3, 0.8), intensity=0.3)], name)
     if name in ENV_PRESETS:
         return LightRig([env_light(name, 0.8 if name != "night" else 1.0)], name)
     raise UsageError(f"unknown lighting {name!r}: use one of {', '.join(RIG_PRESETS)}, or an image/JSON file")

@@ -379,3 +379,203 @@ def _render_device(device: str, backend: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+# ----------------------------------------------------------------------------------------------- retopo
+def retopo(input: str | Path, out: str | Path, template: str | Path | None = None,
+           checkpoint: str | Path | None = None, landmarks: str | Path | None = None,
+           up: str | None = None, front: str | None = None, frame: str = "scan", vae: bool = True,
+           refine: bool = True, iters: int = 12, points: int = 30000, format: str = "ply", seed: int = 0,
+           device: str = "cpu", strict: bool = False, shard: str | None = None, force: bool = False) -> BatchResult:
+    """Fit the template to scans of any topology, units and pose (`topos retopo`).
+
+    Args:
+        input: a scan file (any mesh format; point clouds .ply work too), a folder of scans, or a dataset
+            folder / '-' (JSONL records with a "mesh" path).
+        out: a mesh file (.obj/.ply/.glb) for one scan, or a dataset folder for many
+            (items/<id>/mesh.<format> + report.json, manifest.jsonl, meta.json, failures.jsonl).
+        template: template name or folder (default: the checkpoint's template, else topos-head).
+        checkpoint: VAE checkpoint folder (default: the shipped retopo-vae-small when present).
+        landmarks: JSON file {"points": [[x, y, z], ...], "vertices": [template vertex ids]} or
+            {"landmarks": [{"vertex": id, "point": [x, y, z]}, ...]} in scan coordinates (single scan only).
+        up, front: scan-space axes like "+Z", "-Y" or "0,0,1" (skip the automatic orientation search).
+        frame: "scan" (output lies on the scan, scan units) or "template" (canonical, cm).
+        vae / refine: enable the VAE prior and the non-rigid refinement.
+        iters: bases-fit iterations; points: scan samples used by the fit.
+        format: mesh format of batch outputs (ply, obj, glb).
+        strict: a poor fit is an error (exit 2 for one scan, a failure in batch mode) instead of a warning.
+        shard / force: batch sharding ("K/N") and redoing finished items.
+
+    Returns:
+        BatchResult whose records carry the output path and the fit report.
+    """
+    from topos_cli.io.manifest import Shard, merge_manifest, run_meta, write_failures, write_meta
+    from topos_cli.io.mesh import MESH_SUFFIXES
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+    from topos_cli.utils.log import progress as bar
+
+    if frame not in ("scan", "template"):
+        raise UsageError(f"--frame must be 'scan' or 'template', got '{frame}'")
+    options = RetopoOptions(up=_parse_axis(up, "--up"), front=_parse_axis(front, "--front"), points=points,
+                            vae=vae, refine=refine, iters=iters, frame=frame)
+    out = Path(out)
+    single = str(input) != "-" and Path(input).is_file()
+    if single and out.suffix.lower() not in (".obj", ".ply", ".glb"):
+        raise UsageError(f"-o {out}: for one scan give an output mesh path ending in .obj, .ply or .glb")
+    if not single and landmarks is not None:
+        raise UsageError("--landmarks applies to a single scan, not to a folder")
+    if format not in ("ply", "obj", "glb"):
+        raise UsageError(f"--format must be ply, obj or glb, got '{format}'")
+    pipe = RetopoPipeline.from_pretrained(checkpoint, template, device=_torch_device(device), use_vae=vae)
+    if single:
+        rec = _retopo_one(pipe, Path(input), out, options, seed, landmarks, strict)
+        return BatchResult(out=out, records=[rec])
+    records = [r for r in _augment_bases(input, pipe.template) if str(Path(r["mesh"]).suffix).lower() in MESH_SUFFIXES
+               or str(input) == "-"]
+    part = Shard.parse(shard)
+    result = BatchResult(out=out)
+    for rec in bar([r for r in records if part.owns(r["id"])], description="retopo"):
+        dest = out / "items" / rec["id"] / f"mesh.{format}"
+        if dest.exists() and (dest.parent / "report.json").exists() and not force:
+            result.skipped += 1
+            result.records.append({**json.loads((dest.parent / "report.json").read_text()), "skipped": True})
+            continue
+        try:
+            result.records.append(_retopo_one(pipe, Path(rec["mesh"]), dest, options, seed, None, strict,
+                                              item_id=rec["id"]))
+        except ToposError as exc:
+            result.failures.append({"id": rec["id"], "mesh": str(rec["mesh"]), "error": str(exc)})
+    merge_manifest(out, [{k: v for k, v in r.items() if k != "skipped"} for r in result.records])
+    write_meta(out, run_meta("retopo", seed=seed, template=pipe.template, input=str(input), shard=shard,
+                             checkpoint=str(checkpoint) if checkpoint else None, options=options.__dict__))
+    write_failures(out, result.failures)
+    if result.failures:
+        raise PartialFailure(f"{len(result.failures)} scan(s) failed, {len(result.records)} fitted; "
+                             f"see {out / 'failures.jsonl'}", result.failures)
+    return result
+
+
+def _retopo_one(pipe, scan_path: Path, dest: Path, options, seed: int, landmarks, strict: bool,
+                item_id: str | None = None) -> dict:
+    """Fit one scan file and write the mesh (+ report.json beside batch items); returns the record."""
+    from topos_cli.io.fs import write_json
+    from topos_cli.io.mesh import MeshData, load_mesh, save_mesh
+
+    scan = load_mesh(scan_path, allow_points=True)
+    if len(scan.verts) < 100:
+        raise MeshError(f"{scan_path}: only {len(scan.verts)} points; a scan needs at least 100")
+    lms = _read_landmarks(landmarks, pipe.template) if landmarks is not None else None
+    result = pipe(scan.verts, scan.faces if len(scan.faces) else None, options=options, landmarks=lms, seed=seed)
+    if strict and not result.report["ok"]:
+        raise MeshError(f"{scan_path}: {'; '.join(result.report['warnings'])} (drop --strict to keep it)")
+    save_mesh(dest, MeshData.from_template(pipe.template, result.verts))
+    record = {"id": item_id or scan_path.stem, "scan": str(scan_path.resolve()), "mesh": str(dest.resolve()),
+              "template": pipe.template.name, "template_hash": pipe.template.hash, **result.report}
+    if item_id is not None:
+        write_json(dest.parent / "report.json", record)
+    return record
+
+
+def _parse_axis(text: str | None, flag: str) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    named = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
+    key = text.strip().lower()
+    key = key if key[:1] in "+-" else "+" + key
+    if key in named:
+        return tuple(float(v) for v in named[key])
+    try:
+        vec = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vec = ()
+    if len(vec) != 3 or not np.isfinite(vec).all() or np.linalg.norm(vec) == 0:
+        raise UsageError(f"{flag} '{text}' must be an axis like +Z / -Y or a vector like 0,0,1")
+    return vec
+
+
+def _read_landmarks(path: str | Path, tpl: Template) -> tuple[np.ndarray, np.ndarray]:
+    """Scan landmarks JSON -> (points (L, 3), template vertex ids (L,))."""
+    data = _read_json(path)
+    if isinstance(data, dict) and "landmarks" in data:
+        items = data["landmarks"]
+        try:
+            pts = [it["point"] for it in items]
+            ids = [it["vertex"] if "vertex" in it else int(tpl.landmarks[it["index"]]) for it in items]
+        except (KeyError, TypeError, IndexError):
+            raise UsageError(f"{path}: each landmark needs 'point' and 'vertex' (template vertex id) or 'index' "
+                             "(position in the template's landmark list)") from None
+    elif isinstance(data, dict) and "points" in data:
+        pts = data["points"]
+        ids = data.get("vertices", tpl.landmarks[: len(pts)].tolist())
+    else:
+        raise UsageError(f"{path}: expected {{'points': [[x,y,z],...], 'vertices': [ids]}} or {{'landmarks': [...]}}")
+    pts, ids = np.asarray(pts, np.float64), np.asarray(ids, np.int64)
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) != len(ids) or not np.isfinite(pts).all():
+        raise UsageError(f"{path}: landmark points must be finite [x, y, z] triples, one per vertex id")
+    if len(ids) and (ids.min() < 0 or ids.max() >= tpl.num_verts):
+        raise UsageError(f"{path}: landmark vertex ids must be in [0, {tpl.num_verts})")
+    return pts, ids
+
+
+def _torch_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ----------------------------------------------------------------------------------------------- train vae
+def train_vae(data: str | Path | None, out: str | Path, config: str = "small", args: dict | None = None,
+              template: str | Path | None = None, steps: int = 1000, batch: int = 8, lr: float = 1e-3,
+              points: int = 2048, seed: int = 0, resume: bool = False, device: str = "auto",
+              ckpt_every: int = 200, log_every: int = 10, time_limit: float = 0.0, workers: int = 0,
+              on_log=None) -> dict:
+    """Train TOPOS-VAE (`topos train vae`); checkpoints in OUT (step-XXXXXXXXX/, latest, log.jsonl).
+
+    Args:
+        data: augment dataset folder (manifest.jsonl, meshes in template order) or None / "synthetic" to
+            draw heads from the template's identity and expression bases on the fly.
+        out: run folder. config: named size (paper, small, tiny); args: overrides of its fields.
+        steps/batch/lr/points/seed: optimisation; `points` = scan samples per simulated scan.
+        resume: continue from OUT/latest (required when OUT already has checkpoints).
+        device: auto, cpu, cuda. ckpt_every/log_every: in steps. time_limit: seconds (0: none).
+
+    Returns:
+        The last log record.
+    """
+    import torch
+
+    from topos_cli.io.checkpoint import read_model_json
+    from topos_cli.io.manifest import run_meta, write_meta
+    from topos_cli.models.registry import build
+    from topos_cli.train.data import HeadSource, ScanDataset, ScanSimConfig
+    from topos_cli.train.loop import TrainConfig, train
+    from topos_cli.train.vae import VaeTask
+
+    out = Path(out)
+    if (out / "latest").is_file() and not resume:
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if data is not None and str(data) != "synthetic" and not (Path(data) / "manifest.jsonl").is_file():
+        raise UsageError(f"--data {data}: not a dataset folder (no manifest.jsonl); make one with `topos augment`")
+    if steps < 1 or batch < 1:
+        raise UsageError("--steps and --batch must be >= 1")
+    tpl = load_template(template)
+    if resume and (out / "latest").is_file():
+        meta = read_model_json(out)
+        model = build(meta["name"], meta["args"], tpl)
+        config = meta.get("config", config)
+    else:
+        try:
+            model = build("mesh-vae", args, tpl, preset=config)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if "identity" not in tpl.bases and (data is None or str(data) == "synthetic"):
+        raise UsageError(f"template '{tpl.name}' has no identity basis to synthesise heads; pass --data DIR")
+    torch.manual_seed(seed)
+    dataset = ScanDataset(HeadSource(tpl, data), seed=seed, sim=ScanSimConfig(num_points=points))
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ckpt_every=ckpt_every, log_every=log_every,
+                      time_limit=time_limit, workers=workers, warmup=min(100, max(1, steps // 20)))
+    out.mkdir(parents=True, exist_ok=True)
+    write_meta(out, run_meta("train vae", seed=seed, template=tpl, data=str(data), config=config, args=args))
+    return train(VaeTask(model, tpl), dataset, cfg, out, device=_torch_device(device), resume=resume,
+                 meta={"config": config, "data": str(data) if data else "synthetic"}, on_log=on_log)

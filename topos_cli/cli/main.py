@@ -9,9 +9,11 @@ import typer
 from topos_cli import __version__
 from topos_cli.cli import augment as augment_cmd
 from topos_cli.cli import render as render_cmd
+from topos_cli.cli import retopo as retopo_cmd
 from topos_cli.cli import run as run_cmd
 from topos_cli.cli import template as template_cmd
 from topos_cli.cli import textures as textures_cmd
+from topos_cli.cli import train as train_cmd
 from topos_cli.cli.common import EXIT_CODES
 
 app = typer.Typer(
@@ -45,6 +47,8 @@ app.command("augment", epilog=augment_cmd.EPILOG, no_args_is_help=True)(augment_
 app.command("run", epilog=run_cmd.EPILOG, no_args_is_help=True)(run_cmd.run)
 app.command("render", epilog=render_cmd.EPILOG, no_args_is_help=True)(render_cmd.render)
 app.command("textures", epilog=textures_cmd.EPILOG, no_args_is_help=True)(textures_cmd.textures)
+app.command("retopo", epilog=retopo_cmd.EPILOG, no_args_is_help=True)(retopo_cmd.retopo)
+app.add_typer(train_cmd.app, name="train")
 
 
 def main() -> None:

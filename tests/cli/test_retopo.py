@@ -1,0 +1,122 @@
+"""`topos retopo` and `topos train vae` through typer's CliRunner on the tiny template."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from typer.testing import CliRunner
+
+from topos_cli.cli.main import app
+from topos_cli.io.mesh import load_mesh
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def scan_path(tmp_path, tiny_template):
+    """A remeshed (subdivided), bumped, scaled (mm) and shifted copy of the tiny head."""
+    verts = tiny_template.verts.astype(float)
+    unit = verts / np.linalg.norm(verts, axis=1, keepdims=True)
+    verts = verts + unit * np.exp(-((unit - [0, 0, 1.0]) ** 2).sum(1) / 0.3)[:, None]
+    mesh = trimesh.Trimesh(verts * 10.0 + [5.0, -3.0, 20.0], tiny_template.faces, process=False).subdivide()
+    path = tmp_path / "scan.obj"
+    mesh.export(path)
+    return path
+
+
+def test_retopo_single_scan_json_report(tmp_path, tiny_template, tiny_template_dir, scan_path):
+    out = tmp_path / "head.obj"
+    res = _run("retopo", scan_path, "-o", out, "-t", tiny_template_dir, "--up", "+Y", "--front", "+Z", "--json")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout.splitlines()[0])
+    assert rec["template_hash"] == tiny_template.hash
+    assert rec["alignment"]["scale"] == pytest.approx(0.1, rel=0.05)  # the scan is in mm
+    assert set(rec["seconds"]) >= {"align", "bases", "refine", "total"}
+    assert rec["ok"] is True and rec["head_supported"] > 0.9
+    mesh = load_mesh(out)
+    assert np.array_equal(mesh.faces, tiny_template.faces)  # template topology and UVs kept
+    assert mesh.uv is not None
+    scan = load_mesh(scan_path)
+    assert np.abs(mesh.verts.mean(0) - scan.verts.mean(0)).max() < 2.0  # output lies on the scan (mm)
+
+
+def test_retopo_is_bit_identical_for_a_seed(tmp_path, tiny_template_dir, scan_path):
+    for name in ("a.ply", "b.ply"):
+        res = _run("retopo", scan_path, "-o", tmp_path / name, "-t", tiny_template_dir, "--up", "+Y",
+                   "--front", "+Z", "--seed", 3)
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "a.ply").read_bytes() == (tmp_path / "b.ply").read_bytes()
+
+
+def test_retopo_bad_inputs_exit_2(tmp_path, tiny_template_dir):
+    res = _run("retopo", tmp_path / "missing.obj", "-o", tmp_path / "o.obj", "-t", tiny_template_dir)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    bad = tmp_path / "nan.obj"
+    bad.write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    res = _run("retopo", bad, "-o", tmp_path / "o.obj", "-t", tiny_template_dir)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    res = _run("retopo", bad, "-o", tmp_path / "o.txt", "-t", tiny_template_dir)
+    assert res.exit_code == 2
+    res = _run("retopo", bad, "-o", tmp_path / "o.obj", "-t", tiny_template_dir, "--up", "sideways")
+    assert res.exit_code == 2 and "--up" in res.output
+
+
+def test_retopo_folder_partial_failure_resume_and_shards(tmp_path, tiny_template_dir, scan_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "good.obj").write_bytes(scan_path.read_bytes())
+    (scans / "broken.obj").write_text("v 0 0 0\n")
+    out = tmp_path / "fit"
+    res = _run("retopo", scans, "-o", out, "-t", tiny_template_dir, "--up", "+Y", "--front", "+Z", "--json")
+    assert res.exit_code == 3, res.output
+    failures = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+    assert [f["id"] for f in failures] == ["broken"]
+    assert (out / "items" / "good" / "mesh.ply").is_file()
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [m["id"] for m in manifest] == ["good"]
+    (scans / "broken.obj").unlink()
+    res = _run("retopo", scans, "-o", out, "-t", tiny_template_dir, "--up", "+Y", "--front", "+Z")
+    assert res.exit_code == 0 and "1 already done" in res.output
+    ids = []
+    for k in range(2):
+        res = _run("retopo", scans, "-o", tmp_path / f"s{k}", "-t", tiny_template_dir, "--up", "+Y", "--front", "+Z",
+                   "--shard", f"{k}/2", "--json")
+        assert res.exit_code == 0, res.output
+        ids += [json.loads(x)["id"] for x in res.stdout.splitlines()]
+    assert ids == ["good"]
+
+
+def test_retopo_help_has_example():
+    res = _run("retopo", "--help")
+    assert res.exit_code == 0 and "topos retopo scan.obj -o head.obj" in res.output
+
+
+def test_train_vae_two_steps_then_resume(tmp_path, tiny_template_dir):
+    run = tmp_path / "run"
+    base = ("train", "vae", "-o", run, "-t", tiny_template_dir, "--config", "tiny", "--batch", 2, "--points", 128,
+            "--ckpt-every", 2, "--log-every", 1, "--device", "cpu")
+    res = _run(*base, "--steps", 2, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["step"] == 2
+    assert (run / "latest").read_text().strip() == "step-000000002"
+    res = _run(*base, "--steps", 3)
+    assert res.exit_code == 2  # existing run without --resume
+    res = _run(*base, "--steps", 4, "--resume", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["step"] == 4
+    logs = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert logs == [1, 2, 3, 4]
+    out = tmp_path / "fit.obj"
+    scan = tmp_path / "scan.obj"
+    trimesh.creation.icosphere(3, radius=100.0).export(scan)
+    res = _run("retopo", scan, "-o", out, "--checkpoint", run, "-t", tiny_template_dir, "--up", "+Y", "--front",
+               "+Z", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[0])["vae_step"] == 4

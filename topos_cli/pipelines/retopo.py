@@ -1,0 +1,219 @@
+"""Retopology pipeline: scan (any topology, units, pose) -> head in template topology lying on the scan.
+
+    scan --sample--> points+normals --prealign--> template frame
+         --VAE encode/decode (optional)--> prior head --bases fit (+similarity)--> prior head on the scan
+         --refine (Laplacian, tangent-plane pulls)--> fitted head --inverse similarity--> scan frame
+
+`RetopoPipeline.from_pretrained(dir)` loads the VAE checkpoint (default: the shipped
+`assets/checkpoints/retopo-vae-small`) and its template; `__call__` fits one scan and returns the vertices
+plus a plain-data report (alignment, surface metrics, coverage, timings, warnings).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from topos_cli.geometry import retopo as rt
+from topos_cli.geometry.mesh_ops import face_normals, sample_surface, vertex_normals
+from topos_cli.template import Template
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
+
+
+@dataclass
+class RetopoOptions:
+    """Fit settings (the CLI's options).
+
+    Attributes:
+        up, front: scan-space up / facing directions (skip the orientation search), e.g. (0, 0, 1).
+        points: scan samples used by the fit.
+        vae: use the VAE prior (when a checkpoint is loaded).
+        bases: fit the template's identity/expression bases (when it has them).
+        refine: run the non-rigid refinement.
+        iters: bases-fit iterations.
+        gate: refinement correspondence gate, in % of the template's bounding-box diagonal.
+        frame: "scan" (output lies on the input scan) or "template" (canonical frame, cm).
+        poor_fit: a fit whose template-side distance to the scan has median above this (% of diagonal)
+            is flagged poor.
+    """
+
+    up: tuple[float, float, float] | None = None
+    front: tuple[float, float, float] | None = None
+    points: int = 30000
+    vae: bool = True
+    bases: bool = True
+    refine: bool = True
+    iters: int = 12
+    gate: float = 2.0
+    frame: str = "scan"
+    poor_fit: float = 1.0
+
+
+@dataclass
+class RetopoResult:
+    verts: np.ndarray  # (V, 3) in the requested frame
+    verts_template: np.ndarray  # (V, 3) template frame (cm)
+    similarity: rt.Similarity  # scan -> template frame
+    report: dict = field(default_factory=dict)
+
+
+def surface_metrics(a_verts, a_faces, b_verts, b_faces, rng: np.random.Generator, count: int = 20000,
+                    threshold: float = 0.01) -> dict:
+    """Chamfer-L1, normal consistency and F-score between two surfaces, distances / b's bbox diagonal."""
+    from scipy.spatial import cKDTree
+
+    diag = float(np.linalg.norm(b_verts.max(0) - b_verts.min(0)))
+    pa, fa, _ = sample_surface(a_verts, a_faces, count, rng)
+    pb, fb, _ = sample_surface(b_verts, b_faces, count, rng)
+    na, nb = face_normals(a_verts, a_faces)[fa], face_normals(b_verts, b_faces)[fb]
+    d_ab, i_ab = cKDTree(pb).query(pa)
+    d_ba, i_ba = cKDTree(pa).query(pb)
+    d_ab, d_ba = d_ab / diag, d_ba / diag
+    nc = 0.5 * (np.abs((na * nb[i_ab]).sum(1)).mean() + np.abs((nb * na[i_ba]).sum(1)).mean())
+    prec, rec = (d_ab < threshold).mean(), (d_ba < threshold).mean()
+    return {"chamfer_l1": float(0.5 * (d_ab.mean() + d_ba.mean())), "normal_consistency": float(nc),
+            "fscore": float(2 * prec * rec / max(prec + rec, 1e-12)), "precision": float(prec),
+            "recall": float(rec), "threshold": threshold}
+
+
+class RetopoPipeline:
+    """Template (+ optional VAE) -> callable scan fitter."""
+
+    def __init__(self, template: Template, vae=None, device: str = "cpu"):
+        self.template, self.vae, self.device = template, vae, device
+        t = template
+        self.diag = float(np.linalg.norm(t.verts.max(0) - t.verts.min(0)))
+        bases = [t.bases[k] for k in ("identity", "expression") if k in t.bases and t.bases[k].ndim == 3]
+        self.bases = np.concatenate(bases).astype(np.float64) if bases else None
+        stds = [np.ones(len(t.bases["identity"]))] if "identity" in t.bases else []
+        stds += [0.5 * np.ones(len(t.bases["expression"]))] if "expression" in t.bases else []
+        self.prior_std = np.concatenate(stds) if stds else None
+        loops = [np.asarray(v, np.int64) for v in (t.meta.get("boundaries") or {}).values()
+                 if isinstance(v, list) and v and not isinstance(v[0], list)]
+        if not loops:
+            loops = list(t.boundary_loops[1:])  # all open boundaries but the longest (the neck)
+        self.stiffness = rt.stiffness_weights(t.num_verts, t.faces, loops, rings=2, boost=6.0)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path | None = None, template=None, device: str = "cpu",
+                        use_vae: bool = True) -> RetopoPipeline:
+        """Load the VAE checkpoint (default: the shipped one, if present) and its template."""
+        from topos_cli.template import load_template
+
+        ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        if use_vae and (checkpoint is not None or (ckpt / "latest").is_file() or (ckpt / "model.json").is_file()):
+            from topos_cli.io.checkpoint import load_model, read_model_json
+
+            tpl = load_template(template) if template is not None else load_template(read_model_json(ckpt)["template"])
+            return cls(tpl, load_model(ckpt, template=tpl, device=device), device)
+        return cls(load_template(template), None, device)
+
+    def vae_prior(self, cloud: rt.ScanCloud, seed: int) -> np.ndarray:
+        """Decode the posterior mean of the (template-frame) scan samples: (V, 3) float64."""
+        import torch
+
+        gen = np.random.default_rng(seed)
+        idx = gen.choice(len(cloud.points), min(len(cloud.points), 4096), replace=False)
+        with torch.no_grad():
+            pts = torch.tensor(cloud.points[idx], dtype=torch.float32, device=self.device)[None]
+            nrm = torch.tensor(cloud.normals[idx], dtype=torch.float32, device=self.device)[None]
+            mean, _ = self.vae.encode(pts, nrm)
+            return self.vae.decode(mean)[0].double().cpu().numpy()
+
+    def __call__(self, scan_verts: np.ndarray, scan_faces: np.ndarray | None, *, options: RetopoOptions | None = None,
+                 landmarks: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0) -> RetopoResult:
+        """Fit the template to one scan.
+
+        Args:
+            scan_verts: (N, 3) scan vertices (any units and pose); scan_faces: (F, 3) or None (point cloud).
+            options: fit settings.
+            landmarks: optional (scan points (L, 3), template vertex ids (L,)).
+            seed: seeds the surface sampling (same seed -> same result).
+        """
+        opt = options or RetopoOptions()
+        t, timings, t0 = self.template, {}, time.perf_counter()
+        rng = np.random.default_rng(seed)
+        scan_verts = np.asarray(scan_verts, np.float64)
+        if scan_faces is not None and len(scan_faces):
+            cloud = rt.sample_scan(scan_verts, scan_faces, opt.points, rng)
+        else:
+            cloud = rt.ScanCloud(scan_verts, _pca_normals(scan_verts))
+        sim, info = rt.prealign(cloud, t.verts.astype(np.float64), t.faces, up=opt.up, front=opt.front,
+                                landmarks=landmarks)
+        timings["align"] = time.perf_counter() - t0
+        local = rt.orient_normals(cloud.transformed(sim), t.verts.astype(np.float64), t.faces)
+        prior = t.verts.astype(np.float64)
+        if opt.vae and self.vae is not None:
+            prior = self.vae_prior(local, seed)
+        timings["vae"] = time.perf_counter() - t0 - timings["align"]
+        lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
+        verts, coeffs = prior, None
+        if opt.bases and self.bases is not None:
+            verts, coeffs, corr = rt.fit_bases(local, prior, t.faces, self.bases, self.prior_std, iters=opt.iters,
+                                               gate=0.015 * self.diag * 2, landmarks=lm_local)
+            sim = corr.compose(sim)
+            local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
+            lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
+        timings["bases"] = time.perf_counter() - t0 - timings["align"] - timings["vae"]
+        prior_verts = verts
+        if opt.refine:
+            verts = rt.refine(local, verts, t.faces, stiffness=self.stiffness, gate=opt.gate / 100 * self.diag,
+                              landmarks=lm_local)
+        timings["refine"] = time.perf_counter() - t0 - sum(timings.values())
+        out = verts if opt.frame == "template" else sim.inverse().apply(verts)
+        report = self._report(local, verts, prior_verts, sim, info, coeffs, opt, rng)
+        timings["total"] = time.perf_counter() - t0
+        report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+        return RetopoResult(out.astype(np.float32), verts.astype(np.float32), sim, report)
+
+    def _report(self, local, verts, prior_verts, sim, info, coeffs, opt, rng) -> dict:
+        t = self.template
+        from scipy.spatial import cKDTree
+
+        dist_t2s, _ = local.tree.query(verts)  # template -> scan, in cm
+        fit_tree = cKDTree(_dense(verts, t.faces, rng))
+        dist_s2t, _ = fit_tree.query(local.points)
+        near = 0.01 * self.diag
+        covered = float((dist_s2t < near).mean())  # fraction of the scan the head covers
+        supported = float((dist_t2s < near).mean())  # fraction of the head with scan data under it
+        median = float(np.median(dist_t2s[dist_t2s < 5 * near])) if (dist_t2s < 5 * near).any() else float("inf")
+        warnings = []
+        if median / self.diag * 100 > opt.poor_fit:
+            warnings.append(f"poor fit: median head-to-scan distance {median / self.diag * 100:.2f}% of the diagonal")
+        if supported < 0.25:
+            warnings.append(f"only {supported:.0%} of the head has scan data under it: check the input is a head")
+        return {
+            "template": t.name, "template_hash": t.hash,
+            "alignment": {**sim.to_dict(), "method": info.get("method"), "score": info.get("score")},
+            "vae": bool(opt.vae and self.vae is not None),
+            "vae_step": (getattr(self.vae, "checkpoint_meta", {}) or {}).get("step") if self.vae is not None else None,
+            "bases_coefficients": None if coeffs is None else int(len(coeffs)),
+            "scan_covered": covered, "head_supported": supported,
+            "median_distance_pct": median / self.diag * 100,
+            "refine_shift_pct": float(np.linalg.norm(verts - prior_verts, axis=1).mean() / self.diag * 100),
+            "ok": not warnings, "warnings": warnings,
+        }
+
+
+def _dense(verts: np.ndarray, faces: np.ndarray, rng: np.random.Generator, count: int = 30000) -> np.ndarray:
+    return sample_surface(verts.astype(np.float64), faces, count, rng)[0]
+
+
+def _pca_normals(points: np.ndarray, k: int = 12) -> np.ndarray:
+    """Unoriented normals of a point cloud (smallest local PCA axis), flipped away from the centroid."""
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(points).query(points, k=min(k, len(points)))
+    nb = points[idx] - points[idx].mean(1, keepdims=True)
+    _, _, vt = np.linalg.svd(nb, full_matrices=False)
+    nrm = vt[:, -1]
+    flip = ((points - points.mean(0)) * nrm).sum(1) < 0
+    nrm[flip] *= -1
+    return nrm
+
+
+__all__ = ["RetopoPipeline", "RetopoOptions", "RetopoResult", "surface_metrics", "vertex_normals"]

@@ -269,9 +269,10 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
            size: int = 512, passes: tuple[str, ...] | str = ("color",), lighting: str = "studio",
            shading: str = "ggx", texture: str | Path | None = None, camera: str | Path | None = None,
            views: int = 1, per_mesh: int = 1, random_lighting: bool = False, random_textures: bool = False,
-           texture_pool: int = 32, turntable: bool = False, frames: int = 36, fps: float = 24.0,
-           contact_sheet: bool = False, ssaa: int = 1, normal_space: str = "world", fov: float = 20.0,
-           seed: int = 0, shard: str | None = None, force: bool = False, device: str = "cpu") -> BatchResult:
+           texture_pool: int = 32, texture_size: int = 512, turntable: bool = False, frames: int = 36,
+           fps: float = 24.0, contact_sheet: bool = False, ssaa: int = 1, normal_space: str = "world",
+           fov: float = 20.0, seed: int = 0, shard: str | None = None, force: bool = False,
+           device: str = "cpu") -> BatchResult:
     """Render meshes (`topos render`). The mode follows OUT:
 
     * `head.png`: one picture (passes beside it as head_<pass>.png; `views` > 1 gives head_vNN.png);
@@ -330,14 +331,15 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
         raise UsageError(f"-o {out}: give a .png, .gif/.mp4 or a folder (dataset mode)")
     else:
         res = job.render_dataset(input, out, opts, views, per_mesh, random_lighting, random_textures,
-                                 texture_pool, camera, seed, shard, force)
+                                 texture_pool, camera, seed, shard, force, texture_size)
         result.records, result.skipped, result.failures = res.records, res.skipped, res.failures
         merge_manifest(out, result.records)
         tpl = job.MeshSource(template).try_template()
         write_meta(out, run_meta("render", seed=seed, template=tpl, backend=backend, size=size,
                                  passes=list(pass_list), shading=shading, per_mesh=per_mesh, views=views,
                                  random_lighting=random_lighting, random_textures=random_textures,
-                                 texture_pool=texture_pool, shard=shard, ssaa=ssaa, normal_space=normal_space,
+                                 texture_pool=texture_pool, texture_size=texture_size, shard=shard, ssaa=ssaa,
+                                 normal_space=normal_space,
                                  depth_scale_cm=job.DEPTH_SCALE_CM, input=None if input is None else str(input),
                                  encodings=job.__doc__.split("Pass encodings: ")[1].strip()))
         write_failures(out, result.failures)

@@ -38,6 +38,7 @@ def render(
     random_lighting: Annotated[bool, typer.Option(help="Dataset mode: random light rig per image.")] = False,
     random_textures: Annotated[bool, typer.Option(help="Dataset mode: random synthesized skin per image.")] = False,
     texture_pool: Annotated[int, typer.Option(help="Random textures drawn from a pool of N (OUT/textures).")] = 32,
+    texture_size: Annotated[int, typer.Option(help="Size of the random textures in pixels.")] = 512,
     turntable: Annotated[bool, typer.Option(help="Write a turntable animation (.gif/.mp4).")] = False,
     frames: Annotated[int, typer.Option(help="Turntable frames.")] = 36,
     fps: Annotated[float, typer.Option(help="Turntable frames per second.")] = 24.0,
@@ -59,7 +60,8 @@ def render(
     result = api.render(input, out, template=template, backend=backend, size=size, passes=passes,
                         lighting=lighting, shading=shading, texture=texture, camera=camera, views=views,
                         per_mesh=per_mesh, random_lighting=random_lighting, random_textures=random_textures,
-                        texture_pool=texture_pool, turntable=turntable, frames=frames, fps=fps,
+                        texture_pool=texture_pool, texture_size=texture_size, turntable=turntable, frames=frames,
+                        fps=fps,
                         contact_sheet=contact_sheet, ssaa=ssaa, normal_space=normal_space, fov=fov, seed=seed,
                         shard=shard, force=force, device=device)
     for rec in result.records:

@@ -475,7 +475,8 @@ def synthesize_textures(template, out: Path, count: int, seed: int, size: int = 
 
 def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_mesh: int = 1,
                    random_lighting: bool = False, random_textures: bool = False, texture_pool: int = 32,
-                   camera_file=None, seed: int = 0, shard: str | None = None, force: bool = False) -> RenderJobResult:
+                   camera_file=None, seed: int = 0, shard: str | None = None, force: bool = False,
+                   texture_size: int = 512) -> RenderJobResult:
     """Render every mesh of INPUT into the dataset folder OUT (see module docstring); resumable, shardable."""
     from topos_cli.io.manifest import Shard, split_for
     from topos_cli.render.lights import random_rig
@@ -487,7 +488,8 @@ def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_me
     items = [it for it in resolve_items(input) if part.owns(str(it["id"]))]
     source = MeshSource(opts.template)
     fixed_rig = None if random_lighting else resolve_lighting(opts.lighting)
-    pool = TexturePool(source.template, out / "textures", texture_pool, seed) if random_textures else None
+    pool = TexturePool(source.template, out / "textures", texture_pool, seed, texture_size) if random_textures \
+        else None
     renderer = _renderer(opts)
     cache: dict = {}
     result = RenderJobResult(out)

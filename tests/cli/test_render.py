@@ -1,0 +1,130 @@
+"""`topos render` and `topos textures` through typer's CliRunner on the tiny template."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from topos_cli.cli.main import app
+from topos_cli.io.image import read_image
+
+runner = CliRunner()
+
+
+def _run(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+@pytest.fixture(scope="module")
+def egl():
+    from topos_cli.render.raster_gl import gl_available
+
+    if not gl_available():
+        pytest.skip("no headless EGL context here (apt-get install libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri)")
+
+
+def test_help_shows_an_example():
+    res = _run("render", "--help")
+    assert res.exit_code == 0 and "topos render head.obj -o head.png" in res.output
+    assert _run("textures", "--help").exit_code == 0
+
+
+@pytest.mark.parametrize("backend", ["gl", "torch"])
+def test_single_picture_with_data_passes(tmp_path, tiny_template_dir, backend, request):
+    if backend == "gl":
+        request.getfixturevalue("egl")
+    res = _run("render", "-o", tmp_path / "head.png", "-t", tiny_template_dir, "--size", 48, "--backend", backend,
+               "--passes", "color,normal,depth,mask,uv,region,visibility", "--json")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout.splitlines()[0])
+    color = read_image(rec["passes"]["color"])
+    assert color.shape == (48, 48, 4) and color.dtype == np.uint8
+    depth = read_image(rec["passes"]["depth"]).astype(float) * 0.01  # cm (encoding in the module docs)
+    dist = np.linalg.norm(rec["camera"]["center"])
+    assert abs(depth[24, 24] - (dist - 10.0)) < 0.1  # nearest point of the 10 cm sphere
+    mask = read_image(rec["passes"]["mask"]) > 0
+    assert np.array_equal(mask, color[..., 3] > 0) and np.array_equal(mask, depth > 0)
+    normal = read_image(rec["passes"]["normal"]).astype(float) / 65535 * 2 - 1
+    assert normal[24, 24, 2] > 0.95  # world normal at the centre faces the camera (+Z)
+    region = read_image(rec["passes"]["region"])
+    assert set(np.unique(region[mask])) <= {1, 2, 3, 4} and (region[~mask] == 0).all()
+    visible = np.load(rec["passes"]["ids"])["visible"]
+    assert 0.3 < visible.mean() < 0.7  # about the front half of a sphere
+
+
+def test_dataset_mode_manifest_resume_and_seed(tmp_path, tiny_dataset, tiny_template_dir, egl):
+    args = ["render", tiny_dataset, "-t", tiny_template_dir, "--per-mesh", 2, "--random-lighting",
+            "--random-textures", "--texture-pool", 2, "--texture-size", 32, "--size", 32, "--seed", 3, "--json"]
+    res = _run(*args[:1], *args[1:], "-o", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(records) == 8 and len({r["id"] for r in records}) == 8
+    rec = records[0]
+    assert {"camera", "lighting", "texture", "view", "parent", "split", "template_hash"} <= set(rec)
+    assert rec["texture"]["params"]["tone"] in range(16) and rec["lighting"]["lights"]
+    manifest = (tmp_path / "r" / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 8 and not json.loads(manifest[0])["image"].startswith("/")
+    again = _run(*args, "-o", tmp_path / "r")
+    assert again.exit_code == 0 and "0 written, 8 already done" in again.output
+    other = _run(*args, "-o", tmp_path / "s")
+    for a, b in zip(records, [json.loads(line) for line in other.stdout.splitlines()], strict=True):
+        assert open(a["image"], "rb").read() == open(b["image"], "rb").read()  # bit-identical for a seed
+        assert a["camera"] == b["camera"]
+
+
+def test_chain_from_augment_and_turntable(tmp_path, tiny_template_dir, egl):
+    aug = _run("augment", "-o", tmp_path / "aug", "-t", tiny_template_dir, "--copies", 2, "--identity-sigma", 1,
+               "--json")
+    assert aug.exit_code == 0, aug.output
+    res = _run("render", "-", "-o", tmp_path / "views", "-t", tiny_template_dir, "--views", 2, "--size", 32,
+               input=aug.stdout)
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.splitlines()) == 4
+    gif = _run("render", "-o", tmp_path / "spin.gif", "-t", tiny_template_dir, "--size", 32, "--frames", 3)
+    assert gif.exit_code == 0 and (tmp_path / "spin.gif").stat().st_size > 100
+
+
+def test_bad_inputs_exit_2_and_partial_failure_exits_3(tmp_path, tiny_template_dir, egl):
+    res = _run("render", tmp_path / "missing.obj", "-o", tmp_path / "x.png")
+    assert res.exit_code == 2 and "no such file" in res.output
+    bad = tmp_path / "meshes"
+    bad.mkdir()
+    (bad / "nan.obj").write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    (bad / "ok.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    res = _run("render", bad / "nan.obj", "-o", tmp_path / "x.png", "-t", tiny_template_dir)
+    assert res.exit_code == 2 and "NaN" in res.output and "Traceback" not in res.output
+    res = _run("render", bad, "-o", tmp_path / "out", "-t", tiny_template_dir, "--size", 16)
+    assert res.exit_code == 3
+    assert "nan.obj" in (tmp_path / "out" / "failures.jsonl").read_text()
+    assert len((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()) == 1
+    for args in (["--passes", "colour"], ["--ssaa", 2], ["--size", 4], ["-o", tmp_path / "x.jpg"]):
+        res = _run("render", bad / "ok.obj", "-o", tmp_path / "x.png", *args)
+        assert res.exit_code == 2, (args, res.output)
+
+
+def test_missing_egl_is_a_clear_usage_error(tmp_path, tiny_template_dir, monkeypatch):
+    from topos_cli.errors import UsageError
+    from topos_cli.render import raster_gl
+
+    def no_context():
+        raise UsageError(f"cannot create a headless OpenGL (EGL) context (test); {raster_gl.INSTALL_HINT}")
+
+    monkeypatch.setattr(raster_gl, "gl_context", no_context)
+    res = _run("render", "-o", tmp_path / "x.png", "-t", tiny_template_dir, "--size", 16)
+    assert res.exit_code == 2 and "libegl1" in res.output and "--backend torch" in res.output
+    res = _run("render", "-o", tmp_path / "x.png", "-t", tiny_template_dir, "--size", 16, "--backend", "torch")
+    assert res.exit_code == 0
+
+
+def test_textures_command_writes_seeded_maps(tmp_path, tiny_template_dir):
+    res = _run("textures", tiny_template_dir, "-o", tmp_path / "t", "--count", 2, "--size", 32, "--json")
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["id"] for r in records] == ["tex000", "tex001"]
+    albedo = read_image(records[0]["albedo"])
+    assert albedo.shape == (32, 32, 3)
+    again = _run("textures", tiny_template_dir, "-o", tmp_path / "u", "--count", 2, "--size", 32, "--json")
+    first = json.loads(again.stdout.splitlines()[0])
+    assert np.array_equal(read_image(first["albedo"]), albedo) and first["params"] == records[0]["params"]
+    assert _run("textures", tiny_template_dir, "-o", tmp_path / "v", "--makeup", 2).exit_code == 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from topos_cli.errors import UsageError
-from topos_cli.render.camera import Camera, focal_from_fov, from_dict, look_at
+from topos_cli.render.camera import focal_from_fov, from_dict, look_at
 from topos_cli.render.views import cameras_from_json, framed_camera, orbit, perturbed_frontal
 
 

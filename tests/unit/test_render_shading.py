@@ -7,8 +7,19 @@ import pytest
 import torch
 
 from topos_cli.errors import UsageError
-from topos_cli.render.lights import (AmbientLight, AreaLight, DirectionalLight, EnvLight, LightRig, PointLight,
-                                     preset_rig, random_rig, rig_from_dict, sh_basis, sh_from_equirect)
+from topos_cli.render.lights import (
+    AmbientLight,
+    AreaLight,
+    DirectionalLight,
+    EnvLight,
+    LightRig,
+    PointLight,
+    preset_rig,
+    random_rig,
+    rig_from_dict,
+    sh_basis,
+    sh_from_equirect,
+)
 from topos_cli.render.shading import ggx_specular, linear_to_srgb, shade, srgb_to_linear
 
 ALBEDO = torch.tensor([[0.5, 0.25, 0.1]])

@@ -2,8 +2,14 @@
 
 import numpy as np
 
-from topos_cli.render.textures import (SKIN_TONES, build_atlas, feature_masks, skin_albedo, synthesize,
-                                       tone_melanin)
+from topos_cli.render.textures import (
+    SKIN_TONES,
+    build_atlas,
+    feature_masks,
+    skin_albedo,
+    synthesize,
+    tone_melanin,
+)
 
 
 def _srgb(a):

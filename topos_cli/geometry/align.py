@@ -453,6 +453,28 @@ def _trim_rows(dist: np.ndarray, trim: float) -> np.ndarray:
     return np.argpartition(dist, k - 1, axis=1)[:, :k]
 
 
+def _residual2(diff: np.ndarray, normals: np.ndarray, point_weight: float) -> np.ndarray:
+    """Squared ICP residual per pair: point-to-plane^2 + point_weight * point-to-point^2."""
+    return (diff * normals).sum(-1) ** 2 + point_weight * (diff**2).sum(-1)
+
+
+def _multi_trim_score(r2_f: np.ndarray, r2_b: np.ndarray, trims) -> np.ndarray:
+    """(B,) symmetric residual averaged over several kept fractions.
+
+    A single trim tau lets a wrong pose hide a partial shell's distinctive part (a nose) among the dropped
+    pairs; averaging over taus up to 0.9 exposes it, while the low taus keep partial overlaps comparable.
+    """
+    out = np.zeros(len(r2_f))
+    for tau in trims:
+        parts = []
+        for r2 in (r2_f, r2_b):
+            k = max(3, int(np.ceil(tau * r2.shape[1])))
+            part = r2 if k >= r2.shape[1] else np.partition(r2, k - 1, axis=1)[:, :k]
+            parts.append(part.mean(1))
+        out += np.sqrt(0.5 * parts[0] + 0.5 * parts[1])
+    return out / len(trims)
+
+
 def symmetric_icp_batch(
     src: _Cloud,
     dst: _Cloud,
@@ -464,6 +486,7 @@ def symmetric_icp_batch(
     trim: float,
     point_weight: float,
     scale_range: tuple[float, float],
+    score_trims=(0.5, 0.7, 0.9),
 ):
     """Run B independent symmetric trimmed ICPs at once (one k-d tree query per direction per iteration).
 
@@ -474,34 +497,33 @@ def symmetric_icp_batch(
         trim: kept fraction per direction.
         point_weight: point-to-point weight beside point-to-plane.
         scale_range: scale guard.
+        score_trims: kept fractions the returned score averages over (see `_multi_trim_score`).
 
     Returns:
-        s, rot, t after the iterations and (B,) symmetric trimmed RMS measured at the returned transforms.
+        s, rot, t after the iterations and (B,) scores measured at the returned transforms: the symmetric
+        trimmed RMS of the objective (point-to-plane + point_weight * point-to-point), averaged over trims.
     """
     s, rot, t = s.copy(), rot.copy(), t.copy()
     rms = None
     for it in range(iters + 1):
         b = len(s)
         cur = s[:, None, None] * np.einsum("bij,nj->bni", rot, src.points) + t[:, None]  # (B, N, 3)
-        d_f, j_f = dst.tree.query(cur.reshape(-1, 3))
-        d_f, j_f = d_f.reshape(b, -1), j_f.reshape(b, -1)
+        j_f = dst.tree.query(cur.reshape(-1, 3))[1].reshape(b, -1)
         back = np.einsum("bmi,bij->bmj", dst.points[None] - t[:, None], rot) / s[:, None, None]  # (B, M, 3)
-        d_b, j_b = src.tree.query(back.reshape(-1, 3))
-        d_b, j_b = d_b.reshape(b, -1) * s[:, None], j_b.reshape(b, -1)
-        k_f, k_b = _trim_rows(d_f, trim), _trim_rows(d_b, trim)
+        j_b = src.tree.query(back.reshape(-1, 3))[1].reshape(b, -1)
         rows = np.arange(b)[:, None]
-        a = np.concatenate([cur[rows, k_f], cur[rows, j_b[rows, k_b]]], 1)  # (B, K, 3)
-        tgt = np.concatenate(
-            [dst.points[j_f[rows, k_f]], np.broadcast_to(dst.points, (b,) + dst.points.shape)[rows, k_b]], 1
-        )
-        nrm = np.concatenate(
-            [dst.normals[j_f[rows, k_f]], np.einsum("bkj,bij->bki", src.normals[j_b[rows, k_b]], rot)], 1
-        )
-        # the score is the objective itself: point-to-plane plus point_weight * point-to-point, trimmed
-        plane = ((a - tgt) * nrm).sum(-1)
-        rms = np.sqrt((plane**2).mean(1) + point_weight * ((a - tgt) ** 2).sum(-1).mean(1))
+        tgt_f, nrm_f = dst.points[j_f], dst.normals[j_f]  # (B, N, 3) forward pairs: source -> target
+        src_b = cur[rows, j_b]  # (B, M, 3) backward pairs: target -> source
+        nrm_b = np.einsum("bkj,bij->bki", src.normals[j_b], rot)
+        r2_f = _residual2(cur - tgt_f, nrm_f, point_weight)  # (B, N)
+        r2_b = _residual2(src_b - dst.points, nrm_b, point_weight)  # (B, M)
         if it == iters:
+            rms = _multi_trim_score(r2_f, r2_b, score_trims)
             break
+        k_f, k_b = _trim_rows(r2_f, trim), _trim_rows(r2_b, trim)
+        a = np.concatenate([cur[rows, k_f], src_b[rows, k_b]], 1)  # (B, K, 3)
+        tgt = np.concatenate([tgt_f[rows, k_f], np.broadcast_to(dst.points, src_b.shape)[rows, k_b]], 1)
+        nrm = np.concatenate([nrm_f[rows, k_f], nrm_b[rows, k_b]], 1)
         c = a.mean(1)
         theta = _gn_solve_batch(a - c[:, None], a - tgt, nrm, point_weight)
         ds = np.exp(np.clip(theta[:, 0], -0.5, 0.5))

@@ -1,0 +1,170 @@
+"""geometry/align: Umeyama, the paper's protocol and the robust default, on known transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from topos_cli.geometry.align import (
+    AlignResult,
+    align_robust,
+    align_topos,
+    apply_similarity,
+    axis_rotations,
+    bbox_diagonal,
+    rotation_error_deg,
+    rotation_from_euler,
+    similarity_matrix,
+    umeyama,
+)
+
+
+def toy_head(subdivisions: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """An asymmetric head-like surface: squashed icosphere with a nose, a chin and one ear (no symmetry)."""
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=1.0)
+    unit = np.asarray(sphere.vertices)
+    bumps = (
+        0.5 * np.exp(-((unit - [0, 0.05, 1]) ** 2).sum(1) / 0.05)  # nose (+Z is the front)
+        + 0.25 * np.exp(-((unit - [0, -0.7, 0.7]) ** 2).sum(1) / 0.08)  # chin
+        + 0.3 * np.exp(-((unit - [1, 0.1, 0]) ** 2).sum(1) / 0.05)  # one ear only: breaks the mirror symmetry
+    )
+    verts = unit * (1.0 + bumps)[:, None] * np.array([8.0, 11.0, 9.5])
+    verts[:, 2] *= np.where(verts[:, 2] < 0, 0.8, 1.0)  # a flatter back: no 180-degree symmetry
+    return verts, np.asarray(sphere.faces, dtype=np.int64)
+
+
+def front_shell(verts: np.ndarray, faces: np.ndarray, z_min: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """The faces whose corners all have z > z_min (a frontal 'face only' shell), re-indexed."""
+    keep = (verts[faces][:, :, 2] > z_min).all(1)
+    sub = faces[keep]
+    used = np.unique(sub)
+    remap = -np.ones(len(verts), dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return verts[used], remap[sub]
+
+
+def check_recovered(result: AlignResult, src: np.ndarray, dst_of_src: np.ndarray, diag: float, tol: float):
+    """Every transformed source vertex lands within tol * diag of where the true transform puts it."""
+    err = np.linalg.norm(result.apply(src) - dst_of_src, axis=1).max() / diag
+    assert err < tol, f"max vertex error {err:.2e} of the diagonal"
+
+
+def test_umeyama_recovers_a_similarity_exactly():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(50, 3))
+    rot = rotation_from_euler(123.0, -30.0, 10.0)
+    dst = 2.5 * src @ rot.T + np.array([1.0, -2.0, 3.0])
+    s, r, t = umeyama(src, dst)
+    assert s == pytest.approx(2.5, rel=1e-12)
+    assert np.allclose(r, rot, atol=1e-12)
+    assert np.allclose(t, [1.0, -2.0, 3.0], atol=1e-12)
+    s_rigid, _, _ = umeyama(src, dst, with_scale=False)
+    assert s_rigid == 1.0
+
+
+def test_umeyama_weights_and_reflection():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(40, 3))
+    dst = src * np.array([-1.0, 1.0, 1.0])  # a mirror image: the best proper rotation still has det +1
+    _, r, _ = umeyama(src, dst)
+    assert np.linalg.det(r) == pytest.approx(1.0)
+    # zero weight on corrupted pairs: the clean pairs alone decide
+    good = 3.0 * src
+    bad = good.copy()
+    bad[:10] += 100.0
+    w = np.r_[np.zeros(10), np.ones(30)]
+    s, r, t = umeyama(src, bad, weights=w)
+    assert s == pytest.approx(3.0) and np.allclose(r, np.eye(3), atol=1e-10) and np.allclose(t, 0, atol=1e-9)
+
+
+def test_rotation_helpers():
+    frames = axis_rotations()
+    assert frames.shape == (24, 3, 3)
+    assert np.allclose(np.linalg.det(frames), 1.0)
+    assert len({tuple(np.round(m).astype(int).ravel()) for m in frames}) == 24
+    assert rotation_error_deg(rotation_from_euler(30.0), np.eye(3)) == pytest.approx(30.0)
+    m = similarity_matrix(2.0, rotation_from_euler(90.0), np.array([1.0, 2.0, 3.0]))
+    pts = np.array([[1.0, 0.0, 0.0]])
+    assert np.allclose(
+        (m @ np.r_[pts[0], 1.0])[:3], apply_similarity(pts, 2.0, rotation_from_euler(90.0), m[:3, 3])
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaw", "pitch", "scale"),
+    [
+        (180.0, 0.0, 0.3),
+        (135.0, 15.0, 3.0),
+        pytest.param(180.0, 10.0, 0.6, marks=pytest.mark.slow),
+        pytest.param(20.0, 0.0, 1.25, marks=pytest.mark.slow),
+    ],
+)
+def test_robust_recovers_random_similarities(yaw, pitch, scale):
+    verts, faces = toy_head()
+    rot = rotation_from_euler(yaw, pitch, 5.0)
+    shift = np.array([40.0, -7.0, 3.0])
+    src = scale * verts @ rot.T + shift  # the prediction lives in another frame and unit
+    result = align_robust(src, faces, verts, faces, rng=np.random.default_rng(0))
+    assert rotation_error_deg(result.rotation, rot.T) < 0.05
+    assert result.scale * scale == pytest.approx(1.0, abs=2e-4)
+    check_recovered(result, src, verts, bbox_diagonal(verts), 1e-4)
+    assert np.allclose(result.matrix[:3, :3], result.scale * result.rotation)
+
+
+def test_robust_other_up_axis_and_units():
+    verts, faces = toy_head()
+    z_up = rotation_from_euler(0.0, -90.0, 0.0) @ rotation_from_euler(70.0)  # Z-up, metres
+    src = 0.01 * verts @ z_up.T
+    result = align_robust(src, faces, verts, faces, rng=np.random.default_rng(0))
+    assert rotation_error_deg(result.rotation, z_up.T) < 0.05
+    assert result.scale == pytest.approx(100.0, rel=2e-4)
+
+
+def test_robust_partial_overlap_both_ways():
+    verts, faces = toy_head()
+    shell_v, shell_f = front_shell(verts, faces)
+    rot = rotation_from_euler(160.0, 10.0, 0.0)
+    # a frontal shell onto the full head
+    src = 1.7 * shell_v @ rot.T + 5.0
+    result = align_robust(src, shell_f, verts, faces, rng=np.random.default_rng(0))
+    assert rotation_error_deg(result.rotation, rot.T) < 0.5
+    assert result.scale * 1.7 == pytest.approx(1.0, abs=5e-3)
+    assert result.info["overlap_dst"] < 0.7  # most of the full head has no partner on the shell
+    # and the reverse: the full head onto a frontal shell
+    src = 0.8 * verts @ rot.T - 3.0
+    result = align_robust(src, faces, shell_v, shell_f, rng=np.random.default_rng(0))
+    assert rotation_error_deg(result.rotation, rot.T) < 0.5
+    assert result.scale * 0.8 == pytest.approx(1.0, abs=5e-3)
+
+
+def test_robust_is_deterministic_for_a_seed():
+    verts, faces = toy_head(3)
+    src = verts @ rotation_from_euler(200.0).T
+    fast = {"pitches": (0.0,), "axis_frames": False, "final_points": 2000}
+    a = align_robust(src, faces, verts, faces, rng=np.random.default_rng(7), **fast)
+    b = align_robust(src, faces, verts, faces, rng=np.random.default_rng(7), **fast)
+    assert np.array_equal(a.matrix, b.matrix) and a.residual == b.residual
+
+
+def test_topos_protocol_verbatim_recovers_a_near_start():
+    verts, faces = toy_head(3)
+    rot = rotation_from_euler(95.0)
+    src = 1.1 * verts @ rot.T + 2.0
+    result = align_topos(src, verts, yaws=(0.0, 270.0), scales=(1.0,), final_iters=100)
+    assert result.protocol == "topos"
+    assert rotation_error_deg(result.rotation, rot.T) < 0.5
+    assert result.scale * 1.1 == pytest.approx(1.0, abs=0.01)
+    assert result.seed["yaw_deg"] == 270.0  # the start nearest the inverse of a 95-degree yaw
+
+
+def test_apply_normals_rotates_and_renormalises():
+    rot = rotation_from_euler(90.0)
+    result = AlignResult(3.0, rot, np.zeros(3), 0.0, 0.0, 0, "robust")
+    normals = np.array([[0.0, 0.0, 1.0]], dtype=np.float32)
+    out = result.apply_normals(normals)
+    assert out.dtype == np.float32
+    assert np.allclose(out, [[1.0, 0.0, 0.0]], atol=1e-6)
+    d = result.to_dict()
+    assert d["scale"] == 3.0 and np.asarray(d["matrix"]).shape == (4, 4)

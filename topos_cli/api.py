@@ -124,10 +124,10 @@ def augment(input: str | Path | None, out: str | Path, template: str | Path | No
     Raises:
         PartialFailure: some base meshes were unusable (listed in OUT/failures.jsonl); the rest was written.
     """
-    from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
+    from topos_cli.geometry.augment import AugmentConfig, batch_deltas, sample_coefficients
     from topos_cli.io.manifest import Shard, merge_manifest, run_meta, split_for, write_failures, write_meta
-    from topos_cli.io.mesh import check_template_topology, format_ply, load_mesh
     from topos_cli.io.fs import write_bytes
+    from topos_cli.io.mesh import MeshData, format_ply
     from topos_cli.utils.log import progress as bar
     from topos_cli.utils.seeding import item_rng, item_seed
 
@@ -146,18 +146,19 @@ def augment(input: str | Path | None, out: str | Path, template: str | Path | No
         jobs = [(base, f"{base['id']}-base", -1) for base in bases] + jobs
     jobs = [j for j in jobs if part.owns(j[1])]
     loaded: dict[str, np.ndarray | Exception] = {}
+    pending: list[tuple[np.ndarray, dict, Path]] = []  # (base verts, coeffs, path) waiting for one GEMM
+
+    def flush() -> None:
+        deltas = batch_deltas(tpl, [c for _, c, _ in pending])
+        for (base_verts, _, path), delta in zip(pending, deltas, strict=True):
+            verts = (base_verts + delta).astype(np.float32)
+            write_bytes(path, format_ply(MeshData(verts=verts, faces=tpl.faces)))
+        pending.clear()
+
     for base, item_id, copy in bar(jobs, description="augment"):
         key = base["id"]
         if key not in loaded:
-            try:
-                mesh = base["verts"] if "verts" in base else load_mesh(base["mesh"])
-                if not isinstance(mesh, np.ndarray):
-                    check_template_topology(mesh, tpl, str(base["mesh"]))
-                    mesh = mesh.verts
-                loaded[key] = mesh
-            except ToposError as exc:
-                loaded[key] = exc
-                result.failures.append({"id": key, "mesh": str(base.get("mesh")), "error": str(exc)})
+            loaded[key] = _load_base(base, tpl, result.failures)
         base_verts = loaded[key]
         if isinstance(base_verts, Exception):
             continue
@@ -170,11 +171,11 @@ def augment(input: str | Path | None, out: str | Path, template: str | Path | No
         if (out / rel).exists() and not force:
             result.skipped += 1
         else:
-            from topos_cli.io.mesh import MeshData
-
-            verts = base_verts + coefficient_delta(tpl, coeffs)
-            write_bytes(out / rel, format_ply(MeshData(verts=verts.astype(np.float32), faces=tpl.faces)))
+            pending.append((base_verts, coeffs, out / rel))
+            if len(pending) >= 32:
+                flush()
         result.records.append(record)
+    flush()
     merge_manifest(out, result.records)
     write_meta(out, run_meta("augment", seed=seed, template=tpl, copies=copies, shard=shard,
                              config=config.__dict__, input=None if input is None else str(input)))
@@ -183,6 +184,21 @@ def augment(input: str | Path | None, out: str | Path, template: str | Path | No
         raise PartialFailure(f"{len(result.failures)} base mesh(es) failed, {len(result.records)} items written; "
                              f"see {out / 'failures.jsonl'}", result.failures)
     return result
+
+
+def _load_base(base: dict, tpl: Template, failures: list[dict]) -> np.ndarray | Exception:
+    """Base vertices in template topology, or the error (recorded in `failures`) for an unusable mesh."""
+    from topos_cli.io.mesh import check_template_topology, load_mesh
+
+    if "verts" in base:
+        return base["verts"]
+    try:
+        mesh = load_mesh(base["mesh"])
+        check_template_topology(mesh, tpl, str(base["mesh"]))
+        return mesh.verts
+    except ToposError as exc:
+        failures.append({"id": base["id"], "mesh": str(base.get("mesh")), "error": str(exc)})
+        return exc
 
 
 def _check_bases(tpl: Template, config, regions_requested: bool) -> None:

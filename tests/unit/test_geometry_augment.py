@@ -46,3 +46,13 @@ def test_apply_weights_and_unknown_expression(tiny_template):
     np.testing.assert_allclose(verts - tiny_template.verts, tiny_template.basis("identity")[1], atol=1e-6)
     with pytest.raises(UsageError, match="unknown expression"):
         apply_weights(tiny_template, expression={"notAShape": 1.0})
+
+
+def test_batched_gemm_matches_the_per_copy_reference(tiny_template, generator):
+    from topos_cli.geometry.augment import batch_deltas
+
+    config = AugmentConfig(identity_sigma=1.0, expressions=2)
+    coeffs = [sample_coefficients(tiny_template, config, generator) for _ in range(5)] + [{}]
+    batch = batch_deltas(tiny_template, coeffs)
+    for c, delta in zip(coeffs, batch, strict=True):
+        np.testing.assert_allclose(delta, coefficient_delta(tiny_template, c), atol=1e-5)

@@ -10,6 +10,7 @@ Generator; nothing here reads files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -117,3 +118,55 @@ def apply_weights(template: Template, verts: np.ndarray | None = None, identity=
             raise UsageError(f"unknown expression(s) {unknown}; the template has e.g. {sorted(names)[:5]}")
         coeffs["expression"] = dict(expression)
     return base + coefficient_delta(template, coeffs)
+
+
+@lru_cache(maxsize=4)
+def basis_bank(template: Template) -> tuple[np.ndarray, dict[str, int]]:
+    """All 3-D bases of a template stacked once: ((K_total, V*3) float32, {basis name: first row}).
+
+    Batched augmentation is then one GEMM per chunk of copies, reading the bases once per chunk instead of
+    once per copy (see benchmarks/augment.py).
+    """
+    names = [k for k, v in template.bases.items() if v.ndim == 3]
+    offsets, rows, start = {}, [], 0
+    for name in names:
+        basis = template.bases[name]
+        offsets[name] = start
+        rows.append(basis.reshape(len(basis), -1))
+        start += len(basis)
+    if not rows:
+        return np.zeros((0, template.num_verts * 3), np.float32), {}
+    return np.ascontiguousarray(np.concatenate(rows), dtype=np.float32), offsets
+
+
+def coefficient_matrix(template: Template, coeffs_list: list[dict]) -> np.ndarray:
+    """(B, K_total) float32 weights over `basis_bank` rows for a batch of coefficient dicts."""
+    bank, offsets = basis_bank(template)
+    weights = np.zeros((len(coeffs_list), len(bank)), dtype=np.float32)
+    _, table = region_table(template)
+    names = [str(s) for s in template.bases.get("expression_names", [])]
+    index = {n: i for i, n in enumerate(names)}
+    for b, coeffs in enumerate(coeffs_list):
+        for name, pick in coeffs.get("regions", {}).items():
+            rows = offsets[table[name]["basis"]] + np.asarray(pick["bases"], dtype=np.int64)
+            np.add.at(weights[b], rows, np.asarray(pick["weights"], np.float32))
+        if "identity" in coeffs:
+            w = np.asarray(coeffs["identity"], np.float32)
+            weights[b, offsets["identity"]: offsets["identity"] + len(w)] += w
+        for name, w in coeffs.get("expression", {}).items():
+            weights[b, offsets["expression"] + (index[name] if name in index else _expr_fallback(name))] += w
+    return weights
+
+
+def _expr_fallback(name: str) -> int:
+    return int(name.rsplit("_", 1)[1])  # "expression_<i>" when the template has no names
+
+
+def batch_deltas(template: Template, coeffs_list: list[dict]) -> np.ndarray:
+    """(B, V, 3) float32 offsets for a batch of coefficient dicts: one GEMM over the stacked bases."""
+    bank, _ = basis_bank(template)
+    if not coeffs_list:
+        return np.zeros((0, template.num_verts, 3), np.float32)
+    weights = coefficient_matrix(template, coeffs_list)
+    used = np.flatnonzero(np.any(weights != 0, axis=0))  # only rows some copy uses
+    return (weights[:, used] @ bank[used]).reshape(len(coeffs_list), template.num_verts, 3)

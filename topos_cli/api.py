@@ -597,3 +597,71 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     write_meta(out, run_meta("train vae", seed=seed, template=tpl, data=str(data), config=config, args=args))
     return train(VaeTask(model, tpl), dataset, cfg, out, device=_torch_device(device), resume=resume,
                  meta={"config": config, "data": str(data) if data else "synthetic"}, on_log=on_log)
+
+
+# ------------------------------------------------------------------------------------------- align, metrics
+def align(pred: str | Path, gt: str | Path, out: str | Path, protocol: str = "robust", trim: float | None = None,
+          yaws: list[float] | None = None, pitches: list[float] | None = None, scales: list[float] | None = None,
+          seed_iters: int | None = None, final_iters: int | None = None, seed: int = 0, workers: int = 1,
+          shard: str | None = None, force: bool = False) -> dict:
+    """Similarity-align predictions onto ground truths (`topos align`); the ground truth stays fixed.
+
+    Args:
+        pred, gt: two mesh files, or two folders paired by file stem.
+        out: the moved prediction (a mesh file; its suffix picks the format) or a folder (one file per pair,
+            named like the prediction, plus manifest.jsonl with each transform, meta.json, failures.jsonl).
+        protocol: "robust" (default) or "topos" (the paper's trimmed ICP verbatim; see README "Alignment").
+        trim / yaws / pitches / scales / seed_iters / final_iters: protocol options; None keeps the default.
+        seed: surface-sampling seed (robust protocol); each pair derives its own stream from (seed, stem).
+        workers: pairs aligned in parallel processes.
+        shard: "K/N" to process only that shard of the pairs (folders).
+        force: redo pairs whose output exists (folders; a single pair always runs).
+
+    Returns:
+        {"out", "records": [{id, mesh, scale, rotation, translation, matrix, residual, ...}], "skipped",
+        "failures", "unmatched": {"pred": [...], "gt": [...]}}. Failed pairs are reported, not raised.
+    """
+    from topos_cli.metrics.pairs import align_options, run_align
+
+    options = align_options(protocol, trim=trim, yaws=yaws, pitches=pitches, scales=scales, seed_iters=seed_iters,
+                            final_iters=final_iters)
+    if workers < 1:
+        raise UsageError("--workers must be >= 1")
+    return run_align(pred, gt, out, protocol=protocol, options=options, seed=seed, workers=workers, shard=shard,
+                     force=force)
+
+
+def metrics(pred: str | Path, gt: str | Path, icp: bool = False, protocol: str = "robust", samples: int = 10000,
+            threshold: float = 0.01, thresholds: list[float] | None = None, clip: bool = True,
+            clip_margin: float = 0.05, seed: int = 0, workers: int = 1, shard: str | None = None,
+            template: str | Path | None = None, trim: float | None = None, yaws: list[float] | None = None,
+            pitches: list[float] | None = None, scales: list[float] | None = None, seed_iters: int | None = None,
+            final_iters: int | None = None) -> dict:
+    """Geometry metrics of predictions against ground truths (`topos metrics`), TOPOS appendix D.
+
+    Args:
+        pred, gt: two mesh files, or two folders paired by file stem.
+        icp: similarity-align each prediction onto its ground truth first (see `align`).
+        protocol and trim ... final_iters: alignment options, as in `align`.
+        samples: area-weighted samples per surface.
+        threshold: F-score threshold relative to the gt's bounding-box diagonal; `thresholds` adds more.
+        clip / clip_margin: clip the prediction to the gt's bounding box grown by `clip_margin` (5%).
+        seed: sampling seed; each pair derives its own streams from (seed, stem).
+        workers: pairs evaluated in parallel processes.
+        shard: "K/N" to evaluate only that shard of the pairs.
+        template: template whose regions give per-region vertex errors for meshes in its topology.
+
+    Returns:
+        {"kind": "geometry", "convention", "pairs": [rows], "summary": {metric: {mean, std, n}}, "count",
+        "failures", "unmatched"}. Failed or unmatched pairs are reported here, not raised.
+    """
+    from topos_cli.metrics.pairs import align_options, run_metrics
+
+    if samples < 1 or threshold <= 0 or clip_margin < 0 or workers < 1:
+        raise UsageError("need --samples >= 1, --threshold > 0, --clip-margin >= 0 and --workers >= 1")
+    opts = align_options(protocol, trim=trim, yaws=yaws, pitches=pitches, scales=scales, seed_iters=seed_iters,
+                         final_iters=final_iters)
+    metric_options = {"n": samples, "threshold": threshold, "thresholds": tuple(thresholds or ()), "clip": clip,
+                      "clip_margin": clip_margin}
+    return run_metrics(pred, gt, icp=icp, protocol=protocol, align_opts=opts, metric_options=metric_options,
+                       seed=seed, workers=workers, shard=shard, template=template)

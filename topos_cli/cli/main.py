@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from topos_cli import __version__
+from topos_cli.cli import align as align_cmd
 from topos_cli.cli import augment as augment_cmd
+from topos_cli.cli import metrics as metrics_cmd
 from topos_cli.cli import render as render_cmd
 from topos_cli.cli import retopo as retopo_cmd
 from topos_cli.cli import run as run_cmd
@@ -49,6 +51,8 @@ app.command("render", epilog=render_cmd.EPILOG, no_args_is_help=True)(render_cmd
 app.command("textures", epilog=textures_cmd.EPILOG, no_args_is_help=True)(textures_cmd.textures)
 app.command("retopo", epilog=retopo_cmd.EPILOG, no_args_is_help=True)(retopo_cmd.retopo)
 app.add_typer(train_cmd.app, name="train")
+app.command("align", epilog=align_cmd.EPILOG, no_args_is_help=True)(align_cmd.align)
+app.command("metrics", epilog=metrics_cmd.EPILOG, no_args_is_help=True)(metrics_cmd.metrics)
 
 
 def main() -> None:

@@ -294,5 +294,38 @@ def template_mesh(template: Template, verts: np.ndarray | None = None) -> MeshDa
     return MeshData.from_template(template, verts)
 
 
+
+def transform_gltf_scene(src: str | Path, dst: str | Path, matrix: np.ndarray) -> Path:
+    """Copy a .glb/.gltf file with a 4x4 transform on its scene root (used by `topos align`).
+
+    Every scene's root nodes are parented under one new node carrying ``matrix``; meshes, materials,
+    skins, animations and the node hierarchy are kept verbatim (pygltflib, no re-export through trimesh).
+
+    Args:
+        src: input .glb or .gltf.
+        dst: output path; .glb writes binary glTF, .gltf JSON glTF (buffers as in the input).
+        matrix: (4, 4) column-vector transform (x' = M @ [x, 1]).
+    """
+    from pygltflib import GLTF2, Node
+
+    src, dst = Path(src), Path(dst)
+    try:
+        gltf = GLTF2().load(str(src))
+    except Exception as exc:  # any parser failure on user data is a bad file
+        raise MeshError(f"{src}: cannot read glTF ({type(exc).__name__}: {exc})") from None
+    flat = [float(v) for v in np.asarray(matrix, dtype=np.float64).T.ravel()]  # glTF stores column-major
+    if not gltf.scenes:
+        raise MeshError(f"{src} has no scene to transform")
+    for scene in gltf.scenes:
+        gltf.nodes.append(Node(name="topos_align", matrix=flat, children=list(scene.nodes or [])))
+        scene.nodes = [len(gltf.nodes) - 1]
+    with atomic_path(dst) as tmp:
+        if dst.suffix.lower() == ".glb":
+            gltf.save_binary(str(tmp))
+        else:
+            gltf.save_json(str(tmp))
+    return dst
+
+
 __all__ = ["MeshData", "load_mesh", "save_mesh", "validate_mesh", "check_template_topology", "list_meshes",
-           "template_mesh", "format_ply", "MESH_SUFFIXES", "TemplateMismatch"]
+           "template_mesh", "format_ply", "MESH_SUFFIXES", "TemplateMismatch", "transform_gltf_scene"]

@@ -52,6 +52,7 @@ class AreaLight:
     """A rectangle at `center` spanned by edge vectors `u`, `v` (cm), emitting on the side of u x v.
 
     Evaluated as `samples` x `samples` point lights with a cosine falloff at the emitter (no shadows).
+    Two (four points) keep a soft highlight at a quarter of the cost of four.
     """
 
     center: tuple = (40.0, 30.0, 70.0)
@@ -60,7 +61,7 @@ class AreaLight:
     color: tuple = (1.0, 1.0, 1.0)
     intensity: float = 1.0
     distance_ref: float = 80.0
-    samples: int = 4
+    samples: int = 2
     kind: str = "area"
 
     def points(self) -> tuple[np.ndarray, np.ndarray, float]:

@@ -5,7 +5,9 @@ Mesa's llvmpipe on a CPU, NVIDIA's EGL driver on a GPU; `GLCONTEXT_DEVICE_INDEX`
 All GL conventions stay in this file: images come back with row 0 at the top, textures are given with row 0
 at the top (v = 1), depth is camera z in cm.
 
-One draw fills every pass (multiple render targets); `GBuffer` arrays are numpy float32.
+One draw fills every requested pass (multiple render targets, compiled per pass set); `GBuffer` arrays are numpy
+float32. Normals and materials travel as half floats (about 1e-3 relative precision), depth as float32;
+world positions are rebuilt from depth and the camera ray (exact for a pinhole camera).
 """
 
 from __future__ import annotations
@@ -21,41 +23,47 @@ _VERTEX = """
 #version 330
 uniform mat4 u_clip;
 uniform vec4 u_zrow;   // third row of world-to-camera: camera z = dot(u_zrow, (p, 1))
-in vec3 in_pos; in vec3 in_nrm; in vec2 in_uv; in vec3 in_col; in vec3 in_bary;
-out vec3 v_pos; out vec3 v_nrm; out vec2 v_uv; out vec3 v_col; out vec3 v_bary; out float v_z;
+in vec3 in_pos; in vec3 in_nrm; in vec3 in_col; in vec2 in_uv;
+out vec3 v_nrm; out vec2 v_uv; out vec3 v_col; out float v_z;
 void main() {
-    v_pos = in_pos; v_nrm = in_nrm; v_uv = in_uv; v_col = in_col; v_bary = in_bary;
+    v_nrm = in_nrm; v_uv = in_uv; v_col = in_col;
     v_z = dot(u_zrow, vec4(in_pos, 1.0));
     gl_Position = u_clip * vec4(in_pos, 1.0);
 }
 """
 
-_FRAGMENT = """
+# Fragment outputs, each compiled in only when a pass needs it (llvmpipe's cost grows with bytes written).
+_OUTPUTS = {  # name: (GL type, components, dtype, statement)
+    "depth": ("float", 1, "f4", "o_depth = v_z;"),  # camera z; 0 = background, so it is also the mask
+    "nrmspec": ("vec4", 4, "f2", "o_nrmspec = vec4(normalize(v_nrm), rs.y);"),
+    "albrough": ("vec4", 4, "f2", "o_albrough = vec4(alb, rs.x);"),
+    "uv": ("vec2", 2, "f4", "o_uv = v_uv;"),
+    "face": ("int", 1, "i4", "o_face = gl_PrimitiveID + 1;"),  # 0 = background after the clear
+}
+_NEEDS = {"depth": {"mask", "depth", "position"}, "nrmspec": {"normal", "specular"},
+          "albrough": {"albedo", "roughness"}, "uv": {"uv"}, "face": {"face_id", "bary"}}
+
+
+def _fragment(outputs: tuple[str, ...]) -> str:
+    decl = "\n".join(f"layout(location = {i}) out {_OUTPUTS[o][0]} o_{o};" for i, o in enumerate(outputs))
+    body = "\n    ".join(_OUTPUTS[o][3] for o in outputs)
+    return f"""
 #version 330
 uniform sampler2D u_albedo;    // sRGB texture: sampled as linear RGB
-uniform sampler2D u_material;  // linear: r = roughness, g = specular scale
+uniform sampler2D u_material;  // linear: r = roughness scale, g = specular scale
 uniform int u_has_albedo; uniform int u_has_material;
 uniform vec2 u_rough_spec;
-in vec3 v_pos; in vec3 v_nrm; in vec2 v_uv; in vec3 v_col; in vec3 v_bary; in float v_z;
-layout(location = 0) out vec4 o_pos;    // world xyz, camera z
-layout(location = 1) out vec4 o_nrm;    // world normal xyz, coverage
-layout(location = 2) out vec4 o_uv;     // uv, barycentric b1 b2 (b0 = 1 - b1 - b2)
-layout(location = 3) out vec4 o_alb;    // linear albedo rgb, roughness
-layout(location = 4) out vec4 o_spec;   // specular scale
-layout(location = 5) out int o_face;    // triangle index
-void main() {
-    o_pos = vec4(v_pos, v_z);
-    o_nrm = vec4(normalize(v_nrm), 1.0);
-    o_uv = vec4(v_uv, v_bary.y, v_bary.z);
+in vec3 v_nrm; in vec2 v_uv; in vec3 v_col; in float v_z;
+{decl}
+void main() {{
     vec3 alb = v_col;
     if (u_has_albedo == 1) alb *= texture(u_albedo, v_uv).rgb;
     vec2 rs = u_rough_spec;
     if (u_has_material == 1) rs *= texture(u_material, v_uv).rg;
-    o_alb = vec4(alb, rs.x);
-    o_spec = vec4(rs.y, 0.0, 0.0, 1.0);
-    o_face = gl_PrimitiveID + 1;  // 0 = background after the clear
-}
+    {body}
+}}
 """
+
 
 INSTALL_HINT = ("install the EGL/GL runtime (Debian/Ubuntu: apt-get install -y libegl1 libgl1 libegl-mesa0 "
                 "libgl1-mesa-dri) or use --backend torch")
@@ -98,25 +106,31 @@ def gl_available() -> bool:
 
 
 class GLRasterizer:
-    """Rasterizes one mesh topology into a `GBuffer`; reuse it across frames (programs and buffers persist)."""
+    """Rasterizes meshes into `GBuffer`s; reuse it across frames (programs, buffers and textures persist)."""
 
     def __init__(self):
         self.ctx = gl_context()
-        self.prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
-        self._fbo_key = None
+        self._programs: dict[tuple, object] = {}
+        self._fbos: dict[tuple, tuple] = {}
         self._tex_cache: dict[int, object] = {}
+        self._static: tuple | None = None
 
-    def _framebuffer(self, width: int, height: int):
-        if self._fbo_key != (width, height):
+    def _program(self, outputs: tuple[str, ...]):
+        if outputs not in self._programs:
+            self._programs[outputs] = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_fragment(outputs))
+        return self._programs[outputs]
+
+    def _framebuffer(self, width: int, height: int, outputs: tuple[str, ...]):
+        key = (width, height, outputs)
+        if key not in self._fbos:
             ctx = self.ctx
-            self._targets = [ctx.texture((width, height), 4, dtype="f4") for _ in range(5)]
-            self._targets.append(ctx.texture((width, height), 1, dtype="i4"))
-            for tex in self._targets:
-                tex.filter = (ctx.NEAREST, ctx.NEAREST)
-            self._depth = ctx.depth_renderbuffer((width, height))
-            self.fbo = ctx.framebuffer(color_attachments=self._targets, depth_attachment=self._depth)
-            self._fbo_key = (width, height)
-        return self.fbo
+            if len(self._fbos) > 8:
+                self._fbos.clear()
+            targets = {o: ctx.texture((width, height), _OUTPUTS[o][1], dtype=_OUTPUTS[o][2]) for o in outputs}
+            depth = ctx.depth_renderbuffer((width, height))
+            self._fbos[key] = (ctx.framebuffer(color_attachments=list(targets.values()), depth_attachment=depth),
+                               targets)
+        return self._fbos[key]
 
     def _texture(self, image: np.ndarray, srgb: bool):
         """Upload (H, W, C) uint8 or float image (row 0 = top = v 1) with mipmaps; cached by identity."""
@@ -162,70 +176,122 @@ class GLRasterizer:
         """
         verts = np.asarray(verts, np.float32)
         faces = np.asarray(faces, np.int64)
+        want = set(passes or ALL_PASSES) | {"mask"}
+        outputs = tuple(o for o in _OUTPUTS if want & _NEEDS[o])
+        prog = self._program(outputs)
         nrm = _vertex_normals(verts, faces) if normals is None else np.asarray(normals, np.float32)
-        corners = faces.reshape(-1)
-        n = len(corners)
         col = np.full((len(verts), 3), 0.7, np.float32) if colors is None else np.asarray(colors, np.float32)
-        uvc = np.zeros((n, 2), np.float32) if uv is None else np.asarray(uv, np.float32)[
-            np.asarray(uv_faces if uv_faces is not None else faces).reshape(-1)]
-        bary = np.tile(np.eye(3, dtype=np.float32), (len(faces), 1))
-        data = np.concatenate([verts[corners], nrm[corners], uvc, col[corners], bary], 1).astype(np.float32)
-        vbo = self.ctx.buffer(data.tobytes())
-        vao = self.ctx.vertex_array(self.prog, [(vbo, "3f 3f 2f 3f 3f", "in_pos", "in_nrm", "in_uv", "in_col",
-                                                 "in_bary")])
+        remap, index, uvs = self._topology(faces, uv, uv_faces)
+        dynamic = np.concatenate([verts, nrm, col], 1)[remap]  # (V', 9): vertices split at uv seams
+        vbo = self.ctx.buffer(np.ascontiguousarray(dynamic, np.float32).tobytes())
+        names = [n for n in ("in_pos", "in_nrm", "in_col") if n in prog]
+        layout = " ".join("3f" if n in names else "12x" for n in ("in_pos", "in_nrm", "in_col"))
+        content = [(vbo, layout, *names)] + ([(uvs, "2f", "in_uv")] if "in_uv" in prog else [])
+        vao = self.ctx.vertex_array(prog, content, index_buffer=index, index_element_size=4)
         clip = camera.clip_matrix().astype(np.float32)
-        self.prog["u_clip"].write(np.ascontiguousarray(clip.T).tobytes())  # GL is column-major
-        self.prog["u_zrow"].value = tuple(float(v) for v in camera.world_to_camera()[2])
-        self.prog["u_rough_spec"].value = (float(roughness), float(specular))
-        self.prog["u_has_albedo"].value = int(albedo_map is not None)
-        self.prog["u_has_material"].value = int(material_map is not None)
-        if albedo_map is not None:
+        prog["u_clip"].write(np.ascontiguousarray(clip.T).tobytes())  # GL is column-major
+        prog["u_zrow"].value = tuple(float(v) for v in camera.world_to_camera()[2])
+        for name, value in (("u_rough_spec", (float(roughness), float(specular))),
+                            ("u_has_albedo", int(albedo_map is not None)),
+                            ("u_has_material", int(material_map is not None))):
+            if name in prog:
+                prog[name].value = value
+        if albedo_map is not None and "u_albedo" in prog:
             self._texture(albedo_map, srgb=True).use(location=0)
-            self.prog["u_albedo"].value = 0
-        if material_map is not None:
+            prog["u_albedo"].value = 0
+        if material_map is not None and "u_material" in prog:
             self._texture(material_map, srgb=False).use(location=1)
-            self.prog["u_material"].value = 1
-        fbo = self._framebuffer(camera.width, camera.height)
+            prog["u_material"].value = 1
+        fbo, targets = self._framebuffer(camera.width, camera.height, outputs)
         fbo.use()
         self.ctx.viewport = (0, 0, camera.width, camera.height)
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self.ctx.enable(self.ctx.DEPTH_TEST)
         self.ctx.disable(self.ctx.CULL_FACE)
         vao.render()
-        out = self._read(camera.width, camera.height, passes, packed)
+        self._last = (verts, faces, camera.clip_matrix())
+        out = self._read(targets, camera, want, packed)
         vao.release()
         vbo.release()
         return out
 
-    def _read(self, width: int, height: int, passes, packed: bool) -> GBuffer:
-        """Read the attachments back. Packed: only covered pixels, as (N, C) arrays plus their flat
-        image-order index `pix` and the image `shape` (skips flipping and copying background)."""
-        want = set(passes or ALL_PASSES)
-        need = {0: {"depth", "position"}, 2: {"uv", "bary"}, 3: {"albedo", "roughness"}, 4: {"specular"}}
-        mask_gl = np.frombuffer(self._targets[1].read(), np.float32).reshape(height * width, 4)
-        sel = np.flatnonzero(mask_gl[:, 3] > 0.5)  # GL order: row 0 at the bottom
-        pix = (height - 1 - sel // width) * width + sel % width
-        arrays = {1: mask_gl[sel]}
-        for i, names in need.items():
-            if want & names:
-                arrays[i] = np.frombuffer(self._targets[i].read(), np.float32).reshape(-1, 4)[sel]
-        gb = GBuffer(pix=pix, shape=(height, width))
+    def _topology(self, faces, uv, uv_faces):
+        """Split vertices at uv seams once per topology: (remap (V',), index buffer, uv buffer), cached.
+
+        Indexed drawing keeps gl_PrimitiveID equal to the triangle index and moves 3F corners per frame
+        down to V' (about 1.1 V) vertices.
+        """
+        key = (faces, uv, uv_faces)
+        if self._static is not None and all(a is b for a, b in zip(self._static[0], key, strict=True)):
+            return self._static[1]
+        if uv is None:
+            remap, index = np.arange(int(faces.max()) + 1), faces.reshape(-1)
+            uvc = np.zeros((len(remap), 2), np.float32)
+        else:
+            uvf = np.asarray(uv_faces if uv_faces is not None else faces, np.int64)
+            pairs = np.stack([faces.reshape(-1), uvf.reshape(-1)], 1)
+            unique, index = np.unique(pairs, axis=0, return_inverse=True)
+            remap, uvc = unique[:, 0], np.asarray(uv, np.float32)[unique[:, 1]]
+        if self._static is not None:
+            for buf in self._static[1][1:]:
+                buf.release()
+        ibo = self.ctx.buffer(np.ascontiguousarray(index, np.int32).tobytes())
+        uvs = self.ctx.buffer(np.ascontiguousarray(uvc, np.float32).tobytes())
+        self._static = (key, (remap, ibo, uvs))
+        return self._static[1]
+
+    def _read(self, targets: dict, camera, want: set, packed: bool) -> GBuffer:
+        """Read the targets back. Packed: only covered pixels, as (N, C) arrays plus their flat image-order
+        index `pix` and the image `shape` (skips flipping and copying the background)."""
+        width, height = camera.width, camera.height
+        depth = np.frombuffer(targets["depth"].read(), np.float32)
+        sel = np.flatnonzero(depth > 0)  # GL order: row 0 at the bottom
+        rows, cols = height - 1 - sel // width, sel % width
+        gb = GBuffer(pix=rows * width + cols, shape=(height, width))
         gb["mask"] = np.ones(len(sel), bool)
-        if 0 in arrays:
-            gb["position"], gb["depth"] = arrays[0][:, :3], arrays[0][:, 3]
-        if "normal" in want:
-            gb["normal"] = arrays[1][:, :3]
-        if 2 in arrays:
-            gb["uv"] = arrays[2][:, :2]
-            gb["bary"] = np.concatenate([1 - arrays[2][:, 2:4].sum(-1, keepdims=True), arrays[2][:, 2:4]], -1)
-        if 3 in arrays:
-            gb["albedo"], gb["roughness"] = arrays[3][:, :3], arrays[3][:, 3]
-        if 4 in arrays:
-            gb["specular"] = arrays[4][:, 0]
-        if want & {"face_id", "region", "visibility"}:
-            ids = np.frombuffer(self._targets[5].read(), np.int32).astype(np.int64) - 1  # stored +1
-            gb["face_id"] = ids[sel]
+        z = depth[sel]
+        gb["depth"] = z
+        if "position" in want:
+            gb["position"] = _unproject(camera, cols, rows, z)
+        for name in ("nrmspec", "albrough", "uv"):
+            if name in targets:
+                dt = np.float16 if _OUTPUTS[name][2] == "f2" else np.float32
+                arr = np.frombuffer(targets[name].read(), dt).reshape(-1, _OUTPUTS[name][1])[sel].astype(np.float32)
+                if name == "nrmspec":
+                    n = arr[:, :3]
+                    gb["normal"] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+                    gb["specular"] = arr[:, 3]
+                elif name == "albrough":
+                    gb["albedo"], gb["roughness"] = arr[:, :3], arr[:, 3]
+                else:
+                    gb["uv"] = arr[:, :2]
+        if "face" in targets:
+            gb["face_id"] = np.frombuffer(targets["face"].read(), np.int32)[sel].astype(np.int64) - 1
+        if "bary" in want:
+            gb["bary"] = _barycentrics(*self._last, gb, width, height)
         return gb if packed else unpack(gb)
+
+
+def _barycentrics(verts, faces, clip_matrix, gb, width, height) -> np.ndarray:
+    """Perspective-correct barycentrics (N, 3) of covered pixels from their triangle (no extra GL output)."""
+    import torch
+
+    from topos_cli.render import raster_torch as rt
+
+    clip = rt.to_clip(torch.from_numpy(np.asarray(verts, np.float64)), clip_matrix)
+    pix = gb["pix"]
+    rows, cols = pix // width, pix % width
+    ndc = np.stack([(cols + 0.5) * (2.0 / width) - 1, 1 - (rows + 0.5) * (2.0 / height)], 1)
+    frags = rt.Fragments(torch.zeros(1, height, width, dtype=torch.long), torch.from_numpy(pix),
+                         torch.from_numpy(gb["face_id"]), torch.from_numpy(ndc))
+    return rt.barycentrics(clip, torch.from_numpy(faces), frags).numpy().astype(np.float32)
+
+
+def _unproject(camera, cols: np.ndarray, rows: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """World positions (N, 3) of pixel centres at camera depth z (pinhole)."""
+    z = z.astype(np.float64)
+    cam = np.stack([(cols + 0.5 - camera.cx) / camera.fx * z, (rows + 0.5 - camera.cy) / camera.fy * z, z], 1)
+    return ((cam - camera.t) @ np.asarray(camera.R)).astype(np.float32)
 
 
 ALL_PASSES = ("mask", "depth", "position", "normal", "uv", "bary", "face_id", "albedo", "roughness", "specular")

@@ -34,24 +34,44 @@ def _vec(value, ref: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(value, np.float64), dtype=ref.dtype, device=ref.device)
 
 
-def _normalize(v: torch.Tensor) -> torch.Tensor:
-    return v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+# Internally vectors are stored as (3, N) (structure of arrays): dot products become three multiply-adds
+# over contiguous rows, several times faster on a CPU than reductions over a trailing dimension of 3.
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v * torch.rsqrt(_dot(v, v).clamp(min=1e-24))
+
+
+class _Surface:
+    """Per-pixel terms shared by every light: normal, view vector, n.v, GGX alpha^2, Smith k and G1(v)."""
+
+    def __init__(self, n, v, roughness, f0):
+        self.n, self.v, self.f0 = n, v, f0
+        self.nv = _dot(n, v).clamp(min=1e-4)
+        alpha = (roughness * roughness).clamp(min=1e-3)
+        self.a2 = alpha * alpha
+        self.k = alpha / 2
+        self.g1v = self.nv / (self.nv * (1 - self.k) + self.k)
+
+    def specular(self, ldir, nl):
+        """pi * f_spec * (n.l) for light directions (3, N|1)."""
+        h = _unit(self.v + ldir)
+        nh = _dot(self.n, h).clamp(min=0)
+        vh = _dot(self.v, h).clamp(min=0)
+        d = self.a2 / (math.pi * (nh * nh * (self.a2 - 1) + 1) ** 2)
+        g = nl / (nl * (1 - self.k) + self.k) * self.g1v
+        fresnel = self.f0 + (1 - self.f0) * (1 - vh) ** 5
+        return (math.pi / 4) * d * g * fresnel / self.nv * (nl > 0)
 
 
 def ggx_specular(n, v, light_dir, roughness, f0):
     """pi * f_spec * (n.l): specular radiance per unit light intensity. Shapes (N, 3) / (N,) -> (N,)."""
-    h = _normalize(v + light_dir)
-    nl = (n * light_dir).sum(-1).clamp(min=0)
-    nv = (n * v).sum(-1).clamp(min=1e-4)
-    nh = (n * h).sum(-1).clamp(min=0)
-    vh = (v * h).sum(-1).clamp(min=0)
-    alpha = (roughness * roughness).clamp(min=1e-3)
-    a2 = alpha * alpha
-    d = a2 / (math.pi * (nh * nh * (a2 - 1) + 1) ** 2)
-    k = alpha / 2
-    g = (nl / (nl * (1 - k) + k)) * (nv / (nv * (1 - k) + k))
-    fresnel = f0 + (1 - f0) * (1 - vh) ** 5
-    return math.pi * d * g * fresnel / (4 * nv) * (nl > 0)
+    surf = _Surface(n.T, v.T, roughness, f0)
+    ldir = light_dir.T
+    return surf.specular(ldir, _dot(surf.n, ldir).clamp(min=0))
 
 
 def _env_brdf(roughness, nv, f0):
@@ -77,59 +97,58 @@ def shade(position: torch.Tensor, normal: torch.Tensor, albedo: torch.Tensor, ro
     Returns:
         (N, 3) linear RGB radiance (1 = white; not clamped).
     """
-    v = _normalize(_vec(eye, position) - position)
-    n = _normalize(normal)
-    n = torch.where(((n * v).sum(-1, keepdim=True) < 0), -n, n)  # two-sided: open necks show their inside
-    f0 = (SKIN_F0 * specular).clamp(0, 1)
+    pos, alb = position.T, albedo.T  # (3, N)
+    v = _unit(_vec(eye, pos)[:, None] - pos)
+    n = _unit(normal.T)
+    n = torch.where(_dot(n, v) < 0, -n, n)  # two-sided: open necks show their inside
+    surf = _Surface(n, v, roughness, (SKIN_F0 * specular).clamp(0, 1))
     use_spec = model == "ggx"
-    colour = torch.zeros_like(albedo)
+    colour = torch.zeros_like(alb)
     for light in rig.lights:
         if isinstance(light, AmbientLight):
-            colour = colour + albedo * _vec(light.color, albedo) * light.intensity
+            colour = colour + alb * (_vec(light.color, alb) * light.intensity)[:, None]
         elif isinstance(light, EnvLight):
-            colour = colour + _shade_env(light, n, v, albedo, roughness, f0, use_spec)
+            colour = colour + _shade_env(light, surf, alb, roughness, use_spec)
         else:
-            for ldir, radiance in _light_samples(light, position):
-                nl = (n * ldir).sum(-1, keepdim=True).clamp(min=0)
-                term = albedo * nl
+            for ldir, radiance in _light_samples(light, pos):
+                nl = _dot(n, ldir).clamp(min=0)
+                term = alb * nl
                 if use_spec:
-                    term = term + ggx_specular(n, v, ldir, roughness, f0)[:, None]
+                    term = term + surf.specular(ldir, nl)
                 colour = colour + term * radiance
-    return colour
+    return colour.T
 
 
-def _light_samples(light, position):
-    """(direction (N|1, 3), radiance (N|1, 3)) pairs for a directional, point or area light."""
-    colour = _vec(light.color, position) * light.intensity
+def _light_samples(light, pos):
+    """(direction (3, N|1), radiance (3, N|1)) pairs for a directional, point or area light; pos is (3, N)."""
+    colour = (_vec(light.color, pos) * light.intensity)[:, None]
     if isinstance(light, DirectionalLight):
-        yield _normalize(_vec(light.direction, position))[None], colour[None]
+        yield _unit(_vec(light.direction, pos)[:, None]), colour
     elif isinstance(light, PointLight):
-        d = _vec(light.position, position) - position
-        dist2 = (d * d).sum(-1, keepdim=True).clamp(min=1e-6)
-        yield _normalize(d), colour * (light.distance_ref ** 2 / dist2)
+        d = _vec(light.position, pos)[:, None] - pos
+        yield _unit(d), colour * (light.distance_ref ** 2 / _dot(d, d).clamp(min=1e-6))
     elif isinstance(light, AreaLight):
         pts, emit_n, weight = light.points()
-        emit_n = _vec(emit_n, position)
+        emit_n = _vec(emit_n, pos)[:, None]
         for p in pts:
-            d = _vec(p, position) - position
-            dist2 = (d * d).sum(-1, keepdim=True).clamp(min=1e-6)
-            ldir = _normalize(d)
-            cos_e = (-(ldir * emit_n).sum(-1, keepdim=True)).clamp(min=0)
-            yield ldir, colour * weight * cos_e * (light.distance_ref ** 2 / dist2)
+            d = _vec(p, pos)[:, None] - pos
+            dist2 = _dot(d, d).clamp(min=1e-6)
+            ldir = d * torch.rsqrt(dist2)
+            cos_e = (-_dot(ldir, emit_n)).clamp(min=0)
+            yield ldir, colour * (weight * light.distance_ref ** 2) * (cos_e / dist2)
     else:
         raise TypeError(f"not a light: {light!r}")
 
 
-def _shade_env(light: EnvLight, n, v, albedo, roughness, f0, use_spec):
-    sh = _vec(light.sh, albedo) * light.intensity  # (3, 9)
-    irr = (sh_basis(n) * _IRRADIANCE.to(n)) @ sh.T  # (N, 3)
-    colour = albedo * irr.clamp(min=0)
+def _shade_env(light: EnvLight, surf: _Surface, alb, roughness, use_spec):
+    sh = _vec(light.sh, alb) * light.intensity  # (3, 9)
+    irr = sh @ (sh_basis(surf.n.T) * _IRRADIANCE.to(alb)).T  # (3, N)
+    colour = alb * irr.clamp(min=0)
     if use_spec:
-        nv = (n * v).sum(-1).clamp(min=1e-4)
-        r = _normalize(2 * nv[:, None] * n - v)
-        blur = torch.exp(-0.25 * roughness[:, None] * (_SH_BAND * (_SH_BAND + 1)).to(n))  # (N, 9)
-        radiance = ((sh_basis(r) * blur) @ sh.T).clamp(min=0)
-        colour = colour + radiance * _env_brdf(roughness, nv, f0)[:, None]
+        r = _unit(2 * surf.nv * surf.n - surf.v)
+        blur = torch.exp(-0.25 * roughness[:, None] * (_SH_BAND * (_SH_BAND + 1)).to(alb))  # (N, 9)
+        radiance = (sh @ (sh_basis(r.T) * blur).T).clamp(min=0)  # (3, N)
+        colour = colour + radiance * _env_brdf(roughness, surf.nv, surf.f0)
     return colour
 
 

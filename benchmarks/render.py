@@ -1,0 +1,191 @@
+"""Rendering throughput: topos's GL renderer against a plain moderngl baseline, dataset mode, and the
+differentiable torch rasterizer (forward, forward+backward).
+
+    python benchmarks/render.py                 # ICT head if ../shared/data has it, else an icosphere
+    python benchmarks/render.py --mesh head.obj --sizes 256 512 --repeat 10
+
+Printed figures are medians over `--repeat` frames after a warm-up; ratios compare with the baseline measured in
+the same run (same mesh, same size, same process), so machine load affects both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+_BASE_VS = """
+#version 330
+uniform mat4 u_clip; uniform vec4 u_zrow;
+in vec3 in_pos; in vec3 in_nrm;
+out vec3 v_nrm; out float v_z;
+void main() { v_nrm = in_nrm; v_z = dot(u_zrow, vec4(in_pos, 1.0)); gl_Position = u_clip * vec4(in_pos, 1.0); }
+"""
+_BASE_FS = """
+#version 330
+in vec3 v_nrm; in float v_z;
+layout(location = 0) out vec4 o_col; layout(location = 1) out vec4 o_nrm; layout(location = 2) out float o_z;
+void main() {
+    vec3 n = normalize(v_nrm);
+    o_col = vec4(vec3(0.1 + 0.8 * max(dot(n, normalize(vec3(0.3, 0.4, 1.0))), 0.0)), 1.0);
+    o_nrm = vec4(n, 1.0); o_z = v_z;
+}
+"""
+
+
+def load_head(path: str | None):
+    """(verts, faces, uv, uv_faces, name) of the benchmark mesh."""
+    from topos_cli.template import triangulate_polys
+
+    if path:
+        from topos_cli.io.mesh import load_mesh
+
+        m = load_mesh(path)
+        return m.verts, m.faces, m.uv, m.uv_faces, Path(path).name
+    npz = REPO.parent / "shared" / "data" / "ict_face_model_light.npz"
+    if npz.is_file():
+        d = np.load(npz)
+        faces, _ = triangulate_polys(d["faces"].astype(np.int64))
+        uvf, _ = triangulate_polys(d["faces_uv"].astype(np.int64))
+        return d["neutral"], faces, d["uv"], uvf, "ICT FaceKit neutral (all parts)"
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=5, radius=10.0)
+    v = np.asarray(s.vertices, np.float32)
+    uv = 0.5 + 0.5 * v[:, :2] / 10
+    return v, np.asarray(s.faces), uv, np.asarray(s.faces), "icosphere (20k faces)"
+
+
+def timed(fn, repeat: int) -> float:
+    fn()  # warm-up: programs, buffers, caches
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def gl_baseline(verts, faces, camera):
+    """A plain moderngl frame: one MRT draw (colour, normal, depth, mask) + readback of the three targets."""
+    from topos_cli.render.raster_gl import _vertex_normals, gl_context
+
+    ctx = gl_context()
+    prog = ctx.program(vertex_shader=_BASE_VS, fragment_shader=_BASE_FS)
+    w, h = camera.width, camera.height
+    targets = [ctx.texture((w, h), 4, dtype="f1"), ctx.texture((w, h), 4, dtype="f2"), ctx.texture((w, h), 1, dtype="f4")]
+    fbo = ctx.framebuffer(color_attachments=targets, depth_attachment=ctx.depth_renderbuffer((w, h)))
+    normals = _vertex_normals(np.asarray(verts, np.float32), faces)
+    vbo = ctx.buffer(np.concatenate([verts, normals], 1).astype(np.float32).tobytes())
+    ibo = ctx.buffer(np.asarray(faces, np.int32).tobytes())
+    vao = ctx.vertex_array(prog, [(vbo, "3f 3f", "in_pos", "in_nrm")], index_buffer=ibo)
+    prog["u_clip"].write(np.ascontiguousarray(camera.clip_matrix().astype(np.float32).T).tobytes())
+    prog["u_zrow"].value = tuple(float(x) for x in camera.world_to_camera()[2])
+
+    def frame():
+        vbo.write(np.concatenate([verts, normals], 1).astype(np.float32).tobytes())  # new shape per frame
+        fbo.use()
+        fbo.clear(0, 0, 0, 0, depth=1.0)
+        ctx.enable(ctx.DEPTH_TEST)
+        vao.render()
+        return [t.read() for t in targets]
+
+    return frame
+
+
+def torch_step(verts, faces, uv, uvf, camera, albedo, backward: bool):
+    import torch
+
+    from topos_cli.render.lights import preset_rig
+    from topos_cli.render.renderer import Material, Renderer, RenderMesh
+
+    renderer = Renderer("torch")
+    rig = preset_rig("studio")
+    tex = torch.tensor(albedo, dtype=torch.float32)
+
+    def step():
+        v = torch.tensor(verts, dtype=torch.float32, requires_grad=backward)
+        material = Material(albedo_map=albedo)
+        gb = renderer.gbuffer(RenderMesh(v, faces, uv=uv, uv_faces=uvf), camera, material)
+        from topos_cli.render.shading import shade
+
+        colour = shade(gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"],
+                       camera.center, rig)
+        if backward:
+            colour.mean().backward()
+        return tex
+
+    return step
+
+
+def dataset_rate(verts, faces, size: int, count: int, per_mesh: int) -> float:
+    """Images per second of `api.render` in dataset mode (random lighting, GGX, PNG writing included)."""
+    from topos_cli import api
+    from topos_cli.io.mesh import MeshData, save_mesh
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "meshes"
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            save_mesh(folder / f"m{i}.ply", MeshData(verts=verts + rng.normal(0, 0.05, verts.shape).astype(np.float32),
+                                                     faces=faces))
+        t = time.perf_counter()
+        api.render(folder, Path(tmp) / "out", size=size, per_mesh=per_mesh, random_lighting=True, seed=0)
+        return count * per_mesh / (time.perf_counter() - t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mesh")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--dataset-meshes", type=int, default=4)
+    parser.add_argument("--per-mesh", type=int, default=4)
+    args = parser.parse_args()
+
+    from topos_cli.render.lights import preset_rig
+    from topos_cli.render.renderer import Material, Renderer, RenderMesh
+    from topos_cli.render.threads import render_threads
+    from topos_cli.render.views import framed_camera
+
+    verts, faces, uv, uvf, name = load_head(args.mesh)
+    verts = np.asarray(verts, np.float32)
+    print(f"mesh: {name}: {len(verts)} vertices, {len(faces)} triangles; render threads {render_threads()}")
+    albedo = (np.random.default_rng(0).uniform(0.3, 0.9, (512, 512, 3)) * 255).astype(np.uint8)
+    gl = Renderer("gl")
+    mesh = RenderMesh(verts, faces, uv=uv, uv_faces=uvf)
+    rig = preset_rig("studio")
+    rows = []
+    for size in args.sizes:
+        cam = framed_camera(verts, 0, 0, size)
+        base = timed(gl_baseline(verts, faces, cam), args.repeat)
+        colour = timed(lambda c=cam: gl.render(mesh, c, Material(albedo_map=albedo), rig, "ggx", ("color",)),
+                       args.repeat)
+        passes = timed(lambda c=cam: gl.render(mesh, c, Material(albedo_map=albedo), rig, "ggx",
+                                               ("color", "normal", "depth", "mask")), args.repeat)
+        fwd = timed(torch_step(verts, faces, uv, uvf, cam, albedo, False), max(args.repeat // 2, 2))
+        bwd = timed(torch_step(verts, faces, uv, uvf, cam, albedo, True), max(args.repeat // 2, 2))
+        data = dataset_rate(verts, faces, size, args.dataset_meshes, args.per_mesh)
+        rows.append((size, base, colour, passes, fwd, bwd, data))
+    print(f"{'size':>5} {'GL baseline':>12} {'topos color':>16} {'topos 4 passes':>16} {'torch fwd':>14} "
+          f"{'torch fwd+bwd':>14} {'dataset':>12}")
+    for size, base, colour, passes, fwd, bwd, data in rows:
+        print(f"{size:>5} {base * 1e3:>9.1f} ms {colour * 1e3:>8.1f} ms x{colour / base:<4.1f} "
+              f"{passes * 1e3:>8.1f} ms x{passes / base:<4.1f} {fwd * 1e3:>8.0f} ms {bwd * 1e3:>11.0f} ms "
+              f"{data:>7.1f} img/s")
+    print("fps = 1000 / ms; x = time relative to the plain GL baseline in this run. GL baseline: one MRT draw of "
+          "colour (Lambert in the shader), normal, depth, mask and their readback. topos: the same draw plus "
+          "material sampling, GGX + SH environment shading in torch and sRGB RGBA output. dataset: api.render "
+          "with random lighting, PNG writing and the manifest.")
+
+
+if __name__ == "__main__":
+    main()

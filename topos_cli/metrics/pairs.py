@@ -353,6 +353,8 @@ def run_align(
             jobs.append((stem, p, g, targets[stem]))
     fn = partial(align_file, protocol=protocol, options=options, seed=seed)
     for (stem, p, g, _), rec in run_jobs(fn, jobs, workers, "align"):
+        if isinstance(rec, ToposError) and single:  # one pair: its error is the command's error (exit 2)
+            raise rec
         if isinstance(rec, ToposError):
             report["failures"].append({"id": stem, "pred": str(p), "gt": str(g), "error": str(rec)})
         else:
@@ -408,6 +410,8 @@ def run_metrics(
     )
     rows, failures = [], []
     for (stem, p, g), rec in run_jobs(fn, jobs, workers, "metrics"):
+        if isinstance(rec, ToposError) and Path(pred).is_file():  # one pair: its error is the command's error
+            raise rec
         if isinstance(rec, ToposError):
             failures.append({"id": stem, "pred": str(p), "gt": str(g), "error": str(rec)})
         else:

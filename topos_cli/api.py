@@ -305,6 +305,8 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
             image, or a JSON light rig.
         shading: "ggx" (microfacet, relightable) or "lambert".
         texture: albedo image for the mesh's UVs (default: the mesh's own texture, else clay).
+        random_textures: synthesized skin (seeded) for meshes in template topology; in dataset mode each
+            image draws from a pool of `texture_pool` textures of `texture_size` pixels.
         camera: JSON file with camera records (see README "Cameras").
         ssaa: odd supersampling factor for color/albedo (1 = off).
         normal_space: "world" or "camera" for the normal pass.
@@ -329,7 +331,8 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
     opts = job.RenderOptions(size=size, backend=backend, device=_render_device(device, backend),
                              passes=pass_list, lighting=lighting, shading=shading, ssaa=ssaa,
                              normal_space=normal_space, texture=None if texture is None else str(texture), fov=fov,
-                             template=None if template is None else str(template))
+                             template=None if template is None else str(template), random_texture=random_textures,
+                             seed=seed)
     out = Path(out)
     suffix = out.suffix.lower()
     result = BatchResult(out=out)
@@ -547,7 +550,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
               template: str | Path | None = None, steps: int = 1000, batch: int = 8, lr: float = 1e-3,
               points: int = 2048, seed: int = 0, resume: bool = False, device: str = "auto",
               ckpt_every: int = 200, log_every: int = 10, time_limit: float = 0.0, workers: int = 0,
-              on_log=None) -> dict:
+              ema_decay: float = 0.999, on_log=None) -> dict:
     """Train TOPOS-VAE (`topos train vae`); checkpoints in OUT (step-XXXXXXXXX/, latest, log.jsonl).
 
     Args:
@@ -557,6 +560,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         steps/batch/lr/points/seed: optimisation; `points` = scan samples per simulated scan.
         resume: continue from OUT/latest (required when OUT already has checkpoints).
         device: auto, cpu, cuda. ckpt_every/log_every: in steps. time_limit: seconds (0: none).
+        ema_decay: decay of the EMA weights that inference loads (lower for short runs).
 
     Returns:
         The last log record.
@@ -592,7 +596,8 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     torch.manual_seed(seed)
     dataset = ScanDataset(HeadSource(tpl, data), seed=seed, sim=ScanSimConfig(num_points=points))
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ckpt_every=ckpt_every, log_every=log_every,
-                      time_limit=time_limit, workers=workers, warmup=min(100, max(1, steps // 20)))
+                      time_limit=time_limit, workers=workers, warmup=min(100, max(1, steps // 20)),
+                      ema_decay=ema_decay)
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, run_meta("train vae", seed=seed, template=tpl, data=str(data), config=config, args=args))
     return train(VaeTask(model, tpl), dataset, cfg, out, device=_torch_device(device), resume=resume,

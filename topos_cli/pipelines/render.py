@@ -262,13 +262,25 @@ class RenderOptions:
     texture: str | None = None
     fov: float = 20.0
     template: str | None = None
+    random_texture: bool = False
+    seed: int = 0
 
 
-def _material(opts: RenderOptions, mesh_data, cache: dict):
-    """Material from --texture or the mesh's own texture (OBJ map_Kd), else the clay default."""
+def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize: bool = False):
+    """Material from --texture or the mesh's own texture (OBJ map_Kd); else, for meshes in template topology
+    with `opts.random_texture` (or `synthesize`), a synthesized skin drawn from `opts.seed`; else clay."""
     from topos_cli.render.renderer import Material
 
     path = opts.texture or (mesh_data.texture if mesh_data is not None else None)
+    if path is None and tpl is not None and tpl.uv is not None and (opts.random_texture or synthesize):
+        from topos_cli.render.textures import build_atlas, synthesize as draw
+        from topos_cli.utils.seeding import item_rng
+
+        atlas = build_atlas(tpl.verts, tpl.faces, tpl.uv, tpl.uv_faces, tpl.regions,
+                            tpl.landmarks if len(tpl.landmarks) == 68 else None, 512)
+        smp = draw(atlas, item_rng(opts.seed, "texture"))
+        return Material(albedo_map=smp.albedo, material_map=np.stack([smp.roughness, smp.specular], -1),
+                        roughness=1.0, specular=2.0), {"synthesized": True, "seed": opts.seed, "params": smp.params}
     if path is None:
         return Material(), None
     key = str(path)
@@ -295,9 +307,9 @@ def render_images(input, out: Path, opts: RenderOptions, camera_file=None, views
     if len(items) != 1:
         raise UsageError(f"{input} holds {len(items)} meshes; give a folder for -o to render a dataset")
     source = MeshSource(_template_arg(opts))
-    mesh, data, _ = source.load(items[0])
+    mesh, data, tpl = source.load(items[0])
     rig = resolve_lighting(opts.lighting)
-    material, tex = _material(opts, data, {})
+    material, tex = _material(opts, data, {}, tpl)
     cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, 0, None) if (camera_file or views > 1) \
         else [(framed_camera(_np(mesh.verts), 0, 0, opts.size, opts.fov), {"azimuth": 0.0, "elevation": 0.0})]
     renderer = _renderer(opts)
@@ -339,9 +351,9 @@ def render_turntable(input, out: Path, opts: RenderOptions, frames: int = 36, fp
     items = resolve_items(input)
     if len(items) != 1:
         raise UsageError(f"{input} holds {len(items)} meshes; a turntable shows one mesh")
-    mesh, data, _ = MeshSource(_template_arg(opts)).load(items[0])
+    mesh, data, tpl = MeshSource(_template_arg(opts)).load(items[0])
     rig = resolve_lighting(opts.lighting)
-    material, tex = _material(opts, data, {})
+    material, tex = _material(opts, data, {}, tpl)
     renderer = _renderer(opts)
     tiles = []
     for cam in progress(orbit(_np(mesh.verts), frames, elevation, opts.size, opts.fov), description="turntable"):
@@ -365,8 +377,8 @@ def render_contact_sheet(input, out: Path, opts: RenderOptions, lightings=SHEET_
     items = resolve_items(input)
     if len(items) != 1:
         raise UsageError(f"{input} holds {len(items)} meshes; a contact sheet shows one mesh")
-    mesh, data, _ = MeshSource(_template_arg(opts)).load(items[0])
-    material, tex = _material(opts, data, {})
+    mesh, data, tpl = MeshSource(_template_arg(opts)).load(items[0])
+    material, tex = _material(opts, data, {}, tpl, synthesize=True)
     renderer = _renderer(opts)
     verts = _np(mesh.verts)
     front, side = (framed_camera(verts, az, 5, opts.size, opts.fov) for az in (0.0, 60.0))

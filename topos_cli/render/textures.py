@@ -251,13 +251,13 @@ def synthesize(atlas: UVAtlas, rng: np.random.Generator, tone: int | None = None
     tone = int(rng.integers(SKIN_TONES)) if tone is None else int(tone)
     p = {"tone": tone, "melanin": tone_melanin(tone) * float(np.exp(rng.normal(0, 0.08))),
          "blood": float(rng.uniform(0.006, 0.02))}
-    blotch = _field(rng, pts, 6.0).reshape(s, s)
-    melanin = p["melanin"] * np.exp(0.12 * blotch)
+    blotch = _field(rng, pts, 8.0).reshape(s, s)
+    melanin = p["melanin"] * np.exp(0.06 * blotch)
     if rng.random() < 0.2 and tone < 8:  # freckles
         freckles = (_uv_noise(rng, s, 0.8 * s / 512) > 2.6) * m["face"]
         melanin = melanin * (1 + 1.5 * ndimage.gaussian_filter(freckles.astype(np.float32), s / 512))
         p["freckles"] = True
-    blood = p["blood"] * np.exp(0.2 * _field(rng, pts, 3.0).reshape(s, s))
+    blood = p["blood"] * np.exp(0.1 * _field(rng, pts, 4.0).reshape(s, s))
     blood = blood + m["cheeks"] * rng.uniform(0.003, 0.015) + m["lips"] * rng.uniform(0.03, 0.06)
     albedo = skin_albedo(melanin * (1 - 0.4 * m["lips"]), blood)  # (S, S, 3) linear
     pores = _uv_noise(rng, s, 0.6 * s / 1024)

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from topos_cli.geometry import retopo as rt
-from topos_cli.geometry.mesh_ops import face_normals, sample_surface, vertex_normals
 from topos_cli.template import Template
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
@@ -39,6 +38,7 @@ class RetopoOptions:
         frame: "scan" (output lies on the input scan) or "template" (canonical frame, cm).
         poor_fit: a fit whose template-side distance to the scan has median above this (% of diagonal)
             is flagged poor.
+        prior_weight: strength of the Gaussian prior on the bases coefficients.
     """
 
     up: tuple[float, float, float] | None = None
@@ -51,6 +51,7 @@ class RetopoOptions:
     gate: float = 2.0
     frame: str = "scan"
     poor_fit: float = 1.0
+    prior_weight: float = 0.1
 
 
 @dataclass
@@ -59,25 +60,6 @@ class RetopoResult:
     verts_template: np.ndarray  # (V, 3) template frame (cm)
     similarity: rt.Similarity  # scan -> template frame
     report: dict = field(default_factory=dict)
-
-
-def surface_metrics(a_verts, a_faces, b_verts, b_faces, rng: np.random.Generator, count: int = 20000,
-                    threshold: float = 0.01) -> dict:
-    """Chamfer-L1, normal consistency and F-score between two surfaces, distances / b's bbox diagonal."""
-    from scipy.spatial import cKDTree
-
-    diag = float(np.linalg.norm(b_verts.max(0) - b_verts.min(0)))
-    pa, fa, _ = sample_surface(a_verts, a_faces, count, rng)
-    pb, fb, _ = sample_surface(b_verts, b_faces, count, rng)
-    na, nb = face_normals(a_verts, a_faces)[fa], face_normals(b_verts, b_faces)[fb]
-    d_ab, i_ab = cKDTree(pb).query(pa)
-    d_ba, i_ba = cKDTree(pa).query(pb)
-    d_ab, d_ba = d_ab / diag, d_ba / diag
-    nc = 0.5 * (np.abs((na * nb[i_ab]).sum(1)).mean() + np.abs((nb * na[i_ba]).sum(1)).mean())
-    prec, rec = (d_ab < threshold).mean(), (d_ba < threshold).mean()
-    return {"chamfer_l1": float(0.5 * (d_ab.mean() + d_ba.mean())), "normal_consistency": float(nc),
-            "fscore": float(2 * prec * rec / max(prec + rec, 1e-12)), "precision": float(prec),
-            "recall": float(rec), "threshold": threshold}
 
 
 class RetopoPipeline:
@@ -94,8 +76,8 @@ class RetopoPipeline:
         self.prior_std = np.concatenate(stds) if stds else None
         loops = [np.asarray(v, np.int64) for v in (t.meta.get("boundaries") or {}).values()
                  if isinstance(v, list) and v and not isinstance(v[0], list)]
-        if not loops:
-            loops = list(t.boundary_loops[1:])  # all open boundaries but the longest (the neck)
+        loops = sorted(loops, key=len, reverse=True)[1:] if loops else list(t.boundary_loops[1:])
+        # eye and mouth loops stay clean; the longest open boundary (the neck cut) is left free
         self.stiffness = rt.stiffness_weights(t.num_verts, t.faces, loops, rings=2, boost=6.0)
 
     @classmethod
@@ -154,7 +136,8 @@ class RetopoPipeline:
         verts, coeffs = prior, None
         if opt.bases and self.bases is not None:
             verts, coeffs, corr = rt.fit_bases(local, prior, t.faces, self.bases, self.prior_std, iters=opt.iters,
-                                               gate=0.015 * self.diag * 2, landmarks=lm_local)
+                                               gate=0.07 * self.diag, landmarks=lm_local,
+                                               prior_weight=opt.prior_weight)
             sim = corr.compose(sim)
             local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
             lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
@@ -165,22 +148,19 @@ class RetopoPipeline:
                               landmarks=lm_local)
         timings["refine"] = time.perf_counter() - t0 - sum(timings.values())
         out = verts if opt.frame == "template" else sim.inverse().apply(verts)
-        report = self._report(local, verts, prior_verts, sim, info, coeffs, opt, rng)
+        report = self._report(local, verts, prior_verts, sim, info, coeffs, opt)
+        report["metrics"] = _scan_metrics(sim.inverse().apply(verts), t.faces, scan_verts, scan_faces, seed)
         timings["total"] = time.perf_counter() - t0
         report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         return RetopoResult(out.astype(np.float32), verts.astype(np.float32), sim, report)
 
-    def _report(self, local, verts, prior_verts, sim, info, coeffs, opt, rng) -> dict:
+    def _report(self, local, verts, prior_verts, sim, info, coeffs, opt) -> dict:
         t = self.template
-        from scipy.spatial import cKDTree
-
         dist_t2s, _ = local.tree.query(verts)  # template -> scan, in cm
-        fit_tree = cKDTree(_dense(verts, t.faces, rng))
-        dist_s2t, _ = fit_tree.query(local.points)
         near = 0.01 * self.diag
-        covered = float((dist_s2t < near).mean())  # fraction of the scan the head covers
         supported = float((dist_t2s < near).mean())  # fraction of the head with scan data under it
-        median = float(np.median(dist_t2s[dist_t2s < 5 * near])) if (dist_t2s < 5 * near).any() else float("inf")
+        close = dist_t2s < 5 * near
+        median = float(np.median(dist_t2s[close])) if close.any() else float("inf")
         warnings = []
         if median / self.diag * 100 > opt.poor_fit:
             warnings.append(f"poor fit: median head-to-scan distance {median / self.diag * 100:.2f}% of the diagonal")
@@ -192,15 +172,35 @@ class RetopoPipeline:
             "vae": bool(opt.vae and self.vae is not None),
             "vae_step": (getattr(self.vae, "checkpoint_meta", {}) or {}).get("step") if self.vae is not None else None,
             "bases_coefficients": None if coeffs is None else int(len(coeffs)),
-            "scan_covered": covered, "head_supported": supported,
+            "head_supported": supported,
             "median_distance_pct": median / self.diag * 100,
             "refine_shift_pct": float(np.linalg.norm(verts - prior_verts, axis=1).mean() / self.diag * 100),
             "ok": not warnings, "warnings": warnings,
         }
 
 
-def _dense(verts: np.ndarray, faces: np.ndarray, rng: np.random.Generator, count: int = 30000) -> np.ndarray:
-    return sample_surface(verts.astype(np.float64), faces, count, rng)[0]
+def _scan_metrics(verts, faces, scan_verts, scan_faces, seed: int) -> dict:
+    """Chamfer-L1 / normal consistency / F-score@1% of the fit against the scan (paper protocol, scan
+    diagonal units; the fit is clipped to the scan's box, so shoulders-free or partial scans are fair) and
+    `scan_covered`: the fraction of the scan within 1% of the fit (recall)."""
+    from topos_cli.geometry.metrics import point_metrics, surface_metrics
+
+    rng = np.random.default_rng(seed)
+    try:
+        if scan_faces is not None and len(scan_faces):
+            m = surface_metrics(verts, faces, scan_verts, scan_faces, n=10000, rng=rng)
+        else:
+            from topos_cli.geometry.metrics import sample_points_normals
+
+            pts, nrm = sample_points_normals(verts, faces, 10000, rng)
+            diag = float(np.linalg.norm(scan_verts.max(0) - scan_verts.min(0)))
+            m = point_metrics(pts, nrm, scan_verts, None, scale=diag)
+            m["fscore"] = m["fscore"][0]
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return {"chamfer_l1": m["chamfer_l1"], "normal_consistency": m["normal_consistency"],
+            "fscore": m["fscore"]["f"], "precision": m["fscore"]["precision"], "scan_covered": m["fscore"]["recall"],
+            "threshold": m["fscore"]["threshold"]}
 
 
 def _pca_normals(points: np.ndarray, k: int = 12) -> np.ndarray:
@@ -216,4 +216,3 @@ def _pca_normals(points: np.ndarray, k: int = 12) -> np.ndarray:
     return nrm
 
 
-__all__ = ["RetopoPipeline", "RetopoOptions", "RetopoResult", "surface_metrics", "vertex_normals"]

@@ -1,0 +1,186 @@
+"""Benchmark `topos retopo` against `trimesh.registration.nricp_amberg` on held-out ICT heads.
+
+    nice -n 10 python benchmarks/retopo.py [--scans 8] [--template topos-head|ict-skin] [--no-baseline]
+
+Test set (no training run draws these: training seeds come from `item_seed(seed, "sample-i")`, these from
+numpy seeds 7000+i): ICT FaceKit skin (face + head_and_neck) with random identity weights w ~ N(0, I) and
+three random expressions U(0, 1), then each scan is re-tessellated differently (decimated to 15-60 % of its
+faces, or subdivided then decimated: near-isotropic and denser), some get normal noise, some are cut to the
+front half (a face-only shell), and every one is put in a random pose (uniform rotation) and unit (mm, cm or
+m). The true template-topology head is the template's own rest shape moved by the same weights through the
+template's (resampled ICT) bases, so the per-vertex correspondence error against it is measurable.
+
+Reported per method, per scan and on average: per-vertex error mean / p95 as % of the true head's
+bounding-box diagonal, Chamfer-L1 / normal consistency / F-score@1% to the scan surface (distances / scan
+diagonal), and seconds. The "floor" row is the same surface metrics for the true head itself (sampling floor).
+Methods: topos (VAE prior when a checkpoint is present, bases fit, refinement), VAE alone, bases fit alone,
+the rigidly aligned template (no deformation), and nricp_amberg started from the template after the same
+rigid alignment (run in the template frame, default parameters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ICT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ict_face_model_light.npz"
+SKIN = 11248  # ICT vertices [0, 11247]: face + head_and_neck
+
+
+def load_ict(path: Path) -> dict:
+    from topos_cli.template import triangulate_polys
+
+    d = np.load(path)
+    polys = d["faces"].astype(np.int64)
+    keep = (polys.max(1) < SKIN)
+    tris, _ = triangulate_polys(polys[keep])
+    return {"neutral": d["neutral"][:SKIN].astype(np.float64), "faces": tris,
+            "identity": d["identity_modes"][:, :SKIN].astype(np.float64),
+            "expression": d["expression_modes"][:, :SKIN].astype(np.float64)}
+
+
+def ict_skin_template(ict: dict, folder: Path) -> Path:
+    """A temporary template folder made of the ICT skin itself (for development without topos-head)."""
+    from topos_cli.io.obj import ObjData, format_obj
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "template.obj").write_text(format_obj(ObjData(verts=ict["neutral"], polys=ict["faces"])))
+    (folder / "template.json").write_text(json.dumps({"format": 1, "name": "ict-skin", "units": "cm"}))
+    np.savez(folder / "bases.npz", identity=ict["identity"].astype(np.float32),
+             expression=ict["expression"].astype(np.float32))
+    return folder
+
+
+def make_scan(ict: dict, i: int) -> dict:
+    """Scan i of the held-out set: weights, the re-tessellated posed scan, and what was done to it."""
+    import fast_simplification
+    import trimesh
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(7000 + i)
+    w_id = rng.standard_normal(len(ict["identity"]))
+    w_ex = np.zeros(len(ict["expression"]))
+    pick = rng.choice(len(w_ex), 3, replace=False)
+    w_ex[pick] = rng.uniform(0, 1, 3)
+    verts = ict["neutral"] + np.tensordot(w_id, ict["identity"], 1) + np.tensordot(w_ex, ict["expression"], 1)
+    kind = ["decimate", "isotropic", "decimate+noise", "front-only"][i % 4]
+    keep = [0.5, 0.3, 0.15, 0.6][(i // 4) % 4]
+    sv, sf = verts, ict["faces"]
+    if kind == "isotropic":
+        sv, sf = trimesh.remesh.subdivide_to_size(sv, sf, max_edge=0.4)
+        keep = keep * len(ict["faces"]) / len(sf)
+    sv, sf = fast_simplification.simplify(sv.astype(np.float32), sf.astype(np.int32), 1.0 - keep)
+    sv, sf = sv.astype(np.float64), sf.astype(np.int64)
+    if kind == "decimate+noise":
+        nrm = trimesh.Trimesh(sv, sf, process=False).vertex_normals
+        sv = sv + nrm * rng.normal(0, 0.05, (len(sv), 1))  # 0.5 mm
+    if kind == "front-only":
+        cent = sv[sf].mean(1)
+        sf = sf[cent[:, 2] > np.percentile(sv[:, 2], 45)]
+    unit = [10.0, 1.0, 0.01][i % 3]
+    rot = Rotation.random(random_state=7000 + i).as_matrix()
+    shift = rng.normal(0, 30.0, 3) * unit
+    pose = lambda x: unit * x @ rot.T + shift  # noqa: E731
+    return {"id": f"h{i:02d}", "kind": kind, "faces_kept": round(float(keep), 3), "unit": unit,
+            "scan_verts": pose(sv), "scan_faces": sf, "w_id": w_id, "w_ex": w_ex, "pose": pose}
+
+
+def per_vertex(pred: np.ndarray, truth: np.ndarray) -> dict:
+    diag = float(np.linalg.norm(truth.max(0) - truth.min(0)))
+    err = np.linalg.norm(pred - truth, axis=1) / diag * 100
+    return {"v2v_mean": float(err.mean()), "v2v_p95": float(np.percentile(err, 95))}
+
+
+def surface(pred, faces, scan_v, scan_f, seed) -> dict:
+    """Paper-protocol surface metrics of `pred` against the scan (geometry/metrics.py), flattened."""
+    from topos_cli.geometry.metrics import surface_metrics
+
+    m = surface_metrics(pred, faces, scan_v, scan_f, n=10000, rng=np.random.default_rng(seed))
+    return {"chamfer_l1": m["chamfer_l1"], "normal_consistency": m["normal_consistency"], "fscore": m["fscore"]["f"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=8)
+    parser.add_argument("--template", default=None, help="template name/folder, or 'ict-skin'")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-vae", action="store_true")
+    parser.add_argument("--json", default=None, help="write all rows to this JSON file")
+    args = parser.parse_args()
+
+    import torch
+    import trimesh
+
+    from topos_cli.geometry import retopo as rt
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+
+    torch.set_num_threads(1)
+    ict = load_ict(ICT)
+    tmp = tempfile.TemporaryDirectory()
+    template = args.template
+    if template == "ict-skin":
+        template = str(ict_skin_template(ict, Path(tmp.name) / "ict-skin"))
+    pipe = RetopoPipeline.from_pretrained(args.checkpoint, template, use_vae=not args.no_vae)
+    tpl = pipe.template
+    tb = tpl.bases
+    rows = []
+    for i in range(args.scans):
+        scan = make_scan(ict, i)
+        truth_t = (tpl.verts + np.tensordot(scan["w_id"][: len(tb["identity"])], tb["identity"], 1)
+                   + np.tensordot(scan["w_ex"][: len(tb["expression"])], tb["expression"], 1))
+        truth = scan["pose"](truth_t.astype(np.float64))
+        sv, sf = scan["scan_verts"], scan["scan_faces"]
+        row = {"id": scan["id"], "kind": scan["kind"], "faces_kept": scan["faces_kept"], "unit": scan["unit"],
+               "scan_verts": len(sv)}
+        row["floor"] = surface(truth, tpl.faces, sv, sf, i)
+        variants = {"topos": RetopoOptions()}
+        if pipe.vae is not None:
+            variants["vae_only"] = RetopoOptions(bases=False, refine=False)
+        variants["bases_only"] = RetopoOptions(vae=False, refine=False)
+        variants["rigid_template"] = RetopoOptions(vae=False, bases=False, refine=False)
+        for name, opt in variants.items():
+            t0 = time.perf_counter()
+            res = pipe(sv, sf, options=opt, seed=0)
+            sec = time.perf_counter() - t0
+            row[name] = {**per_vertex(res.verts.astype(np.float64), truth),
+                         **surface(res.verts.astype(np.float64), tpl.faces, sv, sf, i), "seconds": sec,
+                         "ok": res.report["ok"]}
+            if name == "topos":
+                sim = res.similarity
+        if not args.no_baseline:
+            # the same rigid start as topos: its final similarity, template frame (cm), default parameters
+            t0 = time.perf_counter()
+            pre, _ = rt.prealign(rt.sample_scan(sv, sf, 30000, np.random.default_rng(0)), tpl.verts.astype(float),
+                                 tpl.faces)
+            source = trimesh.Trimesh(tpl.verts.astype(np.float64), tpl.faces, process=False)
+            target = trimesh.Trimesh(pre.apply(sv), sf, process=False)
+            fitted = trimesh.registration.nricp_amberg(source, target)
+            sec = time.perf_counter() - t0
+            out = pre.inverse().apply(np.asarray(fitted))
+            row["nricp_amberg"] = {**per_vertex(out, truth), **surface(out, tpl.faces, sv, sf, i), "seconds": sec}
+        del sim
+        rows.append(row)
+        print(json.dumps({k: ({m: round(v, 4) if isinstance(v, float) else v for m, v in val.items()}
+                              if isinstance(val, dict) else val) for k, val in row.items()}), flush=True)
+    methods = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    keys = ["v2v_mean", "v2v_p95", "chamfer_l1", "normal_consistency", "fscore", "seconds"]
+    print(f"\n{len(rows)} scans, template {tpl.name} ({tpl.num_verts} verts), VAE: "
+          f"{'step ' + str(pipe.vae.checkpoint_meta.get('step')) if pipe.vae is not None else 'none'}")
+    print(f"{'method':16s} " + " ".join(f"{k:>18s}" for k in keys) + "  worst v2v_mean")
+    for m in methods:
+        vals = [np.mean([r[m][k] for r in rows if k in r[m]]) if any(k in r[m] for r in rows) else np.nan
+                for k in keys]
+        worst = max(r[m].get("v2v_mean", np.nan) for r in rows)
+        print(f"{m:16s} " + " ".join(f"{v:18.4f}" for v in vals) + f"  {worst:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -182,9 +182,10 @@ def main() -> None:
               f"{passes * 1e3:>8.1f} ms x{passes / base:<4.1f} {fwd * 1e3:>8.0f} ms {bwd * 1e3:>11.0f} ms "
               f"{data:>7.1f} img/s")
     print("fps = 1000 / ms; x = time relative to the plain GL baseline in this run. GL baseline: one MRT draw of "
-          "colour (Lambert in the shader), normal, depth, mask and their readback. topos: the same draw plus "
-          "material sampling, GGX + SH environment shading in torch and sRGB RGBA output. dataset: api.render "
-          "with random lighting, PNG writing and the manifest.")
+          "colour (Lambert in the shader), normal, depth, mask and their readback. topos: Renderer.render with a "
+          "512px albedo texture (trilinear), the studio rig (SH environment + 4-sample area light + fill, GGX in "
+          "GLSL) and sRGB RGBA output; torch: the differentiable path (rasterize, interpolate, texture, GGX in "
+          "torch), backward to vertices; dataset: api.render with random lighting, PNG writing and the manifest.")
 
 
 if __name__ == "__main__":

@@ -18,15 +18,16 @@ from functools import lru_cache
 import numpy as np
 
 from topos_cli.errors import UsageError
+from topos_cli.render.shading_gl import GLSL
 
 _VERTEX = """
 #version 330
 uniform mat4 u_clip;
 uniform vec4 u_zrow;   // third row of world-to-camera: camera z = dot(u_zrow, (p, 1))
 in vec3 in_pos; in vec3 in_nrm; in vec3 in_col; in vec2 in_uv;
-out vec3 v_nrm; out vec2 v_uv; out vec3 v_col; out float v_z;
+out vec3 v_pos; out vec3 v_nrm; out vec2 v_uv; out vec3 v_col; out float v_z;
 void main() {
-    v_nrm = in_nrm; v_uv = in_uv; v_col = in_col;
+    v_pos = in_pos; v_nrm = in_nrm; v_uv = in_uv; v_col = in_col;
     v_z = dot(u_zrow, vec4(in_pos, 1.0));
     gl_Position = u_clip * vec4(in_pos, 1.0);
 }
@@ -39,22 +40,25 @@ _OUTPUTS = {  # name: (GL type, components, dtype, statement)
     "albrough": ("vec4", 4, "f2", "o_albrough = vec4(alb, rs.x);"),
     "uv": ("vec2", 2, "f4", "o_uv = v_uv;"),
     "face": ("int", 1, "i4", "o_face = gl_PrimitiveID + 1;"),  # 0 = background after the clear
+    "color": ("vec4", 4, "f2", "o_color = vec4(to_srgb(shade(v_pos, v_nrm, alb, rs.x, rs.y)), 1.0);"),
 }
 _NEEDS = {"depth": {"mask", "depth", "position"}, "nrmspec": {"normal", "specular"},
-          "albrough": {"albedo", "roughness"}, "uv": {"uv"}, "face": {"face_id", "bary"}}
+          "albrough": {"albedo", "roughness"}, "uv": {"uv"}, "face": {"face_id", "bary"}, "color": {"color"}}
 
 
 def _fragment(outputs: tuple[str, ...]) -> str:
     decl = "\n".join(f"layout(location = {i}) out {_OUTPUTS[o][0]} o_{o};" for i, o in enumerate(outputs))
     body = "\n    ".join(_OUTPUTS[o][3] for o in outputs)
+    shading = GLSL if "color" in outputs else ""
     return f"""
 #version 330
 uniform sampler2D u_albedo;    // sRGB texture: sampled as linear RGB
 uniform sampler2D u_material;  // linear: r = roughness scale, g = specular scale
 uniform int u_has_albedo; uniform int u_has_material;
 uniform vec2 u_rough_spec;
-in vec3 v_nrm; in vec2 v_uv; in vec3 v_col; in float v_z;
+in vec3 v_pos; in vec3 v_nrm; in vec2 v_uv; in vec3 v_col; in float v_z;
 {decl}
+{shading}
 void main() {{
     vec3 alb = v_col;
     if (u_has_albedo == 1) alb *= texture(u_albedo, v_uv).rgb;
@@ -159,7 +163,7 @@ class GLRasterizer:
 
     def rasterize(self, verts, faces, camera, normals=None, uv=None, uv_faces=None, colors=None,
                   albedo_map=None, material_map=None, roughness: float = 0.5, specular: float = 1.0,
-                  passes=None, packed: bool = False) -> GBuffer:
+                  passes=None, packed: bool = False, shading: dict | None = None) -> GBuffer:
         """Rasterize a triangle mesh.
 
         Args:
@@ -173,10 +177,12 @@ class GLRasterizer:
             roughness, specular: material constants (scaled by material_map when given).
             passes: names to read back (default all); fewer passes mean less readback time.
             packed: return only covered pixels (see `_read`), as the renderer wants them.
+            shading: uniforms from `shading_gl.light_uniforms`; given, the "color" pass (sRGB, shaded in
+                GLSL) is rendered too.
         """
         verts = np.asarray(verts, np.float32)
         faces = np.asarray(faces, np.int64)
-        want = set(passes or ALL_PASSES) | {"mask"}
+        want = (set(passes or ALL_PASSES) - {"color"}) | {"mask"} | ({"color"} if shading else set())
         outputs = tuple(o for o in _OUTPUTS if want & _NEEDS[o])
         prog = self._program(outputs)
         nrm = _vertex_normals(verts, faces) if normals is None else np.asarray(normals, np.float32)
@@ -193,7 +199,7 @@ class GLRasterizer:
         prog["u_zrow"].value = tuple(float(v) for v in camera.world_to_camera()[2])
         for name, value in (("u_rough_spec", (float(roughness), float(specular))),
                             ("u_has_albedo", int(albedo_map is not None)),
-                            ("u_has_material", int(material_map is not None))):
+                            ("u_has_material", int(material_map is not None)), *(shading or {}).items()):
             if name in prog:
                 prog[name].value = value
         if albedo_map is not None and "u_albedo" in prog:
@@ -208,7 +214,7 @@ class GLRasterizer:
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self.ctx.enable(self.ctx.DEPTH_TEST)
         self.ctx.disable(self.ctx.CULL_FACE)
-        vao.render()
+        vao.render()  # (a depth pre-pass was measured slower on llvmpipe)
         self._last = (verts, faces, camera.clip_matrix())
         out = self._read(targets, camera, want, packed)
         vao.release()
@@ -253,7 +259,7 @@ class GLRasterizer:
         gb["depth"] = z
         if "position" in want:
             gb["position"] = _unproject(camera, cols, rows, z)
-        for name in ("nrmspec", "albrough", "uv"):
+        for name in ("nrmspec", "albrough", "uv", "color"):
             if name in targets:
                 dt = np.float16 if _OUTPUTS[name][2] == "f2" else np.float32
                 arr = np.frombuffer(targets[name].read(), dt).reshape(-1, _OUTPUTS[name][1])[sel].astype(np.float32)
@@ -263,6 +269,8 @@ class GLRasterizer:
                     gb["specular"] = arr[:, 3]
                 elif name == "albrough":
                     gb["albedo"], gb["roughness"] = arr[:, :3], arr[:, 3]
+                elif name == "color":
+                    gb["color"] = arr[:, :3]
                 else:
                     gb["uv"] = arr[:, :2]
         if "face" in targets:

@@ -4,8 +4,10 @@
     images = r.render(RenderMesh(verts, faces, uv=uv, uv_faces=uvf), camera, Material(albedo_map=img),
                       preset_rig("studio"), passes=("color", "normal", "depth", "mask"))
 
-Both backends produce the same G-buffer (`raster_gl.GBuffer` keys) and share the torch shading code, so a
-picture differs between them only by rasterization round-off. Output passes are numpy arrays, row 0 at the
+Both backends produce the same G-buffer (`raster_gl.GBuffer` keys). The torch backend shades with
+`shading.py` (differentiable); the GL backend shades its colour pass in GLSL (`shading_gl.py`, the same
+formulas; rigs with more than 16 light samples fall back to torch), so a picture differs between the
+backends only by rasterization and mip-selection round-off (tested). Output passes are numpy arrays, row 0 at the
 top: color/albedo (H, W, 4) float RGBA in sRGB [0, 1] (alpha = coverage), normal (H, W, 3) in [-1, 1],
 depth (H, W) camera z in cm (0 = background), mask (H, W) bool, uv (H, W, 2), face_id (H, W) int64 (-1),
 region (H, W) int64 label index (-1), and visibility: (V,) bool per mesh vertex.
@@ -86,27 +88,27 @@ class Renderer:
 
     # ------------------------------------------------------------------ G-buffer
     def gbuffer(self, mesh: RenderMesh, camera: Camera, material: Material | None = None,
-                passes=None) -> dict:
+                passes=None, gl_shading: dict | None = None) -> dict:
         """Packed G-buffer: {"shape": (H, W), "pix": (N,) flat covered pixels, "face_id": (H, W), and
         (N, C) torch tensors position, normal, uv, albedo (linear), roughness, specular, depth}."""
         material = material or Material()
         if self.backend == "gl":
-            return self._gbuffer_gl(mesh, camera, material, passes)
+            return self._gbuffer_gl(mesh, camera, material, passes, gl_shading)
         return self._gbuffer_torch(mesh, camera, material)
 
-    def _gbuffer_gl(self, mesh, camera, material, passes):
+    def _gbuffer_gl(self, mesh, camera, material, passes, shading=None):
         colors = _albedo_colors(mesh, material)
         gb = self._gl.rasterize(_numpy(mesh.verts), mesh.faces, camera, normals=mesh.normals, uv=mesh.uv,
                                 uv_faces=mesh.uv_faces, colors=colors, albedo_map=material.albedo_map,
                                 material_map=material.material_map, roughness=material.roughness,
-                                specular=material.specular, passes=passes, packed=True)
+                                specular=material.specular, passes=passes, packed=True, shading=shading)
         h, w = gb["shape"]
         out = {"shape": (h, w), "pix": torch.from_numpy(gb["pix"]), "face_id": None}
         if "face_id" in gb:
             fid = np.full(h * w, -1, np.int64)
             fid[gb["pix"]] = gb["face_id"]
             out["face_id"] = torch.from_numpy(fid.reshape(h, w))
-        for key in ("position", "normal", "uv", "albedo", "roughness", "specular", "depth"):
+        for key in ("position", "normal", "uv", "albedo", "roughness", "specular", "depth", "color"):
             if key in gb:
                 out[key] = torch.from_numpy(gb[key])
         return out
@@ -158,23 +160,27 @@ class Renderer:
             raise UsageError(f"--ssaa must be an odd number >= 1 (1, 3, 5), got {ssaa}")
         rig = rig if rig is not None else preset_rig("studio")
         big = camera.resized(camera.width * ssaa, camera.height * ssaa) if ssaa > 1 else camera
-        gl_passes = _gl_passes(passes)
-        gb = self.gbuffer(mesh, big, material, gl_passes)
+        uniforms = None
+        if self.backend == "gl" and "color" in passes:
+            from topos_cli.render.shading_gl import light_uniforms
+
+            uniforms = light_uniforms(rig, big.center, shading)  # None: too many lights, shade in torch
+        gl_passes = _gl_passes([p for p in passes if p != "color"] if uniforms else passes)
+        gb = self.gbuffer(mesh, big, material, gl_passes, uniforms)
         h, w = gb["shape"]
         out = {}
         shaded = {}
+        from topos_cli.render.shading import linear_to_srgb, shade
+
         if "color" in passes:
-            from topos_cli.render.shading import shade
-
-            shaded["color"] = shade(gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"],
-                                    big.center, rig, shading)
+            shaded["color"] = gb["color"] if uniforms else linear_to_srgb(shade(
+                gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"], big.center, rig, shading))
         if "albedo" in passes:
-            shaded["albedo"] = gb["albedo"]
-        from topos_cli.render.shading import linear_to_srgb
+            shaded["albedo"] = linear_to_srgb(gb["albedo"])
 
-        for name, lin in shaded.items():
-            img = _scatter(linear_to_srgb(lin), gb["pix"], h, w)  # (H, W, 3)
-            alpha = _scatter(torch.ones_like(lin[:, :1]), gb["pix"], h, w)
+        for name, srgb in shaded.items():
+            img = _scatter(srgb, gb["pix"], h, w)  # (H, W, 3)
+            alpha = _scatter(torch.ones_like(srgb[:, :1]), gb["pix"], h, w)
             rgba = torch.cat([img, alpha], -1)
             if ssaa > 1:  # average premultiplied colour, then un-premultiply
                 rgba = torch.nn.functional.avg_pool2d(rgba.permute(2, 0, 1)[None], ssaa)[0].permute(1, 2, 0)

@@ -128,3 +128,30 @@ def test_textures_command_writes_seeded_maps(tmp_path, tiny_template_dir):
     first = json.loads(again.stdout.splitlines()[0])
     assert np.array_equal(read_image(first["albedo"]), albedo) and first["params"] == records[0]["params"]
     assert _run("textures", tiny_template_dir, "-o", tmp_path / "v", "--makeup", 2).exit_code == 2
+
+
+def test_lighting_from_image_and_json_and_cameras_from_json(tmp_path, tiny_template_dir, egl):
+    from topos_cli.io.image import write_png
+
+    sky = np.zeros((16, 32, 3))
+    sky[:8] = 1.0  # light from above only
+    write_png(tmp_path / "sky.png", sky)
+    rig = {"lights": [{"kind": "directional", "direction": [0, -1, 0], "intensity": 1.0}]}  # from below
+    (tmp_path / "rig.json").write_text(json.dumps(rig))
+    cams = [{"eye": [0, 0, 60], "fov": 30}, {"eye": [60, 0, 0], "fov": 30}]
+    (tmp_path / "cams.json").write_text(json.dumps({"cameras": cams}))
+    tops = []
+    for light in ("sky.png", "rig.json"):
+        res = _run("render", "-o", tmp_path / f"{light}.png", "-t", tiny_template_dir, "--size", 32,
+                   "--lighting", tmp_path / light, "--shading", "lambert", "--json")
+        assert res.exit_code == 0, res.output
+        img = read_image(json.loads(res.stdout)["image"]).astype(float)
+        tops.append(img[8, 16, :3].mean() - img[24, 16, :3].mean())  # upper minus lower half
+    assert tops[0] > 20 and tops[1] < -20  # the lighting follows the light
+    res = _run("render", "-o", tmp_path / "c.png", "-t", tiny_template_dir, "--size", 32, "--camera",
+               tmp_path / "cams.json", "--json")
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.exit_code == 0 and [r["id"] for r in records] == ["c_v00", "c_v01"]
+    assert np.allclose(records[1]["camera"]["center"], [60, 0, 0])
+    bad = _run("render", "-o", tmp_path / "d.png", "-t", tiny_template_dir, "--lighting", "disco")
+    assert bad.exit_code == 2 and "studio" in bad.output

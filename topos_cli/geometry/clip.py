@@ -71,6 +71,37 @@ def remove_unused(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.
     return verts[used], remap[faces]
 
 
+def clip_box_parts(
+    verts: np.ndarray, faces: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of a box clip, for callers that reuse per-face data of the untouched triangles.
+
+    Args:
+        verts: (V, 3) float positions.
+        faces: (F, 3) int triangles.
+        lo, hi: (3,) box corners.
+
+    Returns:
+        core (F,) bool: triangles with all corners inside the box (kept as they are);
+        cut_verts (V + E, 3) float64: the input vertices followed by E new vertices on the box planes;
+        cut_faces (K, 3) int64: the inside pieces of the other triangles, indexing ``cut_verts``.
+    """
+    verts = np.asarray(verts)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    inside_v = ((verts >= lo) & (verts <= hi)).all(1)
+    core = inside_v[faces].all(1)
+    out_v = verts.astype(np.float64)
+    out_f = faces[~core]
+    if len(out_f) == 0:
+        return core, out_v, out_f
+    for axis in range(3):
+        normal = np.zeros(3)
+        normal[axis] = 1.0
+        out_v, out_f = clip_halfspace(out_v, out_f, normal, float(hi[axis]))
+        out_v, out_f = clip_halfspace(out_v, out_f, -normal, -float(lo[axis]))
+    return core, out_v, out_f
+
+
 def clip_to_box(
     verts: np.ndarray, faces: np.ndarray, lo: np.ndarray, hi: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -89,23 +120,13 @@ def clip_to_box(
         (0.0 for a zero-area input). A mesh whose used vertices all lie inside the box is returned unchanged
         with fraction 1.0.
     """
-    verts = np.asarray(verts)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    inside_v = ((verts >= lo) & (verts <= hi)).all(1)
-    core = inside_v[faces].all(1)
+    core, cut_v, cut_f = clip_box_parts(verts, faces, lo, hi)
     if core.all():
-        return verts.astype(np.float64), faces, 1.0
-    rest = faces[~core]
-    out_v = verts.astype(np.float64)
-    out_f = rest
-    for axis in range(3):
-        normal = np.zeros(3)
-        normal[axis] = 1.0
-        out_v, out_f = clip_halfspace(out_v, out_f, normal, float(hi[axis]))
-        out_v, out_f = clip_halfspace(out_v, out_f, -normal, -float(lo[axis]))
+        return cut_v, faces, 1.0
     area_in = face_areas(verts, faces).sum()
-    area_cut = face_areas(verts, rest).sum() - (face_areas(out_v, out_f).sum() if len(out_f) else 0.0)
-    out_v, out_f = remove_unused(out_v, np.concatenate([faces[core], out_f]))
+    area_cut = face_areas(verts, faces[~core]).sum() - (face_areas(cut_v, cut_f).sum() if len(cut_f) else 0.0)
+    out_v, out_f = remove_unused(cut_v, np.concatenate([faces[core], cut_f]))
     return out_v, out_f, float(1.0 - area_cut / area_in) if area_in > 0 else 0.0
 
 

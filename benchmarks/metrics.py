@@ -208,8 +208,8 @@ def open3d_reference(o3d, pp, gp, diag):
 
 def bench_folder(npz: Path, pairs: int, workers: int):
     from topos_cli import api
-    from topos_cli.io.mesh import MeshData, format_ply
     from topos_cli.io.fs import write_bytes
+    from topos_cli.io.mesh import MeshData, format_ply
 
     print(f"\n== folder: {pairs} pairs of 26,719-vertex heads, align + metrics, --workers {workers} ==")
     data = np.load(npz)
@@ -253,9 +253,7 @@ def main() -> None:
     if not args.npz.is_file():
         sys.exit(f"ICT FaceKit npz not found at {args.npz} (set TOPOS_ICT_NPZ)")
     o3d = import_open3d()
-    print(
-        f"open3d: {'%s' % o3d.__version__ if o3d else 'not installed (skipped)'}; cpu cores: {os.cpu_count()}"
-    )
+    print(f"open3d: {o3d.__version__ if o3d else 'not installed (skipped)'}; cpu cores: {os.cpu_count()}")
     verts, faces, face_v, face_f = ict_heads(args.npz, 0)
     other = ict_heads(args.npz, 1)[0]
     skip = set(args.skip.split(","))

@@ -283,7 +283,8 @@ def run_recipe(recipe: str | Path, overrides: dict[str, str] | None = None, dry_
 # ----------------------------------------------------------------------------------------------- render
 def render(input: str | Path | None, out: str | Path, template: str | Path | None = None, backend: str = "gl",
            size: int = 512, passes: tuple[str, ...] | str = ("color",), lighting: str = "studio",
-           shading: str = "ggx", texture: str | Path | None = None, camera: str | Path | None = None,
+           shading: str = "ggx", texture: str | Path | None = None, normal_map: str | Path | None = None,
+           camera: str | Path | None = None,
            views: int = 1, per_mesh: int = 1, random_lighting: bool = False, random_textures: bool = False,
            texture_pool: int = 32, texture_size: int = 512, turntable: bool = False, frames: int = 36,
            fps: float = 24.0, contact_sheet: bool = False, ssaa: int = 1, normal_space: str = "world",
@@ -305,6 +306,7 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
             image, or a JSON light rig.
         shading: "ggx" (microfacet, relightable) or "lambert".
         texture: albedo image for the mesh's UVs (default: the mesh's own texture, else clay).
+        normal_map: tangent-space normal map for the mesh's UVs (OpenGL convention: green = +v).
         random_textures: synthesized skin (seeded) for meshes in template topology; in dataset mode each
             image draws from a pool of `texture_pool` textures of `texture_size` pixels.
         camera: JSON file with camera records (see README "Cameras").
@@ -332,7 +334,7 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
                              passes=pass_list, lighting=lighting, shading=shading, ssaa=ssaa,
                              normal_space=normal_space, texture=None if texture is None else str(texture), fov=fov,
                              template=None if template is None else str(template), random_texture=random_textures,
-                             seed=seed)
+                             seed=seed, normal_map=None if normal_map is None else str(normal_map))
     out = Path(out)
     suffix = out.suffix.lower()
     result = BatchResult(out=out)

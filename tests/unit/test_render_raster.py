@@ -138,3 +138,21 @@ def test_visibility_uses_the_depth_test():
     depth = np.zeros((64, 64))
     mask = np.zeros((64, 64), bool)
     assert not vertex_visibility(verts, cam, depth, mask).any()  # nothing rendered: nothing visible
+
+
+@pytest.mark.parametrize("backend", ["gl", "torch"])
+def test_tangent_space_normal_maps_follow_the_uv_layout(backend, request):
+    if backend == "gl":
+        request.getfixturevalue("gl")
+    verts = np.array([[-10, -10, 0], [10, -10, 0], [10, 10, 0], [-10, 10, 0]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    tilt = np.zeros((8, 8, 3))
+    tilt[...] = (0.5, 0.0, np.sqrt(0.75))  # towards +u
+    nmap = ((tilt * 0.5 + 0.5) * 255 + 0.5).astype(np.uint8)
+    cam = look_at((0, 0, 50), fov=30, width=32)
+    renderer = Renderer(backend)
+    for uv, expect in ((np.array([[0, 0], [1, 0], [1, 1], [0, 1]]), (0.5, 0, 0.866)),  # u along +x
+                       (np.array([[0, 1], [0, 0], [1, 0], [1, 1]]), (0, 0.5, 0.866))):  # u along +y
+        mesh = RenderMesh(verts, faces, uv=uv.astype(np.float32), uv_faces=faces)
+        out = renderer.render(mesh, cam, Material(normal_map=nmap), passes=("normal",))
+        assert np.allclose(out["normal"][16, 16], expect, atol=0.01)

@@ -32,6 +32,7 @@ def render(
              "image, or a JSON light rig.")] = "studio",
     shading: Annotated[str, typer.Option(help="ggx (microfacet) or lambert.")] = "ggx",
     texture: Annotated[Path | None, typer.Option(help="Albedo image for the mesh's UVs.")] = None,
+    normal_map: Annotated[Path | None, typer.Option(help="Tangent-space normal map (green = +v).")] = None,
     camera: Annotated[Path | None, typer.Option(help="JSON file with camera records.")] = None,
     views: Annotated[int, typer.Option(help="Orbit of N views around the head.")] = 1,
     per_mesh: Annotated[int, typer.Option(help="Dataset mode: N perturbed frontal views per mesh.")] = 1,
@@ -58,7 +59,8 @@ def render(
     from topos_cli.utils.log import console, emit_json, emit_line
 
     result = api.render(input, out, template=template, backend=backend, size=size, passes=passes,
-                        lighting=lighting, shading=shading, texture=texture, camera=camera, views=views,
+                        lighting=lighting, shading=shading, texture=texture, normal_map=normal_map, camera=camera,
+                        views=views,
                         per_mesh=per_mesh, random_lighting=random_lighting, random_textures=random_textures,
                         texture_pool=texture_pool, texture_size=texture_size, turntable=turntable, frames=frames,
                         fps=fps,

@@ -7,7 +7,7 @@ Dataset layout written by `render_dataset` (STYLE.md 3.4):
     OUT/manifest.jsonl        one record per image: id, parent, mesh, image, passes, camera, lighting, texture
     OUT/meta.json             provenance (seed, argv, template hash, pass encodings)
     OUT/items/<mesh id>/<image id>[_<pass>].png
-    OUT/textures/texNNN_{albedo,roughness,specular}.png   the random-texture pool (--random-textures)
+    OUT/textures/texNNN_{albedo,roughness,specular,normal}.png   the random-texture pool (--random-textures)
 
 Pass encodings: color/albedo RGBA 8-bit sRGB (alpha = coverage); normal 16-bit RGB (n + 1) / 2; depth 16-bit
 camera z in units of 0.01 cm (0 = background); mask 8-bit; uv 16-bit RGB (u, v, coverage); region 8-bit
@@ -264,6 +264,7 @@ class RenderOptions:
     template: str | None = None
     random_texture: bool = False
     seed: int = 0
+    normal_map: str | None = None
 
 
 def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize: bool = False):
@@ -273,24 +274,33 @@ def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize:
 
     path = opts.texture or (mesh_data.texture if mesh_data is not None else None)
     if path is None and tpl is not None and tpl.uv is not None and (opts.random_texture or synthesize):
-        from topos_cli.render.textures import build_atlas, synthesize as draw
+        from topos_cli.render.textures import build_atlas
+        from topos_cli.render.textures import synthesize as draw
         from topos_cli.utils.seeding import item_rng
 
         atlas = build_atlas(tpl.verts, tpl.faces, tpl.uv, tpl.uv_faces, tpl.regions,
                             tpl.landmarks if len(tpl.landmarks) == 68 else None, 512)
         smp = draw(atlas, item_rng(opts.seed, "texture"))
         return Material(albedo_map=smp.albedo, material_map=np.stack([smp.roughness, smp.specular], -1),
-                        roughness=1.0, specular=2.0), {"synthesized": True, "seed": opts.seed, "params": smp.params}
+                        normal_map=smp.normal, roughness=1.0, specular=2.0), \
+            {"synthesized": True, "seed": opts.seed, "params": smp.params}
+    normal = _image8(opts.normal_map, cache) if opts.normal_map else None
     if path is None:
-        return Material(), None
+        return Material(normal_map=normal), ({"normal_map": _abs(opts.normal_map)} if normal is not None else None)
+    rec = {"albedo": _abs(path)} if normal is None else {"albedo": _abs(path), "normal_map": _abs(opts.normal_map)}
+    return Material(albedo_map=_image8(path, cache), normal_map=normal), rec
+
+
+def _image8(path, cache: dict) -> np.ndarray:
+    """(H, W, 3) uint8 image read once per path."""
     key = str(path)
     if key not in cache:
         from topos_cli.io.image import read_image, to_uint8
 
         img = read_image(path)
-        img = img[..., None].repeat(3, 2) if img.ndim == 2 else img
+        img = img[..., None].repeat(3, 2) if img.ndim == 2 else img[..., :3]
         cache[key] = to_uint8(img / 65535.0) if img.dtype == np.uint16 else to_uint8(img)
-    return Material(albedo_map=cache[key]), key
+    return cache[key]
 
 
 def _renderer(opts: RenderOptions):
@@ -426,7 +436,7 @@ class TexturePool:
 
     def paths(self, k: int) -> dict:
         base = self.folder / f"tex{k:03d}"
-        return {m: str(base.parent / f"{base.name}_{m}.png") for m in ("albedo", "roughness", "specular")}
+        return {m: str(base.parent / f"{base.name}_{m}.png") for m in ("albedo", "roughness", "specular", "normal")}
 
     def get(self, k: int, force: bool = False) -> tuple:
         """(Material, record) for texture k, synthesized and written if missing."""
@@ -440,7 +450,7 @@ class TexturePool:
         tex_id = f"tex{k:03d}"
         meta_path = self.folder / f"{tex_id}.json"
         if not force and all(Path(p).is_file() for p in paths.values()) and meta_path.is_file():
-            albedo, rough, spec = (read_image(paths[m]) for m in ("albedo", "roughness", "specular"))
+            albedo, rough, spec, normal = (read_image(paths[m]) for m in ("albedo", "roughness", "specular", "normal"))
             params = json.loads(meta_path.read_text())["params"]
         else:
             from topos_cli.io.fs import write_json
@@ -448,13 +458,14 @@ class TexturePool:
 
             self._ensure_atlas()
             smp = synthesize(self._atlas, item_rng(self.seed, tex_id), makeup=self.makeup, masks=self._masks)
-            albedo, rough, spec, params = smp.albedo, smp.roughness, smp.specular, smp.params
+            albedo, rough, spec, normal, params = smp.albedo, smp.roughness, smp.specular, smp.normal, smp.params
+            write_png(paths["normal"], normal)
             write_png(paths["albedo"], albedo)
             write_png(paths["roughness"], rough)
             write_png(paths["specular"], spec)
             write_json(meta_path, {"id": tex_id, "seed": item_seed(self.seed, tex_id), "params": params})
         material = Material(albedo_map=albedo[..., :3], material_map=np.stack([rough, spec], -1),
-                            roughness=1.0, specular=2.0)
+                            normal_map=normal[..., :3], roughness=1.0, specular=2.0)
         record = {"id": tex_id, **paths, "params": params}
         self._loaded[k] = (material, record)
         return self._loaded[k]
@@ -462,7 +473,7 @@ class TexturePool:
 
 def synthesize_textures(template, out: Path, count: int, seed: int, size: int = 512, makeup: float = 0.5,
                         shard: str | None = None, force: bool = False) -> RenderJobResult:
-    """A texture dataset: OUT/items/texNNN_{albedo,roughness,specular}.png + manifest.jsonl + meta.json."""
+    """A texture dataset: OUT/items/texNNN_{albedo,roughness,specular,normal}.png + manifest.jsonl + meta.json."""
     from topos_cli.io.manifest import Shard
     from topos_cli.utils.log import progress
 
@@ -478,7 +489,7 @@ def synthesize_textures(template, out: Path, count: int, seed: int, size: int = 
         _, rec = pool.get(k, force=force)
         result.skipped += int(existed and not force)
         result.records.append({"id": rec["id"], "albedo": rec["albedo"], "roughness": rec["roughness"],
-                               "specular": rec["specular"], "template": template.name,
+                               "specular": rec["specular"], "normal_map": rec["normal"], "template": template.name,
                                "template_hash": template.hash, "size": size, "params": rec["params"],
                                "roughness_encoding": "perceptual roughness * 255",
                                "specular_encoding": "F0 scale / 2 * 255 (F0 = 0.028 * scale)"})
@@ -519,7 +530,7 @@ def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_me
                 image_id = f"{mesh_id}-r{k:02d}"
                 rng = item_rng(seed, image_id)
                 rig = random_rig(rng) if random_lighting else fixed_rig
-                material, tex_rec = base_material, ({"albedo": tex_path} if tex_path else None)
+                material, tex_rec = base_material, tex_path  # a record dict or None
                 if pool is not None:
                     material, tex_rec = pool.get(int(rng.integers(pool.count)))
                 stem = out / "items" / mesh_id / image_id

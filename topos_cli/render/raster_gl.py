@@ -24,10 +24,10 @@ _VERTEX = """
 #version 330
 uniform mat4 u_clip;
 uniform vec4 u_zrow;   // third row of world-to-camera: camera z = dot(u_zrow, (p, 1))
-in vec3 in_pos; in vec3 in_nrm; in vec3 in_col; in vec2 in_uv;
-out vec3 v_pos; out vec3 v_nrm; out vec2 v_uv; out vec3 v_col; out float v_z;
+in vec3 in_pos; in vec3 in_nrm; in vec3 in_col; in vec2 in_uv; in vec4 in_tan;
+out vec3 v_pos; out vec3 v_nrm; out vec2 v_uv; out vec3 v_col; out vec4 v_tan; out float v_z;
 void main() {
-    v_pos = in_pos; v_nrm = in_nrm; v_uv = in_uv; v_col = in_col;
+    v_pos = in_pos; v_nrm = in_nrm; v_uv = in_uv; v_col = in_col; v_tan = in_tan;
     v_z = dot(u_zrow, vec4(in_pos, 1.0));
     gl_Position = u_clip * vec4(in_pos, 1.0);
 }
@@ -36,11 +36,11 @@ void main() {
 # Fragment outputs, each compiled in only when a pass needs it (llvmpipe's cost grows with bytes written).
 _OUTPUTS = {  # name: (GL type, components, dtype, statement)
     "depth": ("float", 1, "f4", "o_depth = v_z;"),  # camera z; 0 = background, so it is also the mask
-    "nrmspec": ("vec4", 4, "f2", "o_nrmspec = vec4(normalize(v_nrm), rs.y);"),
+    "nrmspec": ("vec4", 4, "f2", "o_nrmspec = vec4(nrm, rs.y);"),
     "albrough": ("vec4", 4, "f2", "o_albrough = vec4(alb, rs.x);"),
     "uv": ("vec2", 2, "f4", "o_uv = v_uv;"),
     "face": ("int", 1, "i4", "o_face = gl_PrimitiveID + 1;"),  # 0 = background after the clear
-    "color": ("vec4", 4, "f2", "o_color = vec4(to_srgb(shade(v_pos, v_nrm, alb, rs.x, rs.y)), 1.0);"),
+    "color": ("vec4", 4, "f2", "o_color = vec4(to_srgb(shade(v_pos, nrm, alb, rs.x, rs.y)), 1.0);"),
 }
 _NEEDS = {"depth": {"mask", "depth", "position"}, "nrmspec": {"normal", "specular"},
           "albrough": {"albedo", "roughness"}, "uv": {"uv"}, "face": {"face_id", "bary"}, "color": {"color"}}
@@ -54,9 +54,10 @@ def _fragment(outputs: tuple[str, ...]) -> str:
 #version 330
 uniform sampler2D u_albedo;    // sRGB texture: sampled as linear RGB
 uniform sampler2D u_material;  // linear: r = roughness scale, g = specular scale
-uniform int u_has_albedo; uniform int u_has_material;
+uniform sampler2D u_normal_map;  // linear tangent-space normals (x along +u, y along +v), 0.5-offset
+uniform int u_has_albedo; uniform int u_has_material; uniform int u_has_normal_map;
 uniform vec2 u_rough_spec;
-in vec3 v_pos; in vec3 v_nrm; in vec2 v_uv; in vec3 v_col; in float v_z;
+in vec3 v_pos; in vec3 v_nrm; in vec2 v_uv; in vec3 v_col; in vec4 v_tan; in float v_z;
 {decl}
 {shading}
 void main() {{
@@ -64,6 +65,13 @@ void main() {{
     if (u_has_albedo == 1) alb *= texture(u_albedo, v_uv).rgb;
     vec2 rs = u_rough_spec;
     if (u_has_material == 1) rs *= texture(u_material, v_uv).rg;
+    vec3 nrm = normalize(v_nrm);
+    if (u_has_normal_map == 1) {{
+        vec3 t = normalize(v_tan.xyz - nrm * dot(nrm, v_tan.xyz));
+        vec3 b = cross(nrm, t) * (v_tan.w < 0.0 ? -1.0 : 1.0);
+        vec3 m = texture(u_normal_map, v_uv).xyz * 2.0 - 1.0;
+        nrm = normalize(t * m.x + b * m.y + nrm * m.z);
+    }}
     {body}
 }}
 """
@@ -163,6 +171,7 @@ class GLRasterizer:
 
     def rasterize(self, verts, faces, camera, normals=None, uv=None, uv_faces=None, colors=None,
                   albedo_map=None, material_map=None, roughness: float = 0.5, specular: float = 1.0,
+                  normal_map=None,
                   passes=None, packed: bool = False, shading: dict | None = None) -> GBuffer:
         """Rasterize a triangle mesh.
 
@@ -174,6 +183,7 @@ class GLRasterizer:
             colors: (V, 3) linear per-vertex albedo, default 0.7 grey; multiplied by the albedo map.
             albedo_map: (H, W, 3|4) sRGB image (uint8 or float in [0, 1]), row 0 = top (v = 1).
             material_map: (H, W, 2+) linear image, channel 0 roughness scale, channel 1 specular scale.
+            normal_map: (H, W, 3) tangent-space normal map (x along +u, y along +v, z out; encoded n/2 + 0.5).
             roughness, specular: material constants (scaled by material_map when given).
             passes: names to read back (default all); fewer passes mean less readback time.
             packed: return only covered pixels (see `_read`), as the renderer wants them.
@@ -193,13 +203,20 @@ class GLRasterizer:
         names = [n for n in ("in_pos", "in_nrm", "in_col") if n in prog]
         layout = " ".join("3f" if n in names else "12x" for n in ("in_pos", "in_nrm", "in_col"))
         content = [(vbo, layout, *names)] + ([(uvs, "2f", "in_uv")] if "in_uv" in prog else [])
+        tan_vbo = None
+        if normal_map is not None and uv is not None and "in_tan" in prog:
+            uvf = np.asarray(uv_faces if uv_faces is not None else faces, np.int64)
+            tangents = uv_tangents(verts, faces, np.asarray(uv, np.float32), uvf)[self._static[2]]
+            tan_vbo = self.ctx.buffer(np.ascontiguousarray(tangents, np.float32).tobytes())
+            content.append((tan_vbo, "4f", "in_tan"))
         vao = self.ctx.vertex_array(prog, content, index_buffer=index, index_element_size=4)
         clip = camera.clip_matrix().astype(np.float32)
         prog["u_clip"].write(np.ascontiguousarray(clip.T).tobytes())  # GL is column-major
         prog["u_zrow"].value = tuple(float(v) for v in camera.world_to_camera()[2])
         for name, value in (("u_rough_spec", (float(roughness), float(specular))),
                             ("u_has_albedo", int(albedo_map is not None)),
-                            ("u_has_material", int(material_map is not None)), *(shading or {}).items()):
+                            ("u_has_material", int(material_map is not None)),
+                            ("u_has_normal_map", int(tan_vbo is not None)), *(shading or {}).items()):
             if name in prog:
                 prog[name].value = value
         if albedo_map is not None and "u_albedo" in prog:
@@ -208,6 +225,9 @@ class GLRasterizer:
         if material_map is not None and "u_material" in prog:
             self._texture(material_map, srgb=False).use(location=1)
             prog["u_material"].value = 1
+        if tan_vbo is not None and "u_normal_map" in prog:
+            self._texture(normal_map, srgb=False).use(location=2)
+            prog["u_normal_map"].value = 2
         fbo, targets = self._framebuffer(camera.width, camera.height, outputs)
         fbo.use()
         self.ctx.viewport = (0, 0, camera.width, camera.height)
@@ -219,6 +239,8 @@ class GLRasterizer:
         out = self._read(targets, camera, want, packed)
         vao.release()
         vbo.release()
+        if tan_vbo is not None:
+            tan_vbo.release()
         return out
 
     def _topology(self, faces, uv, uv_faces):
@@ -230,6 +252,7 @@ class GLRasterizer:
         key = (faces, uv, uv_faces)
         if self._static is not None and all(a is b for a, b in zip(self._static[0], key, strict=True)):
             return self._static[1]
+        uv_index = None
         if uv is None:
             remap, index = np.arange(int(faces.max()) + 1), faces.reshape(-1)
             uvc = np.zeros((len(remap), 2), np.float32)
@@ -237,13 +260,13 @@ class GLRasterizer:
             uvf = np.asarray(uv_faces if uv_faces is not None else faces, np.int64)
             pairs = np.stack([faces.reshape(-1), uvf.reshape(-1)], 1)
             unique, index = np.unique(pairs, axis=0, return_inverse=True)
-            remap, uvc = unique[:, 0], np.asarray(uv, np.float32)[unique[:, 1]]
+            remap, uvc, uv_index = unique[:, 0], np.asarray(uv, np.float32)[unique[:, 1]], unique[:, 1]
         if self._static is not None:
-            for buf in self._static[1][1:]:
+            for buf in self._static[1][1:]:  # (remap, ibo, uvs): release the GL buffers
                 buf.release()
         ibo = self.ctx.buffer(np.ascontiguousarray(index, np.int32).tobytes())
         uvs = self.ctx.buffer(np.ascontiguousarray(uvc, np.float32).tobytes())
-        self._static = (key, (remap, ibo, uvs))
+        self._static = (key, (remap, ibo, uvs), uv_index)
         return self._static[1]
 
     def _read(self, targets: dict, camera, want: set, packed: bool) -> GBuffer:
@@ -326,3 +349,23 @@ def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     idx = faces.reshape(-1)
     vn = np.stack([np.bincount(idx, np.repeat(fn[:, k], 3), len(verts)) for k in range(3)], 1)
     return (vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def uv_tangents(verts: np.ndarray, faces: np.ndarray, uv: np.ndarray, uv_faces: np.ndarray) -> np.ndarray:
+    """Per-uv-vertex tangents (T, 4): xyz along +u in world space (area-weighted), w = handedness (+1/-1)."""
+    p = verts[faces]  # (F, 3, 3)
+    t = uv[uv_faces]  # (F, 3, 2)
+    dp1, dp2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    dt1, dt2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = dt1[:, 0] * dt2[:, 1] - dt2[:, 0] * dt1[:, 1]
+    sign = np.where(det < 0, -1.0, 1.0)[:, None]
+    tan = (dp1 * dt2[:, 1:2] - dp2 * dt1[:, 1:2]) * sign  # along +u, scaled by uv-area (weights)
+    bit = (dp2 * dt1[:, 0:1] - dp1 * dt2[:, 0:1]) * sign  # along +v
+    idx = uv_faces.reshape(-1)
+    acc_t = np.stack([np.bincount(idx, np.repeat(tan[:, k], 3), len(uv)) for k in range(3)], 1)
+    acc_b = np.stack([np.bincount(idx, np.repeat(bit[:, k], 3), len(uv)) for k in range(3)], 1)
+    normal = np.cross(dp1, dp2)
+    acc_n = np.stack([np.bincount(idx, np.repeat(normal[:, k], 3), len(uv)) for k in range(3)], 1)
+    hand = np.where((np.cross(acc_n, acc_t) * acc_b).sum(1) < 0, -1.0, 1.0)
+    acc_t /= np.maximum(np.linalg.norm(acc_t, axis=1, keepdims=True), 1e-12)
+    return np.concatenate([acc_t, hand[:, None]], 1).astype(np.float32)

@@ -52,10 +52,13 @@ class RenderMesh:
 
 @dataclass
 class Material:
-    """Relightable material: sRGB albedo map (row 0 = v 1), linear material map (roughness, specular scale)."""
+    """Relightable material: sRGB albedo map (row 0 = v 1), linear material map (roughness, specular scale),
+    optional tangent-space normal map (x along +u, y along +v, z out of the surface; stored as n / 2 + 0.5,
+    the OpenGL convention)."""
 
     albedo_map: np.ndarray | None = None
     material_map: np.ndarray | None = None
+    normal_map: np.ndarray | None = None
     color: tuple = (1.0, 1.0, 1.0)
     roughness: float = 0.55
     specular: float = 1.0
@@ -101,7 +104,8 @@ class Renderer:
         gb = self._gl.rasterize(_numpy(mesh.verts), mesh.faces, camera, normals=mesh.normals, uv=mesh.uv,
                                 uv_faces=mesh.uv_faces, colors=colors, albedo_map=material.albedo_map,
                                 material_map=material.material_map, roughness=material.roughness,
-                                specular=material.specular, passes=passes, packed=True, shading=shading)
+                                specular=material.specular, normal_map=material.normal_map, passes=passes,
+                                packed=True, shading=shading)
         h, w = gb["shape"]
         out = {"shape": (h, w), "pix": torch.from_numpy(gb["pix"]), "face_id": None}
         if "face_id" in gb:
@@ -143,6 +147,8 @@ class Renderer:
             if material.material_map is not None:
                 mat = rt.texture(_texture_tensor(material.material_map, dev, srgb=False), out["uv"], uv_da)
                 rough, spec = rough * mat[:, 0], spec * mat[:, 1]
+            if material.normal_map is not None:
+                out["normal"] = _perturb_normal(out["normal"], mesh, material, uvf, frags, bary, out["uv"], uv_da)
         else:
             out["uv"] = torch.zeros(len(frags.pix), 2, device=dev)
         out.update(albedo=albedo, roughness=rough, specular=spec)
@@ -256,6 +262,20 @@ def _albedo_colors(mesh: RenderMesh, material: Material) -> np.ndarray:
     else:
         base = np.tile(np.asarray(CLAY, np.float32), (n, 1))
     return base * np.asarray(material.color, np.float32)
+
+
+def _perturb_normal(normal, mesh, material, uvf, frags, bary, uv, uv_da):
+    """Apply a tangent-space normal map (tangents from the uv layout, as the GL shader does)."""
+    from topos_cli.render import raster_torch as rt
+    from topos_cli.render.raster_gl import uv_tangents
+
+    tan = uv_tangents(_numpy(mesh.verts).astype(np.float32), np.asarray(mesh.faces), np.asarray(mesh.uv, np.float32),
+                      uvf.cpu().numpy())
+    tan = rt.interpolate(torch.as_tensor(tan, device=normal.device), uvf, frags, bary)  # (N, 4)
+    t = torch.nn.functional.normalize(tan[:, :3] - normal * (normal * tan[:, :3]).sum(-1, keepdim=True), dim=-1)
+    b = torch.cross(normal, t, dim=-1) * torch.where(tan[:, 3:] < 0, -1.0, 1.0)
+    m = rt.texture(_texture_tensor(material.normal_map, normal.device, srgb=False), uv, uv_da) * 2 - 1
+    return torch.nn.functional.normalize(t * m[:, :1] + b * m[:, 1:2] + normal * m[:, 2:3], dim=-1)
 
 
 _TEX_CACHE: dict = {}

@@ -208,13 +208,15 @@ class TextureSample:
     """One synthesized appearance: albedo (S, S, 3) uint8 sRGB, roughness and specular (S, S) uint8.
 
     `roughness` holds perceptual roughness * 255; `specular` holds (F0 scale / 2) * 255, so render it with
-    `Material(roughness=1, specular=2)`. `params` records every random choice (for the manifest).
+    `Material(roughness=1, specular=2)`; `normal` (S, S, 3) uint8 is a tangent-space normal map of pores and
+    fine wrinkles (x along +u, y along +v). `params` records every random choice (for the manifest).
     """
 
     albedo: np.ndarray
     roughness: np.ndarray
     specular: np.ndarray
     params: dict
+    normal: np.ndarray | None = None
 
 
 def _field(rng: np.random.Generator, points: np.ndarray, wavelength: float, count: int = 24) -> np.ndarray:
@@ -262,14 +264,23 @@ def synthesize(atlas: UVAtlas, rng: np.random.Generator, tone: int | None = None
     albedo = skin_albedo(melanin * (1 - 0.4 * m["lips"]), blood)  # (S, S, 3) linear
     pores = _uv_noise(rng, s, 0.6 * s / 1024)
     p["pores"] = float(rng.uniform(0.03, 0.1))
-    albedo *= (1 - p["pores"] * np.clip(pores - 1.2, 0, None))[..., None]
+    dips = np.clip(pores - 1.2, 0, None)
+    albedo *= (1 - p["pores"] * dips)[..., None]
+    normal = _normal_map(-dips - 0.3 * _uv_noise(rng, s, 1.5 * s / 512), strength=float(rng.uniform(0.04, 0.12)))
     albedo *= np.exp(0.03 * _uv_noise(rng, s, 0.5))[..., None]
     albedo = _hair(rng, albedo, m, p, s)
     albedo = _makeup(rng, albedo, m, p, makeup, pts)
     rough, spec = _material(rng, m, p, s)
     srgb = np.where(albedo <= 0.0031308, 12.92 * albedo, 1.055 * np.clip(albedo, 0, 1) ** (1 / 2.4) - 0.055)
     to8 = lambda a: (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)  # noqa: E731
-    return TextureSample(to8(srgb), to8(rough), to8(spec / 2), p)
+    return TextureSample(to8(srgb), to8(rough), to8(spec / 2), p, to8(normal * 0.5 + 0.5))
+
+
+def _normal_map(height: np.ndarray, strength: float) -> np.ndarray:
+    """Tangent-space normals (S, S, 3) of a height field in texels (row 0 = v 1, so d/dv = -d/drow)."""
+    d_row, d_col = np.gradient(height)
+    n = np.stack([-d_col * strength, d_row * strength, np.ones_like(height)], -1)
+    return n / np.linalg.norm(n, axis=-1, keepdims=True)
 
 
 def _hair(rng, albedo, m, p, s):

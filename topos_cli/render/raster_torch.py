@@ -138,12 +138,16 @@ def _raster_chunk(sl, counts, x0, y0, bw, c, det, height, width, near, far, zbuf
     offs = torch.arange(int(n.sum()), device=device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
     col = x0[face] + offs % bw[face]
     row = y0[face] + torch.div(offs, bw[face], rounding_mode="floor")
-    p = torch.stack([(col.double() + 0.5) * (2.0 / width) - 1, 1 - (row.double() + 0.5) * (2.0 / height),
-                     torch.ones_like(col, dtype=torch.float64)], 1)  # (P, 3)
-    e = torch.einsum("pk,pik->pi", p, c[face]) * torch.sign(det[face])[:, None]  # (P, 3)
-    s = e.sum(1)
-    z = det[face].abs() / torch.where(s > 0, s, torch.ones_like(s))  # camera z at the pixel
-    inside = (e >= 0).all(1) & (s > 0) & (det[face] != 0) & (z >= near) & (z <= far)
+    px = (col.to(c.dtype) + 0.5) * (2.0 / width) - 1
+    py = 1 - (row.to(c.dtype) + 0.5) * (2.0 / height)
+    coef = (c * torch.sign(det)[:, None, None]).reshape(-1, 9).T.contiguous()  # (9, F), inside is e >= 0
+    e0 = px * coef[0][face] + py * coef[1][face] + coef[2][face]  # edge functions as (P,) rows: faster
+    e1 = px * coef[3][face] + py * coef[4][face] + coef[5][face]  # than (P, 3) reductions on a CPU
+    e2 = px * coef[6][face] + py * coef[7][face] + coef[8][face]
+    s = e0 + e1 + e2
+    dface = det[face]
+    z = dface.abs() / torch.where(s > 0, s, torch.ones_like(s))  # camera z at the pixel
+    inside = (e0 >= 0) & (e1 >= 0) & (e2 >= 0) & (s > 0) & (dface != 0) & (z >= near) & (z <= far)
     pixel = (row * width + col)[inside]
     z, face = z[inside], face[inside]
     if len(pixel) == 0:
@@ -171,11 +175,16 @@ def barycentrics(clip: torch.Tensor, faces: torch.Tensor, frags: Fragments) -> t
 
 def interpolate(attr: torch.Tensor, faces: torch.Tensor, frags: Fragments, bary: torch.Tensor) -> torch.Tensor:
     """Interpolate per-vertex attributes (B|1, V, C) or (V, C) with (F, 3) indices to packed (N, C)."""
-    attr = attr if attr.dim() == 3 else attr[None]
-    h, w = frags.shape[1:]
-    batch = torch.div(frags.pix, h * w, rounding_mode="floor") if attr.shape[0] > 1 else torch.zeros_like(frags.pix)
-    corner = attr[batch[:, None], faces.to(attr.device)[frags.face]]  # (N, 3, C)
-    return (corner * bary[..., None].to(corner.dtype)).sum(1)
+    idx = faces.to(bary.device)[frags.face]  # (N, 3)
+    bary = bary.to(attr.dtype)
+    if attr.dim() == 2 or attr.shape[0] == 1:
+        flat = attr.reshape(-1, attr.shape[-1])
+        gather = [flat[idx[:, k]] for k in range(3)]  # three (N, C) gathers: cheaper than one (N, 3, C)
+    else:
+        h, w = frags.shape[1:]
+        batch = torch.div(frags.pix, h * w, rounding_mode="floor")
+        gather = [attr[batch, idx[:, k]] for k in range(3)]
+    return gather[0] * bary[:, :1] + gather[1] * bary[:, 1:2] + gather[2] * bary[:, 2:3]
 
 
 def to_image(packed: torch.Tensor, frags: Fragments, background: float = 0.0) -> torch.Tensor:
@@ -192,19 +201,20 @@ def uv_derivatives(clip: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, uv
         clip = clip if clip.dim() == 3 else clip[None]
         h, w = frags.shape[1:]
         batch = torch.div(frags.pix, h * w, rounding_mode="floor")
-        q = clip[..., [0, 1, 3]][batch[:, None], faces[frags.face]].double()
-        c = torch.stack([torch.cross(q[:, 1], q[:, 2], dim=-1), torch.cross(q[:, 2], q[:, 0], dim=-1),
-                         torch.cross(q[:, 0], q[:, 1], dim=-1)], 1)  # (N, 3, 3)
-        p = torch.cat([frags.ndc.double(), torch.ones_like(frags.ndc[:, :1], dtype=torch.float64)], 1)
-        e = (c * p[:, None]).sum(-1)
-        s = e.sum(1, keepdim=True)
-        uvc = uv.double()[uv_faces[frags.face]]  # (N, 3, 2)
+        _, c, _ = _face_setup(clip[0] if clip.shape[0] == 1 else clip[batch[0]], faces)  # (F, 3, 3) float64
+        c = c.float()[frags.face]  # (N, 3, 3): mip selection needs no float64
+        px, py = frags.ndc[:, 0:1], frags.ndc[:, 1:2]
+        e = px * c[..., 0] + py * c[..., 1] + c[..., 2]  # (N, 3)
+        s = e[:, :1] + e[:, 1:2] + e[:, 2:3]
+        uvi = uv_faces[frags.face]
+        uvc = [uv[uvi[:, k]] for k in range(3)]  # 3 x (N, 2)
         out = []
         for axis, step in ((0, 2.0 / w), (1, -2.0 / h)):
             de = c[..., axis]  # (N, 3)
-            dbary = (de * s - e * de.sum(1, keepdim=True)) / (s * s) * step
-            out.append((dbary[..., None] * uvc).sum(1))
-        return torch.cat(out, 1).float()
+            dsum = de[:, :1] + de[:, 1:2] + de[:, 2:3]
+            dbary = (de * s - e * dsum) / (s * s) * step
+            out.append(dbary[:, :1] * uvc[0] + dbary[:, 1:2] * uvc[1] + dbary[:, 2:3] * uvc[2])
+        return torch.cat(out, 1)
 
 
 def mip_pyramid(tex: torch.Tensor) -> list[torch.Tensor]:

@@ -128,12 +128,12 @@ class Renderer:
         bary = rt.barycentrics(clip, faces, frags)  # (N, 3)
         normals = vertex_normals_torch(verts, faces) if mesh.normals is None else \
             torch.as_tensor(mesh.normals, dtype=torch.float32, device=dev)
-        out = {"shape": (camera.height, camera.width), "pix": frags.pix, "face_id": frags.face_id[0],
-               "position": rt.interpolate(verts, faces, frags, bary),
-               "normal": torch.nn.functional.normalize(rt.interpolate(normals, faces, frags, bary), dim=-1),
-               "depth": rt.interpolate(clip[0, :, 3:4], faces, frags, bary)[:, 0]}
         colors = torch.as_tensor(_albedo_colors(mesh, material), dtype=torch.float32, device=dev)
-        albedo = rt.interpolate(colors, faces, frags, bary)
+        attrs = rt.interpolate(torch.cat([verts, normals, colors, clip[0, :, 3:4]], 1), faces, frags, bary)  # (N, 10)
+        out = {"shape": (camera.height, camera.width), "pix": frags.pix, "face_id": frags.face_id[0],
+               "position": attrs[:, 0:3], "normal": torch.nn.functional.normalize(attrs[:, 3:6], dim=-1),
+               "depth": attrs[:, 9]}
+        albedo = attrs[:, 6:9]
         rough = torch.full_like(out["depth"], material.roughness)
         spec = torch.full_like(out["depth"], material.specular)
         if mesh.uv is not None:

@@ -354,7 +354,7 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
         res = job.render_dataset(input, out, opts, views, per_mesh, random_lighting, random_textures,
                                  texture_pool, camera, seed, shard, force, texture_size)
         result.records, result.skipped, result.failures = res.records, res.skipped, res.failures
-        merge_manifest(out, result.records)
+        merge_manifest(out, job.manifest_records(result.records, out))
         tpl = job.MeshSource(template).try_template()
         write_meta(out, run_meta("render", seed=seed, template=tpl, backend=backend, size=size,
                                  passes=list(pass_list), shading=shading, per_mesh=per_mesh, views=views,

@@ -64,7 +64,14 @@ def test_dataset_mode_manifest_resume_and_seed(tmp_path, tiny_dataset, tiny_temp
     assert {"camera", "lighting", "texture", "view", "parent", "split", "template_hash"} <= set(rec)
     assert rec["texture"]["params"]["tone"] in range(16) and rec["lighting"]["lights"]
     manifest = (tmp_path / "r" / "manifest.jsonl").read_text().splitlines()
-    assert len(manifest) == 8 and not json.loads(manifest[0])["image"].startswith("/")
+    first = json.loads(manifest[0])
+    assert len(manifest) == 8 and not first["image"].startswith("/")
+    assert not first["passes"]["color"].startswith("/") and (tmp_path / "r" / first["texture"]["albedo"]).is_file()
+    for k in range(2):  # shards partition the meshes and merge into the same manifest
+        shard = _run(*args, "-o", tmp_path / "sh", "--shard", f"{k}/2")
+        assert shard.exit_code == 0, shard.output
+    merged = (tmp_path / "sh" / "manifest.jsonl").read_text().splitlines()
+    assert sorted(json.loads(m)["id"] for m in merged) == sorted(r["id"] for r in records)
     again = _run(*args, "-o", tmp_path / "r")
     assert again.exit_code == 0 and "0 written, 8 already done" in again.output
     other = _run(*args, "-o", tmp_path / "s")
@@ -98,7 +105,8 @@ def test_bad_inputs_exit_2_and_partial_failure_exits_3(tmp_path, tiny_template_d
     assert res.exit_code == 3
     assert "nan.obj" in (tmp_path / "out" / "failures.jsonl").read_text()
     assert len((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()) == 1
-    for args in (["--passes", "colour"], ["--ssaa", 2], ["--size", 4], ["-o", tmp_path / "x.jpg"]):
+    no_uv = ["--texture", tmp_path / "x.png"]
+    for args in (["--passes", "colour"], ["--ssaa", 2], ["--size", 4], ["-o", tmp_path / "x.jpg"], no_uv):
         res = _run("render", bad / "ok.obj", "-o", tmp_path / "x.png", *args)
         assert res.exit_code == 2, (args, res.output)
 

@@ -267,7 +267,7 @@ class RenderOptions:
     normal_map: str | None = None
 
 
-def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize: bool = False):
+def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize: bool = False, mesh=None):
     """Material from --texture or the mesh's own texture (OBJ map_Kd); else, for meshes in template topology
     with `opts.random_texture` (or `synthesize`), a synthesized skin drawn from `opts.seed`; else clay."""
     from topos_cli.render.renderer import Material
@@ -285,6 +285,9 @@ def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize:
                         normal_map=smp.normal, roughness=1.0, specular=2.0), \
             {"synthesized": True, "seed": opts.seed, "params": smp.params}
     normal = _image8(opts.normal_map, cache) if opts.normal_map else None
+    if (path is not None or normal is not None) and mesh is not None and mesh.uv is None:
+        raise UsageError("this mesh has no texture coordinates, so --texture/--normal-map cannot be placed; "
+                         "give a mesh with UVs (OBJ vt, GLB TEXCOORD_0) or one in template topology")
     if path is None:
         return Material(normal_map=normal), ({"normal_map": _abs(opts.normal_map)} if normal is not None else None)
     rec = {"albedo": _abs(path)} if normal is None else {"albedo": _abs(path), "normal_map": _abs(opts.normal_map)}
@@ -319,7 +322,7 @@ def render_images(input, out: Path, opts: RenderOptions, camera_file=None, views
     source = MeshSource(_template_arg(opts))
     mesh, data, tpl = source.load(items[0])
     rig = resolve_lighting(opts.lighting)
-    material, tex = _material(opts, data, {}, tpl)
+    material, tex = _material(opts, data, {}, tpl, mesh=mesh)
     cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, 0, None) if (camera_file or views > 1) \
         else [(framed_camera(_np(mesh.verts), 0, 0, opts.size, opts.fov), {"azimuth": 0.0, "elevation": 0.0})]
     renderer = _renderer(opts)
@@ -363,7 +366,7 @@ def render_turntable(input, out: Path, opts: RenderOptions, frames: int = 36, fp
         raise UsageError(f"{input} holds {len(items)} meshes; a turntable shows one mesh")
     mesh, data, tpl = MeshSource(_template_arg(opts)).load(items[0])
     rig = resolve_lighting(opts.lighting)
-    material, tex = _material(opts, data, {}, tpl)
+    material, tex = _material(opts, data, {}, tpl, mesh=mesh)
     renderer = _renderer(opts)
     tiles = []
     for cam in progress(orbit(_np(mesh.verts), frames, elevation, opts.size, opts.fov), description="turntable"):
@@ -388,7 +391,7 @@ def render_contact_sheet(input, out: Path, opts: RenderOptions, lightings=SHEET_
     if len(items) != 1:
         raise UsageError(f"{input} holds {len(items)} meshes; a contact sheet shows one mesh")
     mesh, data, tpl = MeshSource(_template_arg(opts)).load(items[0])
-    material, tex = _material(opts, data, {}, tpl, synthesize=True)
+    material, tex = _material(opts, data, {}, tpl, synthesize=True, mesh=mesh)
     renderer = _renderer(opts)
     verts = _np(mesh.verts)
     front, side = (framed_camera(verts, az, 5, opts.size, opts.fov) for az in (0.0, 60.0))
@@ -525,7 +528,7 @@ def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_me
                                        f"paints the template's UV space (retopologise it first: topos retopo)")
             cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, per_mesh,
                                    lambda k, m=mesh_id: item_rng(seed, f"{m}-r{k:02d}:camera"))
-            base_material, tex_path = _material(opts, data, cache)
+            base_material, tex_path = _material(opts, data, cache, mesh=mesh)
             for k, (cam, params) in enumerate(cams):
                 image_id = f"{mesh_id}-r{k:02d}"
                 rng = item_rng(seed, image_id)
@@ -557,8 +560,26 @@ def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_me
 
 
 def _existing_paths(stem: Path, passes) -> dict:
-    paths = {name: str(stem.parent / f"{stem.name}{DATA_SUFFIXES[name]}.png") for name in passes
+    paths = {name: str((stem.parent / f"{stem.name}{DATA_SUFFIXES[name]}.png").resolve()) for name in passes
              if name in DATA_SUFFIXES}
     if "face_id" in passes or "visibility" in passes:
-        paths["ids"] = str(stem.parent / f"{stem.name}_ids.npz")
+        paths["ids"] = str((stem.parent / f"{stem.name}_ids.npz").resolve())
     return paths
+
+
+def manifest_records(records: list[dict], out: Path) -> list[dict]:
+    """Copies of `records` whose nested paths (passes, texture maps) are relative to the dataset folder
+    (the manifest writer relativizes only top-level path fields)."""
+    root = Path(out).resolve()
+
+    def rel(value):
+        if isinstance(value, dict):
+            return {k: rel(v) for k, v in value.items()}
+        if isinstance(value, str) and value.startswith("/"):
+            try:
+                return str(Path(value).relative_to(root))
+            except ValueError:
+                return value
+        return value
+
+    return [{**r, "passes": rel(r.get("passes")), "texture": rel(r.get("texture"))} for r in records]

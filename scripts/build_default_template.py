@@ -3,17 +3,19 @@
     python scripts/build_default_template.py --ict ../shared/data/ict_face_model_light.npz \
         --out topos_cli/assets/templates/topos-head
 
-Pipeline (deterministic; about a minute on one CPU core):
-1. Skin = ICT polygons whose vertices are all in `face` + `head_and_neck` (fan-triangulated). It is one
-   component, edge-manifold, with exactly four holes (neck, two eyes, mouth), and mirror-symmetric up to
-   0.05 mm with a vertex permutation `mirror` (x -> -x), so only the half x >= 0 is remeshed; the other
-   half is its mirror image, which makes the symmetry map exact.
-2. Two charts on the half: "front" = ICT's `face` range (face, forehead to the hairline, ears) and "back"
-   = scalp and neck. Each half chart is a disk, flattened by LSCM (least-squares conformal maps, scipy
-   sparse) with the glued midline held on u = 0 so the mirrored half continues it without a seam. The UV
-   seams are the hairline/behind-the-ears border between the charts and the front midline of the neck.
-3. Boundary curves (holes, seam, midline) are resampled with a spacing field (0.3 cm on the face growing
-   to 0.6 cm on scalp and neck, given in 3D), with ICT's landmarks kept as fixed points. Interior points come
+Pipeline (deterministic; about two minutes on one CPU core, most of it the fit-error measurement):
+1. Skin = ICT polygons whose vertices are all in `face` + `head_and_neck`. It is one component,
+   edge-manifold, with exactly four holes (neck, two eyes, mouth), and mirror-symmetric up to 0.05 mm with a
+   vertex permutation `mirror` (x -> -x). The x >= 0 polygons are triangulated and mirrored, and only the
+   half x >= 0 is remeshed; the other half is its mirror image, which makes the symmetry map exact.
+2. Two charts on the half: "front" = ICT's `face` range minus the skin under the jaw (face, forehead to the
+   hairline, ears) and "back" = scalp, under the chin and neck. Each half chart is a disk, flattened by
+   LSCM (least-squares conformal maps, scipy sparse) with the glued midline held on u = 0 so the mirrored
+   half continues it without a seam; the eye and half-mouth openings are bridged by virtual triangles while
+   flattening so the inward-curling lips cannot overlap. UV seams: hairline, behind the ears, under the jaw
+   (between the charts) and the front midline of the neck.
+3. Boundary curves (holes, seam, midline) are resampled with a spacing field given in 3D (PARAMS: finer on
+   the face and where the surface bends), with ICT's 68 landmark vertices kept as fixed points. Interior points come
    from adaptive farthest-point sampling, then density-weighted centroidal relaxation in the chart plane
    with constrained Delaunay triangulation (`triangle`, a build-only dependency) in between.
 4. Every new vertex is a barycentric point of an ICT skin triangle, so positions and every basis are the
@@ -53,6 +55,7 @@ PARAMS = {
     "h_min_cm": 0.15,
     "curv_angle": 0.5,      # radians of normal turn per edge at most
     "grade": 0.25,           # max size change per cm
+    "chin_cut_cm": 1.0,      # the face chart ends this far below the jaw landmark contour
     "fps_stop": 0.95,        # farthest-point sampling stops when every point is within fps_stop*h of a sample
     "relax_iters": 8,
     "seed": 0,
@@ -141,7 +144,7 @@ def build_charts(skin: dict) -> dict:
     verts, tris = skin["verts"], skin["tris"]
     on_mid = np.abs(verts[:, 0]) < 1e-9
     half = (verts[tris][:, :, 0] >= -1e-9).all(1)
-    front = (tris <= FACE_LAST).all(1)
+    front = _front_chart(verts, tris, skin["landmarks"])
     skin_border = {tuple(sorted(e)) for loop in boundary_loops(tris) for e in zip(loop, np.roll(loop, -1), strict=True)}
     charts = {}
     for name, sel in [("front", half & front), ("back", half & ~front)]:
@@ -166,6 +169,66 @@ def build_charts(skin: dict) -> dict:
                         "flipped_source": int((s <= 0).sum()), "scale": scale,
                         "tree": cKDTree(uv[t].mean(1))}
     return charts
+
+
+def _front_chart(verts: np.ndarray, tris: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Face-chart triangles: ICT's face range minus the skin under the jaw (more than `chin_cut_cm` below the
+    landmark jaw contour 8-12, flat beyond 12), which joins the neck in the back chart. Keeping the
+    submental area out of the face chart keeps the conformal map from spending texels under the chin."""
+    lm = verts[landmarks]
+    jaw = lm[8:13] * [1, 1, 1] if lm[12, 0] > 0 else lm[4:9][::-1] * [-1, 1, 1]
+    cen = verts[tris].mean(1)
+    jaw_y = np.interp(np.abs(cen[:, 0]), jaw[:, 0], jaw[:, 1])
+    in_face = (tris <= FACE_LAST).all(1)
+    behind_jaw = (cen[:, 1] < -3.0) & (cen[:, 2] < 1.0)  # the strip of ICT's face range below the ear lobe
+    front = in_face & (cen[:, 1] > jaw_y - PARAMS["chin_cut_cm"]) & ~behind_jaw
+    front = _smooth_labels(tris, front, in_face)
+    # keep the chart a disk: drop small islands on either side of the cut
+    from scipy.sparse.csgraph import connected_components
+
+    def components(sel):
+        idx = np.flatnonzero(sel)
+        e = np.concatenate([tris[idx][:, [0, 1]], tris[idx][:, [1, 2]], tris[idx][:, [2, 0]]])
+        key = np.sort(e, 1)
+        _, inv = np.unique(key, axis=0, return_inverse=True)
+        owner = np.tile(idx, 3)
+        order = np.argsort(inv.ravel(), kind="stable")
+        pairs = owner[order].reshape(-1)  # triangles sharing an edge are adjacent in `order`
+        inv_sorted = inv.ravel()[order]
+        same = inv_sorted[1:] == inv_sorted[:-1]
+        a, b = pairs[:-1][same], pairs[1:][same]
+        n = len(tris)
+        g = sp.coo_matrix((np.ones(len(a)), (a, b)), (n, n))
+        lab = connected_components(g, directed=False)[1]
+        return lab, idx
+
+    for sel_side in (True, False):
+        lab, idx = components(front if sel_side else ~front)
+        big = np.bincount(lab[idx]).argmax()
+        small = idx[lab[idx] != big]
+        front[small] = not sel_side
+    return front
+
+
+def _smooth_labels(tris: np.ndarray, front: np.ndarray, allowed: np.ndarray, iters: int = 10) -> np.ndarray:
+    """Majority filter on triangle labels (2 of 3 edge neighbours win) so the seam follows a smooth path."""
+    e = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), 1)
+    _, inv = np.unique(e, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    owner = np.tile(np.arange(len(tris)), 3)
+    order = np.argsort(inv, kind="stable")
+    same = inv[order][1:] == inv[order][:-1]
+    a, b = owner[order][:-1][same], owner[order][1:][same]
+    for _ in range(iters):
+        votes = np.zeros(len(tris))
+        np.add.at(votes, a, front[b])
+        np.add.at(votes, b, front[a])
+        nb = np.bincount(np.r_[a, b], minlength=len(tris))
+        new = np.where(votes >= 2, True, np.where(nb - votes >= 2, False, front)) & allowed
+        if np.array_equal(new, front):
+            break
+        front = new
+    return front
 
 
 def _fill_holes(verts: np.ndarray, tris: np.ndarray, skin_border: set, on_mid: np.ndarray) -> np.ndarray:
@@ -557,11 +620,13 @@ def _polyline_dist(p: np.ndarray, line: np.ndarray) -> np.ndarray:
     return np.linalg.norm(p[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
 
 
-def make_regions(verts: np.ndarray, lm: np.ndarray, face_w: np.ndarray) -> dict[str, np.ndarray]:
-    """Hard partition of the template vertices by REGION_RULES (cm, template frame, mirror-symmetric).
+def make_regions(verts: np.ndarray, faces: np.ndarray, lm: np.ndarray, face_w: np.ndarray) -> dict[str, np.ndarray]:
+    """Hard partition of the template vertices by REGION_RULES (cm, template frame, mirror-symmetric);
+    patches of fewer than 30 connected vertices (e.g. the ear canal) join their neighbours' region.
 
     Args:
-        verts: (V,3) template vertices; lm: (68,3) landmark positions; face_w: (V,) weight on ICT's face range.
+        verts: (V,3) template vertices; faces: (F,3); lm: (68,3) landmark positions;
+        face_w: (V,) weight on ICT's face range.
     """
     x, y, z = np.abs(verts[:, 0]), verts[:, 1], verts[:, 2]
     xy = np.stack([x, y], 1)
@@ -598,10 +663,35 @@ def make_regions(verts: np.ndarray, lm: np.ndarray, face_w: np.ndarray) -> dict[
     label = np.full(len(verts), -1)
     for i, (_, sel) in enumerate(rules):
         label[(label < 0) & sel] = i
+    label = _absorb_small_patches(label, faces, min_size=30)
     order = ["brow", "eye", "nose", "mouth", "ear", "forehead", "cheekbone", "jaw", "chin",
              "scalp", "neck", "back_of_head", "temple", "cheek"]
     names = [r[0] for r in rules]
     return {k: np.flatnonzero(label == names.index(k)) for k in order}
+
+
+def _absorb_small_patches(label: np.ndarray, faces: np.ndarray, min_size: int) -> np.ndarray:
+    """Relabel connected same-label patches smaller than min_size to their most common neighbouring label."""
+    from scipy.sparse.csgraph import connected_components
+
+    e = np.unique(np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1), axis=0)
+    n = len(label)
+    for _ in range(5):
+        same = label[e[:, 0]] == label[e[:, 1]]
+        g = sp.coo_matrix((np.ones(same.sum()), (e[same, 0], e[same, 1])), (n, n))
+        _, comp = connected_components(g, directed=False)
+        size = np.bincount(comp)
+        small = size[comp] < min_size
+        if not small.any():
+            break
+        border = e[label[e[:, 0]] != label[e[:, 1]]]
+        new = label.copy()
+        for c in np.unique(comp[small]):
+            members = comp == c
+            nb = np.r_[label[border[members[border[:, 0]], 1]], label[border[members[border[:, 1]], 0]]]
+            new[members] = np.bincount(nb).argmax()
+        label = new
+    return label
 
 
 def region_bases(verts: np.ndarray, regions: dict, identity: np.ndarray) -> tuple[dict, dict]:
@@ -681,7 +771,7 @@ def fit_error(skin: dict, weights: sp.csr_matrix, faces: np.ndarray, identity16:
 
 # ----------------------------------------------------------------------------- uv layout
 
-def pack_uv(uv: np.ndarray, chart_of_uv: np.ndarray, pad: float = 0.02, back_ratio: float = 0.5) -> tuple:
+def pack_uv(uv: np.ndarray, chart_of_uv: np.ndarray, pad: float = 0.02, back_ratio: float = 0.4) -> tuple:
     """Place the face chart (0) and the back chart (1) in [0,1]^2 without overlap.
 
     Tries side-by-side and stacked layouts (back chart rotated or not) and keeps the one giving the face
@@ -733,7 +823,9 @@ def uv_report(uv: np.ndarray, uv_faces: np.ndarray, verts: np.ndarray, faces: np
             "angle_error_deg_mean": float(np.degrees(np.abs(ang_uv - ang_3d)).mean()),
             "face_area_ratio_p5_p95": [float(np.percentile(r_face, 5)), float(np.percentile(r_face, 95))],
             "face_angle_error_deg_mean": float(np.degrees(np.abs(ang_uv - ang_3d)[on_face]).mean()),
-            "uv_coverage": float(s.sum())}
+            "uv_coverage": float(s.sum()),
+            "texels_per_cm_at_1024_median": {k: float(np.median(np.sqrt(np.maximum(ratio[np.isin(faces[:, 0], v)], 0)))
+                                                    * 1024) for k, v in regions.items()}}
 
 
 def boundary_crossings(uv: np.ndarray, uv_faces: np.ndarray) -> int:
@@ -781,7 +873,7 @@ def build(ict_path: Path) -> dict:
                           else sym[v_of_p[pts.of_source[int(skin["mirror"][v])]]] for v in lm])
     weights = tpl["weights"]
     face_w = np.asarray(weights[:, : FACE_LAST + 1].sum(1)).ravel()
-    regions = make_regions(tpl["verts"], tpl["verts"][landmarks], face_w)
+    regions = make_regions(tpl["verts"], tpl["faces"], tpl["verts"][landmarks], face_w)
     npz = skin["npz"]
     identity = np.stack([weights @ m for m in npz["identity_modes"][:, : SKIN_LAST + 1].astype(np.float64)])
     expression = np.stack([weights @ m for m in npz["expression_modes"][:, : SKIN_LAST + 1].astype(np.float64)])
@@ -837,8 +929,9 @@ def write_folder(out: Path, ict_path: Path, res: dict) -> None:
     sym_err_mm = float(np.abs(verts[sym] * [-1, 1, 1] - verts).max() * 10)
     report = {"num_verts": len(verts), "num_faces": len(faces), **quality,
               "boundary_loops": {k: len(v) for k, v in loops.items()}, "uv": uvq, "uv_layout": res["layout"],
-              "symmetry_max_mismatch_mm": sym_err_mm, "fit": res["fit"], "build_seconds": round(res["seconds"], 1)}
+              "symmetry_max_mismatch_mm": sym_err_mm, "fit": res["fit"]}
     print(json.dumps(report, indent=1))
+    print(f"built in {res['seconds']:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     obj = ObjData(verts=verts.astype(np.float64), polys=faces, uv=res["uv"], uv_polys=uv_faces)
     _atomic_text(out / "template.obj", format_obj(obj, precision=7))
@@ -892,7 +985,8 @@ def notice_text(licence: str) -> str:
 
 def readme_text(rep: dict, res: dict) -> str:
     fit, uvq = rep["fit"], rep["uv"]
-    rows = "\n".join(f"| `{k}` | {len(v)} | {REGION_RULES[k]} |" for k, v in res["regions"].items())
+    rows = "\n".join(f"| `{k}` | {len(v)} | {REGION_RULES[k].replace('|', chr(92) + '|')} |"
+                     for k, v in res["regions"].items())
     nb = {k: v.shape for k, v in res["bases"].items() if v.ndim == 3}
     loops = ", ".join(f"{k} {n}" for k, n in rep["boundary_loops"].items())
     return f"""# topos-head
@@ -919,11 +1013,13 @@ The 68 landmarks (`template.json` → `landmarks`, iBUG order) are vertices plac
 
 ## UV layout
 
-Two charts packed in [0, 1]² ({rep['uv_layout']}): the **face chart** (ICT's face area: face, forehead up to the
-hairline, ears, under the chin; one piece, holes at the eyes and mouth) and the **back chart** (scalp, back of
-head, neck; cut along the front midline of the neck). The seams are the hairline / behind-the-ears border
-between the two charts and the front of the neck. Both are least-squares conformal maps, so angles are
-preserved and the face keeps its proportions; area scale varies (ears and nostrils get less space).
+Two charts packed in [0, 1]² ({rep['uv_layout']['layout']}): the **face chart** (ICT's face area down to
+{PARAMS['chin_cut_cm']:.0f} cm under the jaw line: face, forehead up to the hairline, ears; one piece, with the eye and mouth
+holes inside) and the **back chart** (scalp, back of head, under the chin, neck; cut along the front midline
+of the neck). Seams: the hairline, behind the ears and under the jaw (between the two charts), and the
+front midline of the neck. Both charts are least-squares conformal maps of the x >= 0 half with the midline
+held straight, mirrored, so angles are preserved and the face keeps its proportions; the area scale varies
+(ears and the inside of the nostrils get less space).
 
 | check | value |
 |---|---|
@@ -931,7 +1027,9 @@ preserved and the face keeps its proportions; area scale varies (ears and nostri
 | overlaps (crossing UV boundary edges) | {uvq['overlapping_boundary_crossings']} |
 | texel density, face chart / back chart | {rep_scale(res['layout'])} |
 | mean angle error UV vs 3D, all / face regions | {uvq['angle_error_deg_mean']:.2f}° / {uvq['face_angle_error_deg_mean']:.2f}° |
-| face-region area ratio (UV/3D, per-median), 5th–95th percentile | {uvq['face_area_ratio_p5_p95'][0]:.2f} – {uvq['face_area_ratio_p5_p95'][1]:.2f} |
+| face-region area ratio (UV/3D, per-median), 5th–95th percentile | {uvq['face_area_ratio_p5_p95'][0]:.2f} – {uvq['face_area_ratio_p5_p95'][1]:.2f} (the low end is inside the nostrils and the ear folds) |
+
+Median texels per cm at 1024² by region: {", ".join(f"{k} {v:.0f}" for k, v in uvq['texels_per_cm_at_1024_median'].items())}.
 
 ## Regions
 
@@ -964,7 +1062,7 @@ point of an ICT skin triangle), so `neutral + w @ modes` commutes with the resam
 | ICT skin vertices → template surface | {fit['ict_to_ours_mm']['mean']:.3f} mm | {fit['ict_to_ours_mm']['max']:.3f} mm (99th percentile {fit['ict_to_ours_mm']['p99']:.3f} mm) |
 
 The first is float16 rounding only (template vertices lie on ICT's surface by construction); the second is
-the chordal error of the coarser mesh, largest in the ear folds and nostrils.
+the chordal error of the coarser mesh, largest in the ear folds and at the inner eye corners.
 
 ## Rebuild
 
@@ -974,7 +1072,8 @@ python scripts/build_default_template.py --ict ../shared/data/ict_face_model_lig
     --out topos_cli/assets/templates/topos-head
 ```
 
-Deterministic (fixed seeds); took {rep['build_seconds']:.0f} s on one CPU core.
+Deterministic (fixed seeds: two runs write byte-identical files); about two minutes on one CPU core, most
+of it the fit-error measurement.
 """
 
 

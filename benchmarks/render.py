@@ -163,10 +163,12 @@ def main() -> None:
     gl = Renderer("gl")
     mesh = RenderMesh(verts, faces, uv=uv, uv_faces=uvf)
     rig = preset_rig("studio")
+    front = preset_rig("front")
     rows = []
     for size in args.sizes:
         cam = framed_camera(verts, 0, 0, size)
         base = timed(gl_baseline(verts, faces, cam), args.repeat)
+        clay = timed(lambda c=cam: gl.render(mesh, c, Material(), front, "lambert", ("color",)), args.repeat)
         colour = timed(lambda c=cam: gl.render(mesh, c, Material(albedo_map=albedo), rig, "ggx", ("color",)),
                        args.repeat)
         passes = timed(lambda c=cam: gl.render(mesh, c, Material(albedo_map=albedo), rig, "ggx",
@@ -174,15 +176,17 @@ def main() -> None:
         fwd = timed(torch_step(verts, faces, uv, uvf, cam, albedo, False), max(args.repeat // 2, 2))
         bwd = timed(torch_step(verts, faces, uv, uvf, cam, albedo, True), max(args.repeat // 2, 2))
         data = dataset_rate(verts, faces, size, args.dataset_meshes, args.per_mesh)
-        rows.append((size, base, colour, passes, fwd, bwd, data))
-    print(f"{'size':>5} {'GL baseline':>12} {'topos color':>16} {'topos 4 passes':>16} {'torch fwd':>14} "
-          f"{'torch fwd+bwd':>14} {'dataset':>12}")
-    for size, base, colour, passes, fwd, bwd, data in rows:
-        print(f"{size:>5} {base * 1e3:>9.1f} ms {colour * 1e3:>8.1f} ms x{colour / base:<4.1f} "
+        rows.append((size, base, clay, colour, passes, fwd, bwd, data))
+    print(f"{'size':>5} {'GL baseline':>12} {'topos clay':>16} {'topos color':>16} {'topos 4 passes':>16} "
+          f"{'torch fwd':>14} {'torch fwd+bwd':>14} {'dataset':>12}")
+    for size, base, clay, colour, passes, fwd, bwd, data in rows:
+        print(f"{size:>5} {base * 1e3:>9.1f} ms {clay * 1e3:>8.1f} ms x{clay / base:<4.1f} "
+              f"{colour * 1e3:>8.1f} ms x{colour / base:<4.1f} "
               f"{passes * 1e3:>8.1f} ms x{passes / base:<4.1f} {fwd * 1e3:>8.0f} ms {bwd * 1e3:>11.0f} ms "
               f"{data:>7.1f} img/s")
     print("fps = 1000 / ms; x = time relative to the plain GL baseline in this run. GL baseline: one MRT draw of "
-          "colour (Lambert in the shader), normal, depth, mask and their readback. topos: Renderer.render with a "
+          "colour (Lambert in the shader), normal, depth, mask and their readback. clay: Renderer.render, colour "
+          "only, untextured, one directional light, Lambert. color: Renderer.render with a "
           "512px albedo texture (trilinear), the studio rig (SH environment + 4-sample area light + fill, GGX in "
           "GLSL) and sRGB RGBA output; torch: the differentiable path (rasterize, interpolate, texture, GGX in "
           "torch), backward to vertices; dataset: api.render with random lighting, PNG writing and the manifest.")

@@ -107,3 +107,10 @@ def test_stiffness_weights_boost_loops_and_rings(tiny_template):
     nbrs = np.unique(tiny_template.edges[(tiny_template.edges == 0).any(1)])
     assert np.all(k[nbrs] == 5.0)
     assert (k == 1.0).sum() == tiny_template.num_verts - len(nbrs)
+
+
+def test_project_on_bases_recovers_coefficients(tiny_template):
+    bases = tiny_template.basis("identity").astype(float)
+    coeffs = np.linspace(-2, 2, len(bases))
+    verts = tiny_template.verts + np.tensordot(coeffs, bases, 1)
+    np.testing.assert_allclose(rt.project_on_bases(verts, tiny_template.verts, bases, ridge=0.0), coeffs, atol=1e-6)

@@ -269,7 +269,9 @@ def orient_normals(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray) -> Sc
 def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases: np.ndarray,
               prior_std: np.ndarray, *, iters: int = 12, gate: float = 3.0, prior_weight: float = 1.0,
               vertex_weight: np.ndarray | None = None, landmarks: tuple[np.ndarray, np.ndarray] | None = None,
-              update_similarity: bool = True, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray, Similarity]:
+              update_similarity: bool = True, max_points: int = 4000,
+              prior_anneal: float = 10.0,
+              init_coeffs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, Similarity]:
     """Least-squares fit of linear shape bases (and a similarity) to a pre-aligned scan.
 
     Args:
@@ -285,6 +287,11 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
         landmarks: optional (points (L, 3) in the template frame, vertex ids (L,)).
         update_similarity: re-estimate a similarity correction each iteration.
         max_points: template vertices / scan points used per direction.
+        prior_anneal: the prior starts `prior_anneal` times stronger and relaxes geometrically to
+            `prior_weight` by the last iteration (coarse-to-fine: early, unreliable matches cannot pull the
+            coefficients far).
+        init_coeffs: (K,) starting coefficients (e.g. a VAE decode projected on the bases): they shape the
+            first correspondences only; the prior stays centred at zero.
 
     Returns:
         (verts (V, 3), coefficients (K,), similarity correction applied to the cloud's frame).
@@ -296,6 +303,8 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
     vw = np.ones(num_v) if vertex_weight is None else vertex_weight
     subset = np.linspace(0, num_v - 1, min(num_v, max_points)).astype(np.int64)
     verts = base_verts.astype(float)
+    if init_coeffs is not None:
+        verts = verts + np.einsum("vck,k->vc", basis_vk, init_coeffs)
 
     def cur_lm(sim):
         return sim.apply(landmarks[0])
@@ -314,7 +323,8 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
         rows_n = np.concatenate([tnrm[ok], rnrm])
         rows_w = np.concatenate([w[ok], 0.5 * np.ones(len(vid))])
         coeffs, step_sim = _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prior_std,
-                                             prior_weight, update_similarity and it < iters - 1,
+                                             prior_weight * prior_anneal ** (1.0 - it / max(iters - 1, 1)),
+                                             update_similarity and it < iters - 1,
                                              None if landmarks is None else (cur_lm(corr), landmarks[1]))
         verts = base_verts + np.einsum("vck,k->vc", basis_vk, coeffs)
         corr = step_sim.compose(corr)
@@ -376,6 +386,14 @@ def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prio
     return coeffs, Similarity(1.0 + float(ds), rot, trans)
 
 
+def project_on_bases(verts: np.ndarray, base_verts: np.ndarray, bases: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """(K,) least-squares coefficients c with base_verts + sum_k c_k bases[k] ~ verts (slightly ridged)."""
+    mat = bases.reshape(len(bases), -1).astype(float)  # (K, 3V)
+    gram = mat @ mat.T
+    rhs = mat @ (verts - base_verts).reshape(-1)
+    return np.linalg.solve(gram + ridge * np.trace(gram) / len(gram) * np.eye(len(gram)), rhs)
+
+
 def stiffness_weights(num_verts: int, faces: np.ndarray, loops: list[np.ndarray], rings: int = 2,
                       boost: float = 8.0) -> np.ndarray:
     """(V,) stiffness multipliers: `boost` on the given boundary loops and their `rings`-ring, 1 elsewhere."""
@@ -394,7 +412,7 @@ def stiffness_weights(num_verts: int, faces: np.ndarray, loops: list[np.ndarray]
 def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiffness: np.ndarray | None = None,
            alphas: tuple[float, ...] = (5.0, 1.0, 0.2), iters_per_alpha: int = 2, gate: float = 1.0,
            landmarks: tuple[np.ndarray, np.ndarray] | None = None,
-           vertex_weight: np.ndarray | None = None) -> np.ndarray:
+           vertex_weight: np.ndarray | None = None, anchor: float = 0.02) -> np.ndarray:
     """Laplacian-regularised displacement fit of a template-topology head onto a pre-aligned scan.
 
     Args:
@@ -407,6 +425,8 @@ def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiff
         gate: correspondence distance gate in template units (cm).
         landmarks: optional (points (L, 3) template frame, vertex ids (L,)) as soft constraints.
         vertex_weight: (V,) optional data weight multiplier.
+        anchor: weight pulling every vertex towards the prior (zero displacement); where the scan has no
+            data it keeps the smoothness term from extrapolating the displacement away from the prior.
 
     Returns:
         (V, 3) refined vertices.
@@ -436,9 +456,9 @@ def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiff
             if landmarks is not None:
                 np.add.at(acc_w, landmarks[1], 5.0)
                 np.add.at(acc_t, landmarks[1], 5.0 * landmarks[0])
-            target = np.where(acc_w[:, None] > 0, acc_t / np.maximum(acc_w, 1e-12)[:, None], verts)
-            system = (sparse.diags(acc_w + 1e-6) + alpha * bilap).tocsc()
-            rhs = acc_w[:, None] * (target - x0)
+            # rhs = sum of weighted targets minus x0 * data weight; the anchor adds weight with target x0
+            system = (sparse.diags(acc_w + anchor) + alpha * bilap).tocsc()
+            rhs = acc_t - acc_w[:, None] * x0
             solve = splinalg.factorized(system)
             disp = np.stack([solve(rhs[:, c]) for c in range(3)], 1)
     return x0 + disp

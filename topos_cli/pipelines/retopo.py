@@ -128,16 +128,20 @@ class RetopoPipeline:
                                 landmarks=landmarks)
         timings["align"] = time.perf_counter() - t0
         local = rt.orient_normals(cloud.transformed(sim), t.verts.astype(np.float64), t.faces)
-        prior = t.verts.astype(np.float64)
+        prior, init = t.verts.astype(np.float64), None
         if opt.vae and self.vae is not None:
-            prior = self.vae_prior(local, seed)
+            decoded = self.vae_prior(local, seed)
+            if opt.bases and self.bases is not None:  # the VAE seeds the bases fit (first correspondences)
+                init = rt.project_on_bases(decoded, prior, self.bases)
+            else:
+                prior = decoded
         timings["vae"] = time.perf_counter() - t0 - timings["align"]
         lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
         verts, coeffs = prior, None
         if opt.bases and self.bases is not None:
             verts, coeffs, corr = rt.fit_bases(local, prior, t.faces, self.bases, self.prior_std, iters=opt.iters,
                                                gate=0.07 * self.diag, landmarks=lm_local,
-                                               prior_weight=opt.prior_weight)
+                                               prior_weight=opt.prior_weight, init_coeffs=init)
             sim = corr.compose(sim)
             local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
             lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])

@@ -156,3 +156,36 @@ def test_tangent_space_normal_maps_follow_the_uv_layout(backend, request):
         mesh = RenderMesh(verts, faces, uv=uv.astype(np.float32), uv_faces=faces)
         out = renderer.render(mesh, cam, Material(normal_map=nmap), passes=("normal",))
         assert np.allclose(out["normal"][16, 16], expect, atol=0.01)
+
+
+def _square_coverage(scale, angle=0.3, shift=None):
+    """Antialiased coverage of a 10 cm square (rotated in plane) seen from 50 cm on a 32 px image."""
+    cam = look_at((0, 0, 50), fov=30, width=32)
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    base = torch.tensor([[-1.0, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=torch.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    rot = torch.tensor([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=torch.float64)
+    verts = base @ rot.T * scale * 5
+    if shift is not None:
+        verts = verts + torch.stack([shift, shift * 0, shift * 0])
+    clip = rt.to_clip(verts, cam.clip_matrix())
+    frags = rt.rasterize(clip.detach(), faces, 32, 32, cam.near, cam.far)
+    depth = rt.to_image(rt.interpolate(clip[0, :, 3:4], faces, frags, rt.barycentrics(clip, faces, frags)), frags)
+    alpha = rt.to_image(torch.ones(len(frags.pix), 1, dtype=torch.float64), frags)
+    return rt.antialias(alpha, frags, clip, faces, depth[..., 0]), cam
+
+
+def test_antialias_gives_silhouettes_a_gradient():
+    scale = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    alpha, cam = _square_coverage(scale)
+    area = (cam.fx * 10 / 50) ** 2  # pixels covered by the square
+    assert abs(alpha.sum().item() - area) < 0.01 * area  # coverage, not a count of pixel centres
+    alpha.sum().backward()
+    assert abs(scale.grad.item() - 2 * area) < 0.1 * 2 * area  # d(area)/d(scale) = 2 area
+    eps = 1e-4
+    fd = (_square_coverage(torch.tensor(1 + eps))[0].sum() - _square_coverage(torch.tensor(1 - eps))[0].sum()) / (2 * eps)
+    assert abs(fd.item() - scale.grad.item()) < 1e-3 * abs(fd.item())
+    shift = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    alpha, _ = _square_coverage(torch.tensor(1.0, dtype=torch.float64), shift=shift)
+    (alpha[0, ..., 0] * torch.arange(32.0, dtype=torch.float64)).sum().backward()
+    assert abs(shift.grad.item() - area * cam.fx / 50) < 0.1 * area * cam.fx / 50  # the outline moves with x

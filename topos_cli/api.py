@@ -341,6 +341,11 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
     if turntable or suffix in (".gif", ".mp4", ".webm"):
         if suffix not in (".gif", ".mp4", ".webm"):
             raise UsageError(f"--turntable writes an animation: give -o with .gif or .mp4, not {out.name}")
+        if suffix != ".gif":
+            import importlib.util
+
+            if importlib.util.find_spec("imageio_ffmpeg") is None:
+                raise UsageError(f"writing {suffix} needs ffmpeg: pip install imageio-ffmpeg, or write a .gif")
         result.records.append(job.render_turntable(input, out, opts, frames, fps))
     elif contact_sheet:
         if suffix != ".png":
@@ -397,11 +402,19 @@ def textures(template: str | Path | None, out: str | Path, count: int = 16, seed
 
 
 def _render_device(device: str, backend: str) -> str:
-    if backend != "torch" or device != "auto":
-        return "cpu" if device == "auto" else device
+    if backend not in ("gl", "torch"):
+        raise UsageError(f"--backend must be gl or torch, got {backend!r}")
+    if backend != "torch":
+        return "cpu"
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device here; use --device cpu (or auto)")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    return device
 
 # ----------------------------------------------------------------------------------------------- retopo
 def retopo(input: str | Path, out: str | Path, template: str | Path | None = None,

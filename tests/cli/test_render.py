@@ -106,7 +106,9 @@ def test_bad_inputs_exit_2_and_partial_failure_exits_3(tmp_path, tiny_template_d
     assert "nan.obj" in (tmp_path / "out" / "failures.jsonl").read_text()
     assert len((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()) == 1
     no_uv = ["--texture", tmp_path / "x.png"]
-    for args in (["--passes", "colour"], ["--ssaa", 2], ["--size", 4], ["-o", tmp_path / "x.jpg"], no_uv):
+    cuda = ["--backend", "torch", "--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--size", 4]
+    for args in (["--passes", "colour"], ["--ssaa", 2], ["--size", 4], ["-o", tmp_path / "x.jpg"], no_uv,
+                 ["--backend", "vulkan"], cuda):
         res = _run("render", bad / "ok.obj", "-o", tmp_path / "x.png", *args)
         assert res.exit_code == 2, (args, res.output)
 

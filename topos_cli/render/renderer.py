@@ -121,7 +121,8 @@ class Renderer:
         from topos_cli.render import raster_torch as rt
 
         dev = self.device
-        verts = torch.as_tensor(mesh.verts, dtype=torch.float32, device=dev)
+        verts = mesh.verts.to(dev) if isinstance(mesh.verts, torch.Tensor) else \
+            torch.as_tensor(np.asarray(mesh.verts), dtype=torch.float32, device=dev)
         faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.long, device=dev)
         clip = rt.to_clip(verts, camera.clip_matrix().astype(np.float32))  # (1, V, 4)
         frags = rt.rasterize(clip, faces, camera.height, camera.width, camera.near, camera.far)
@@ -151,8 +152,30 @@ class Renderer:
                 out["normal"] = _perturb_normal(out["normal"], mesh, material, uvf, frags, bary, out["uv"], uv_da)
         else:
             out["uv"] = torch.zeros(len(frags.pix), 2, device=dev)
-        out.update(albedo=albedo, roughness=rough, specular=spec)
+        out.update(albedo=albedo, roughness=rough, specular=spec, frags=frags, clip=clip, faces_t=faces)
         return out
+
+    def image(self, mesh: RenderMesh, camera: Camera, material: Material | None = None,
+              rig: LightRig | None = None, shading: str = "ggx", antialias: bool = True) -> torch.Tensor:
+        """A differentiable picture (torch backend): (H, W, 4) linear RGB + coverage alpha, row 0 at the top.
+
+        Gradients reach `mesh.verts` (a tensor with requires_grad) through interpolation, shading and, with
+        `antialias`, the silhouette; and reach textures given as tensors through sampling. What fitting uses.
+        """
+        if self.backend != "torch":
+            raise UsageError("Renderer.image is differentiable and needs the torch backend: Renderer('torch')")
+        from topos_cli.render import raster_torch as rt
+        from topos_cli.render.shading import shade
+
+        gb = self._gbuffer_torch(mesh, camera, material or Material())
+        colour = shade(gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"], camera.center,
+                       rig if rig is not None else preset_rig("studio"), shading)
+        frags = gb["frags"]
+        rgba = rt.to_image(torch.cat([colour, torch.ones_like(colour[:, :1])], 1), frags)  # (1, H, W, 4)
+        if antialias:
+            depth = rt.to_image(gb["depth"][:, None], frags)[..., 0]
+            rgba = rt.antialias(rgba, frags, gb["clip"], gb["faces_t"], depth)
+        return rgba[0]
 
     # ------------------------------------------------------------------ passes
     def render(self, mesh: RenderMesh, camera: Camera, material: Material | None = None,

@@ -163,5 +163,8 @@ def test_lighting_from_image_and_json_and_cameras_from_json(tmp_path, tiny_templ
     records = [json.loads(line) for line in res.stdout.splitlines()]
     assert res.exit_code == 0 and [r["id"] for r in records] == ["c_v00", "c_v01"]
     assert np.allclose(records[1]["camera"]["center"], [60, 0, 0])
+    strip = _run("render", "-o", tmp_path / "relit.png", "-t", tiny_template_dir, "--size", 32,
+                 "--lighting", "studio,side,sunset")
+    assert strip.exit_code == 0 and read_image(tmp_path / "relit.png").shape[:2] == (32, 96)
     bad = _run("render", "-o", tmp_path / "d.png", "-t", tiny_template_dir, "--lighting", "disco")
     assert bad.exit_code == 2 and "studio" in bad.output

@@ -13,6 +13,7 @@ EPILOG = epilog(
     "topos render head.obj -o head.png --passes color,normal,depth,mask --lighting studio\n\n"
     "topos render head.obj -o head.gif --turntable --size 256\n\n"
     "topos render head.obj -o sheet.png --contact-sheet\n\n"
+    "topos render -o relit.png --random-textures --lighting studio,side,rim,sunset --ssaa 3\n\n"
     "topos render data/aug -o data/renders --per-mesh 8 --random-lighting --random-textures --seed 0 --json"
 )
 
@@ -29,7 +30,7 @@ def render(
         help="Comma list: color, albedo, normal, depth, mask, uv, face_id, region, visibility.")] = "color",
     lighting: Annotated[str, typer.Option(
         help="Preset (studio, sky, sunset, overcast, night, front, side, top, rim), an equirectangular "
-             "image, or a JSON light rig.")] = "studio",
+             "image, or a JSON light rig; a comma list renders the head under each, side by side.")] = "studio",
     shading: Annotated[str, typer.Option(help="ggx (microfacet) or lambert.")] = "ggx",
     texture: Annotated[Path | None, typer.Option(help="Albedo image for the mesh's UVs.")] = None,
     normal_map: Annotated[Path | None, typer.Option(help="Tangent-space normal map (green = +v).")] = None,

@@ -321,6 +321,8 @@ def render_images(input, out: Path, opts: RenderOptions, camera_file=None, views
         raise UsageError(f"{input} holds {len(items)} meshes; give a folder for -o to render a dataset")
     source = MeshSource(_template_arg(opts))
     mesh, data, tpl = source.load(items[0])
+    if "," in opts.lighting:
+        return [_relight_strip(items[0], mesh, data, tpl, out, opts)]
     rig = resolve_lighting(opts.lighting)
     material, tex = _material(opts, data, {}, tpl, mesh=mesh)
     cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, 0, None) if (camera_file or views > 1) \
@@ -336,6 +338,22 @@ def render_images(input, out: Path, opts: RenderOptions, camera_file=None, views
                         "passes": paths, "camera": cam.to_dict(), "view": params, "lighting": opts.lighting,
                         "texture": tex})
     return records
+
+
+def _relight_strip(item, mesh, data, tpl, out: Path, opts: RenderOptions) -> dict:
+    """`--lighting a,b,c`: the same view under each lighting, side by side in one PNG (a relighting figure)."""
+    from topos_cli.io.image import write_png
+    from topos_cli.render.views import framed_camera
+
+    names = [n.strip() for n in opts.lighting.split(",") if n.strip()]
+    rigs = [resolve_lighting(n) for n in names]
+    material, tex = _material(opts, data, {}, tpl, mesh=mesh)
+    cam = framed_camera(_np(mesh.verts), 0, 0, opts.size, opts.fov)
+    renderer = _renderer(opts)
+    tiles = [renderer.render(mesh, cam, material, rig, opts.shading, ("color",), opts.ssaa)["color"] for rig in rigs]
+    write_png(out, sheet([tiles]))
+    return {"id": out.stem, "mesh": _abs(item.get("mesh")), "image": str(out.resolve()), "lighting": names,
+            "camera": cam.to_dict(), "texture": tex}
 
 
 def _template_arg(opts):

@@ -12,7 +12,7 @@ import numpy as np
 from topos_cli.errors import UsageError
 from topos_cli.io.fs import atomic_path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".hdr", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".hdr", ".npy", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -22,6 +22,13 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such image file")
+    if path.suffix.lower() == ".hdr":
+        return read_hdr(path)
+    if path.suffix.lower() == ".npy":  # float images (e.g. linear environment maps) saved with numpy
+        try:
+            return np.load(path, allow_pickle=False).astype(np.float32)
+        except ValueError as exc:
+            raise UsageError(f"{path}: not a plain numpy array ({exc})") from None
     if path.suffix.lower() == ".png":
         img16 = decode_png16(path.read_bytes())
         if img16 is not None:  # Pillow would reduce 16-bit colour PNGs to 8 bits
@@ -132,3 +139,45 @@ def decode_png16(blob: bytes) -> np.ndarray | None:
         return None
     img = raw[:, 1:].copy().view(">u2").astype(np.uint16).reshape(h, w, channels)
     return img[..., 0] if channels == 1 else img
+
+
+def read_hdr(path: str | Path) -> np.ndarray:
+    """A Radiance RGBE (.hdr) image as (H, W, 3) float32 linear radiance (flat and run-length scanlines)."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        header_end = data.index(b"\n\n")
+        size_end = data.index(b"\n", header_end + 2)
+        parts = data[header_end + 2:size_end].split()
+        if not data.startswith(b"#?") or len(parts) != 4 or parts[0] != b"-Y" or parts[2] != b"+X":
+            raise ValueError("unsupported header or orientation (need '-Y H +X W')")
+        height, width = int(parts[1]), int(parts[3])
+        rgbe = _hdr_pixels(memoryview(data)[size_end + 1:], height, width)
+    except (ValueError, IndexError) as exc:
+        raise UsageError(f"{path}: not a readable Radiance .hdr file ({exc})") from None
+    mant, expo = rgbe[..., :3].astype(np.float32), rgbe[..., 3].astype(np.int32)
+    scale = np.where(expo > 0, np.ldexp(1.0, expo - 136), 0.0).astype(np.float32)
+    return (mant + 0.5 * (expo > 0)[..., None]) * scale[..., None]
+
+
+def _hdr_pixels(buf: memoryview, height: int, width: int) -> np.ndarray:
+    raw = np.frombuffer(buf, np.uint8)
+    if width < 8 or width > 0x7FFF or raw[0] != 2 or raw[1] != 2:  # flat RGBE quadruples
+        return raw[:height * width * 4].reshape(height, width, 4)
+    out = np.empty((height, width, 4), np.uint8)
+    pos = 0
+    for row in range(height):
+        if raw[pos] != 2 or raw[pos + 1] != 2 or (int(raw[pos + 2]) << 8 | int(raw[pos + 3])) != width:
+            raise ValueError(f"bad run-length scanline {row}")
+        pos += 4
+        for ch in range(4):
+            col = 0
+            while col < width:
+                count = int(raw[pos])
+                if count > 128:
+                    out[row, col:col + count - 128, ch] = raw[pos + 1]
+                    col, pos = col + count - 128, pos + 2
+                else:
+                    out[row, col:col + count, ch] = raw[pos + 1:pos + 1 + count]
+                    col, pos = col + count, pos + 1 + count
+    return out

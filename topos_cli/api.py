@@ -314,38 +314,20 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
         normal_space: "world" or "camera" for the normal pass.
         seed: seeds random cameras, lighting and textures (bit-identical for the same seed).
     """
-    from topos_cli.io.manifest import merge_manifest, run_meta, write_failures, write_meta
+    from topos_cli.io.manifest import run_meta
     from topos_cli.pipelines import render as job
-    from topos_cli.render.renderer import PASSES
 
-    pass_list = tuple(p.strip() for p in passes.split(",")) if isinstance(passes, str) else tuple(passes)
-    bad = [p for p in pass_list if p not in PASSES]
-    if bad or not pass_list:
-        raise UsageError(f"unknown pass(es) {bad}; choose from {', '.join(PASSES)}")
-    if not 16 <= size <= 4096:
-        raise UsageError(f"--size must be in [16, 4096], got {size}")
-    if shading not in ("ggx", "lambert"):
-        raise UsageError(f"--shading must be ggx or lambert, got {shading!r}")
-    if normal_space not in ("world", "camera"):
-        raise UsageError(f"--normal-space must be world or camera, got {normal_space!r}")
     if views < 1 or per_mesh < 1 or frames < 1:
         raise UsageError("--views, --per-mesh and --frames must be >= 1")
-    opts = job.RenderOptions(size=size, backend=backend, device=_render_device(device, backend),
-                             passes=pass_list, lighting=lighting, shading=shading, ssaa=ssaa,
-                             normal_space=normal_space, texture=None if texture is None else str(texture), fov=fov,
-                             template=None if template is None else str(template), random_texture=random_textures,
-                             seed=seed, normal_map=None if normal_map is None else str(normal_map))
+    opts = job.make_options(size=size, backend=backend, device=_render_device(device, backend), passes=passes,
+                            lighting=lighting, shading=shading, ssaa=ssaa, normal_space=normal_space,
+                            texture=texture, fov=fov, template=template, random_texture=random_textures, seed=seed,
+                            normal_map=normal_map)
     out = Path(out)
     suffix = out.suffix.lower()
     result = BatchResult(out=out)
     if turntable or suffix in (".gif", ".mp4", ".webm"):
-        if suffix not in (".gif", ".mp4", ".webm"):
-            raise UsageError(f"--turntable writes an animation: give -o with .gif or .mp4, not {out.name}")
-        if suffix != ".gif":
-            import importlib.util
-
-            if importlib.util.find_spec("imageio_ffmpeg") is None:
-                raise UsageError(f"writing {suffix} needs ffmpeg: pip install imageio-ffmpeg, or write a .gif")
+        job.check_animation_output(out)
         result.records.append(job.render_turntable(input, out, opts, frames, fps))
     elif contact_sheet:
         if suffix != ".png":
@@ -358,17 +340,13 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
     else:
         res = job.render_dataset(input, out, opts, views, per_mesh, random_lighting, random_textures,
                                  texture_pool, camera, seed, shard, force, texture_size)
+        meta = run_meta("render", seed=seed, template=job.MeshSource(template).try_template(), backend=backend,
+                        size=size, passes=list(opts.passes), shading=shading, per_mesh=per_mesh, views=views,
+                        random_lighting=random_lighting, random_textures=random_textures, texture_pool=texture_pool,
+                        texture_size=texture_size, shard=shard, ssaa=ssaa, normal_space=normal_space,
+                        input=None if input is None else str(input))
+        job.finish_dataset(out, res, meta)
         result.records, result.skipped, result.failures = res.records, res.skipped, res.failures
-        merge_manifest(out, job.manifest_records(result.records, out))
-        tpl = job.MeshSource(template).try_template()
-        write_meta(out, run_meta("render", seed=seed, template=tpl, backend=backend, size=size,
-                                 passes=list(pass_list), shading=shading, per_mesh=per_mesh, views=views,
-                                 random_lighting=random_lighting, random_textures=random_textures,
-                                 texture_pool=texture_pool, texture_size=texture_size, shard=shard, ssaa=ssaa,
-                                 normal_space=normal_space,
-                                 depth_scale_cm=job.DEPTH_SCALE_CM, input=None if input is None else str(input),
-                                 encodings=job.__doc__.split("Pass encodings: ")[1].strip()))
-        write_failures(out, result.failures)
         if result.failures:
             raise PartialFailure(f"{len(result.failures)} mesh(es) failed, {len(result.records)} images written; "
                                  f"see {out / 'failures.jsonl'}", result.failures)
@@ -621,7 +599,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
 
 # ------------------------------------------------------------------------------------------- align, metrics
 def align(pred: str | Path, gt: str | Path, out: str | Path, protocol: str = "robust", trim: float | None = None,
-          yaws: list[float] | None = None, pitches: list[float] | None = None, scales: list[float] | None = None,
+          yaws: list[float] | None = None, tilts: list[float] | None = None, scales: list[float] | None = None,
           seed_iters: int | None = None, final_iters: int | None = None, seed: int = 0, workers: int = 1,
           shard: str | None = None, force: bool = False) -> dict:
     """Similarity-align predictions onto ground truths (`topos align`); the ground truth stays fixed.
@@ -631,7 +609,7 @@ def align(pred: str | Path, gt: str | Path, out: str | Path, protocol: str = "ro
         out: the moved prediction (a mesh file; its suffix picks the format) or a folder (one file per pair,
             named like the prediction, plus manifest.jsonl with each transform, meta.json, failures.jsonl).
         protocol: "robust" (default) or "topos" (the paper's trimmed ICP verbatim; see README "Alignment").
-        trim / yaws / pitches / scales / seed_iters / final_iters: protocol options; None keeps the default.
+        trim / yaws / tilts / scales / seed_iters / final_iters: protocol options; None keeps the default.
         seed: surface-sampling seed (robust protocol); each pair derives its own stream from (seed, stem).
         workers: pairs aligned in parallel processes.
         shard: "K/N" to process only that shard of the pairs (folders).
@@ -643,7 +621,7 @@ def align(pred: str | Path, gt: str | Path, out: str | Path, protocol: str = "ro
     """
     from topos_cli.metrics.pairs import align_options, run_align
 
-    options = align_options(protocol, trim=trim, yaws=yaws, pitches=pitches, scales=scales, seed_iters=seed_iters,
+    options = align_options(protocol, trim=trim, yaws=yaws, tilts=tilts, scales=scales, seed_iters=seed_iters,
                             final_iters=final_iters)
     if workers < 1:
         raise UsageError("--workers must be >= 1")
@@ -655,7 +633,7 @@ def metrics(pred: str | Path, gt: str | Path, icp: bool = False, protocol: str =
             threshold: float = 0.01, thresholds: list[float] | None = None, clip: bool = True,
             clip_margin: float = 0.05, seed: int = 0, workers: int = 1, shard: str | None = None,
             template: str | Path | None = None, trim: float | None = None, yaws: list[float] | None = None,
-            pitches: list[float] | None = None, scales: list[float] | None = None, seed_iters: int | None = None,
+            tilts: list[float] | None = None, scales: list[float] | None = None, seed_iters: int | None = None,
             final_iters: int | None = None) -> dict:
     """Geometry metrics of predictions against ground truths (`topos metrics`), TOPOS appendix D.
 
@@ -679,7 +657,7 @@ def metrics(pred: str | Path, gt: str | Path, icp: bool = False, protocol: str =
 
     if samples < 1 or threshold <= 0 or clip_margin < 0 or workers < 1:
         raise UsageError("need --samples >= 1, --threshold > 0, --clip-margin >= 0 and --workers >= 1")
-    opts = align_options(protocol, trim=trim, yaws=yaws, pitches=pitches, scales=scales, seed_iters=seed_iters,
+    opts = align_options(protocol, trim=trim, yaws=yaws, tilts=tilts, scales=scales, seed_iters=seed_iters,
                          final_iters=final_iters)
     metric_options = {"n": samples, "threshold": threshold, "thresholds": tuple(thresholds or ()), "clip": clip,
                       "clip_margin": clip_margin}

@@ -267,6 +267,48 @@ class RenderOptions:
     normal_map: str | None = None
 
 
+def make_options(passes="color", texture=None, template=None, normal_map=None, **kw) -> RenderOptions:
+    """Validated `RenderOptions` (UsageError naming the bad option)."""
+    from topos_cli.render.renderer import PASSES
+
+    pass_list = tuple(p.strip() for p in passes.split(",")) if isinstance(passes, str) else tuple(passes)
+    bad = [p for p in pass_list if p not in PASSES]
+    if bad or not pass_list:
+        raise UsageError(f"unknown pass(es) {bad}; choose from {', '.join(PASSES)}")
+    opts = RenderOptions(passes=pass_list, texture=None if texture is None else str(texture),
+                         template=None if template is None else str(template),
+                         normal_map=None if normal_map is None else str(normal_map), **kw)
+    if not 16 <= opts.size <= 4096:
+        raise UsageError(f"--size must be in [16, 4096], got {opts.size}")
+    if opts.shading not in ("ggx", "lambert"):
+        raise UsageError(f"--shading must be ggx or lambert, got {opts.shading!r}")
+    if opts.normal_space not in ("world", "camera"):
+        raise UsageError(f"--normal-space must be world or camera, got {opts.normal_space!r}")
+    return opts
+
+
+def check_animation_output(out: Path) -> None:
+    """UsageError unless `out` is a .gif, or an .mp4/.webm with imageio-ffmpeg installed (checked up front)."""
+    suffix = out.suffix.lower()
+    if suffix not in (".gif", ".mp4", ".webm"):
+        raise UsageError(f"--turntable writes an animation: give -o with .gif or .mp4, not {out.name}")
+    if suffix != ".gif":
+        import importlib.util
+
+        if importlib.util.find_spec("imageio_ffmpeg") is None:
+            raise UsageError(f"writing {suffix} needs ffmpeg: pip install imageio-ffmpeg, or write a .gif")
+
+
+def finish_dataset(out: Path, result: RenderJobResult, meta: dict) -> None:
+    """Merge the records into OUT/manifest.jsonl, write meta.json (with pass encodings) and failures.jsonl."""
+    from topos_cli.io.manifest import merge_manifest, write_failures, write_meta
+
+    merge_manifest(out, manifest_records(result.records, out))
+    write_meta(out, {**meta, "depth_scale_cm": DEPTH_SCALE_CM,
+                     "encodings": __doc__.split("Pass encodings: ")[1].strip()})
+    write_failures(out, result.failures)
+
+
 def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize: bool = False, mesh=None):
     """Material from --texture or the mesh's own texture (OBJ map_Kd); else, for meshes in template topology
     with `opts.random_texture` (or `synthesize`), a synthesized skin drawn from `opts.seed`; else clay."""
@@ -522,10 +564,9 @@ def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_me
                    camera_file=None, seed: int = 0, shard: str | None = None, force: bool = False,
                    texture_size: int = 512) -> RenderJobResult:
     """Render every mesh of INPUT into the dataset folder OUT (see module docstring); resumable, shardable."""
-    from topos_cli.io.manifest import Shard, split_for
-    from topos_cli.render.lights import random_rig
+    from topos_cli.io.manifest import Shard
     from topos_cli.utils.log import progress
-    from topos_cli.utils.seeding import item_rng, item_seed
+    from topos_cli.utils.seeding import item_rng
 
     out = Path(out)
     part = Shard.parse(shard)
@@ -546,35 +587,44 @@ def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_me
                                        f"paints the template's UV space (retopologise it first: topos retopo)")
             cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, per_mesh,
                                    lambda k, m=mesh_id: item_rng(seed, f"{m}-r{k:02d}:camera"))
-            base_material, tex_path = _material(opts, data, cache, mesh=mesh)
+            base = _material(opts, data, cache, mesh=mesh)  # (Material, texture record or None)
             for k, (cam, params) in enumerate(cams):
-                image_id = f"{mesh_id}-r{k:02d}"
-                rng = item_rng(seed, image_id)
-                rig = random_rig(rng) if random_lighting else fixed_rig
-                material, tex_rec = base_material, tex_path  # a record dict or None
-                if pool is not None:
-                    material, tex_rec = pool.get(int(rng.integers(pool.count)))
-                stem = out / "items" / mesh_id / image_id
-                if (stem.parent / f"{stem.name}.png").is_file() and not force and "color" in opts.passes:
-                    result.skipped += 1
-                    paths = _existing_paths(stem, opts.passes)
-                else:
-                    images = renderer.render(mesh, cam, material, rig, opts.shading, _with_mask(opts.passes),
-                                             opts.ssaa, opts.normal_space)
-                    paths = write_passes(stem, images, opts.passes)
-                record = {key: val for key, val in item.items() if key not in ("verts", "root", "id")}
-                record.update({"id": image_id, "parent": mesh_id, "image": paths.get("color"), "passes": paths,
-                               "camera": cam.to_dict(), "view": params, "lighting": rig.to_dict(),
-                               "texture": tex_rec, "seed": item_seed(seed, image_id),
-                               "split": item.get("split") or split_for(mesh_id)})
-                if tpl is not None:
-                    record.update(template=tpl.name, template_hash=tpl.hash)
-                    if "region" in opts.passes:
-                        record["region_names"] = list(tpl.regions)
+                job = (out, opts, renderer, pool, fixed_rig, seed, force)
+                record, skipped = _dataset_image(job, item, mesh, tpl, base, f"{mesh_id}-r{k:02d}", cam, params)
                 result.records.append(record)
+                result.skipped += int(skipped)
         except ToposError as exc:
             result.failures.append({"id": mesh_id, "mesh": str(item.get("mesh")), "error": str(exc)})
     return result
+
+
+def _dataset_image(job, item, mesh, tpl, base, image_id, cam, params) -> tuple[dict, bool]:
+    """Render (or, when its files exist, skip) one dataset image; return its record and whether it was skipped.
+    Random lighting and texture are drawn from (seed, image id) either way, so records do not depend on resume."""
+    from topos_cli.io.manifest import split_for
+    from topos_cli.render.lights import random_rig
+    from topos_cli.utils.seeding import item_rng, item_seed
+
+    out, opts, renderer, pool, fixed_rig, seed, force = job
+    rng = item_rng(seed, image_id)
+    rig = random_rig(rng) if fixed_rig is None else fixed_rig
+    material, tex_rec = pool.get(int(rng.integers(pool.count))) if pool is not None else base
+    stem = out / "items" / str(item["id"]) / image_id
+    paths = _existing_paths(stem, opts.passes)
+    skipped = not force and all(Path(p).is_file() for p in paths.values())
+    if not skipped:
+        images = renderer.render(mesh, cam, material, rig, opts.shading, _with_mask(opts.passes), opts.ssaa,
+                                 opts.normal_space)
+        paths = write_passes(stem, images, opts.passes)
+    record = {key: val for key, val in item.items() if key not in ("verts", "root", "id")}
+    record.update({"id": image_id, "parent": str(item["id"]), "image": paths.get("color"), "passes": paths,
+                   "camera": cam.to_dict(), "view": params, "lighting": rig.to_dict(), "texture": tex_rec,
+                   "seed": item_seed(seed, image_id), "split": item.get("split") or split_for(str(item["id"]))})
+    if tpl is not None:
+        record.update(template=tpl.name, template_hash=tpl.hash)
+        if "region" in opts.passes:
+            record["region_names"] = list(tpl.regions)
+    return record, skipped
 
 
 def _existing_paths(stem: Path, passes) -> dict:

@@ -210,24 +210,8 @@ class GLRasterizer:
             tan_vbo = self.ctx.buffer(np.ascontiguousarray(tangents, np.float32).tobytes())
             content.append((tan_vbo, "4f", "in_tan"))
         vao = self.ctx.vertex_array(prog, content, index_buffer=index, index_element_size=4)
-        clip = camera.clip_matrix().astype(np.float32)
-        prog["u_clip"].write(np.ascontiguousarray(clip.T).tobytes())  # GL is column-major
-        prog["u_zrow"].value = tuple(float(v) for v in camera.world_to_camera()[2])
-        for name, value in (("u_rough_spec", (float(roughness), float(specular))),
-                            ("u_has_albedo", int(albedo_map is not None)),
-                            ("u_has_material", int(material_map is not None)),
-                            ("u_has_normal_map", int(tan_vbo is not None)), *(shading or {}).items()):
-            if name in prog:
-                prog[name].value = value
-        if albedo_map is not None and "u_albedo" in prog:
-            self._texture(albedo_map, srgb=True).use(location=0)
-            prog["u_albedo"].value = 0
-        if material_map is not None and "u_material" in prog:
-            self._texture(material_map, srgb=False).use(location=1)
-            prog["u_material"].value = 1
-        if tan_vbo is not None and "u_normal_map" in prog:
-            self._texture(normal_map, srgb=False).use(location=2)
-            prog["u_normal_map"].value = 2
+        self._bind(prog, camera, {"u_rough_spec": (float(roughness), float(specular)), **(shading or {})},
+                   {"albedo": albedo_map, "material": material_map, "normal_map": normal_map if tan_vbo else None})
         fbo, targets = self._framebuffer(camera.width, camera.height, outputs)
         fbo.use()
         self.ctx.viewport = (0, 0, camera.width, camera.height)
@@ -242,6 +226,20 @@ class GLRasterizer:
         if tan_vbo is not None:
             tan_vbo.release()
         return out
+
+    def _bind(self, prog, camera, uniforms: dict, textures: dict) -> None:
+        """Set the camera, material/light uniforms and texture units that `prog` uses."""
+        clip = camera.clip_matrix().astype(np.float32)
+        prog["u_clip"].write(np.ascontiguousarray(clip.T).tobytes())  # GL is column-major
+        prog["u_zrow"].value = tuple(float(v) for v in camera.world_to_camera()[2])
+        for unit, (name, image) in enumerate(textures.items()):
+            uniforms[f"u_has_{name}"] = int(image is not None)
+            if image is not None and f"u_{name}" in prog:
+                self._texture(image, srgb=name == "albedo").use(location=unit)  # only albedo is sRGB
+                prog[f"u_{name}"].value = unit
+        for name, value in uniforms.items():
+            if name in prog:
+                prog[name].value = value
 
     def _topology(self, faces, uv, uv_faces):
         """Split vertices at uv seams once per topology: (remap (V',), index buffer, uv buffer), cached.

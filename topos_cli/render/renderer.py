@@ -197,8 +197,7 @@ class Renderer:
         gl_passes = _gl_passes([p for p in passes if p != "color"] if uniforms else passes)
         gb = self.gbuffer(mesh, big, material, gl_passes, uniforms)
         h, w = gb["shape"]
-        out = {}
-        shaded = {}
+        out, shaded = {}, {}
         from topos_cli.render.shading import linear_to_srgb, shade
 
         if "color" in passes:
@@ -208,41 +207,48 @@ class Renderer:
             shaded["albedo"] = linear_to_srgb(gb["albedo"])
 
         for name, srgb in shaded.items():
-            img = _scatter(srgb, gb["pix"], h, w)  # (H, W, 3)
-            alpha = _scatter(torch.ones_like(srgb[:, :1]), gb["pix"], h, w)
-            rgba = torch.cat([img, alpha], -1)
-            if ssaa > 1:  # average premultiplied colour, then un-premultiply
-                rgba = torch.nn.functional.avg_pool2d(rgba.permute(2, 0, 1)[None], ssaa)[0].permute(1, 2, 0)
-                rgba = torch.cat([rgba[..., :3] / rgba[..., 3:].clamp(min=1e-6), rgba[..., 3:]], -1)
-            out[name] = rgba.detach().cpu().numpy()
-        centre = (slice(ssaa // 2, None, ssaa), slice(ssaa // 2, None, ssaa))
-        mask = np.zeros(h * w, bool)
-        mask[gb["pix"].cpu().numpy()] = True
-        mask = mask.reshape(h, w)[centre]
-        sub = _Sub(gb, h, w, centre)
-        if "mask" in passes:
-            out["mask"] = mask
-        if "depth" in passes or "visibility" in passes:
-            depth = sub("depth")[..., 0]
-        if "depth" in passes:
-            out["depth"] = depth
-        if "normal" in passes:
-            n = sub("normal")
-            if normal_space == "camera":
-                n = n @ np.asarray(camera.R, np.float32).T
-            out["normal"] = n
-        if "uv" in passes:
-            out["uv"] = sub("uv")
-        if {"face_id", "region"} & set(passes):
-            fid = gb["face_id"].cpu().numpy()[centre]
-            if "face_id" in passes:
-                out["face_id"] = fid
-            if "region" in passes:
-                labels = mesh.face_labels if mesh.face_labels is not None else np.zeros(len(mesh.faces), np.int64)
-                out["region"] = np.where(fid >= 0, np.asarray(labels)[np.maximum(fid, 0)], -1)
-        if "visibility" in passes:
-            out["visibility"] = vertex_visibility(_numpy(mesh.verts), camera, depth, mask)
+            out[name] = _rgba(srgb, gb["pix"], h, w, ssaa)
+        out.update(_data_passes(gb, mesh, camera, passes, ssaa, normal_space))
         return out
+
+
+def _rgba(srgb: torch.Tensor, pix: torch.Tensor, h: int, w: int, ssaa: int) -> np.ndarray:
+    """Packed (N, 3) colours to an (H/ssaa, W/ssaa, 4) RGBA image; alpha is pixel coverage."""
+    img = _scatter(srgb, pix, h, w)  # (H, W, 3)
+    rgba = torch.cat([img, _scatter(torch.ones_like(srgb[:, :1]), pix, h, w)], -1)
+    if ssaa > 1:  # average premultiplied colour, then un-premultiply
+        rgba = torch.nn.functional.avg_pool2d(rgba.permute(2, 0, 1)[None], ssaa)[0].permute(1, 2, 0)
+        rgba = torch.cat([rgba[..., :3] / rgba[..., 3:].clamp(min=1e-6), rgba[..., 3:]], -1)
+    return rgba.detach().cpu().numpy()
+
+
+def _data_passes(gb: dict, mesh: RenderMesh, camera: Camera, passes, ssaa: int, normal_space: str) -> dict:
+    """mask, depth, normal, uv, face_id, region and visibility at the native resolution (pixel centres)."""
+    h, w = gb["shape"]
+    centre = (slice(ssaa // 2, None, ssaa), slice(ssaa // 2, None, ssaa))
+    mask = np.zeros(h * w, bool)
+    mask[gb["pix"].cpu().numpy()] = True
+    mask = mask.reshape(h, w)[centre]
+    sub = _Sub(gb, h, w, centre)
+    out = {"mask": mask} if "mask" in passes else {}
+    depth = sub("depth")[..., 0] if {"depth", "visibility"} & set(passes) else None
+    if "depth" in passes:
+        out["depth"] = depth
+    if "normal" in passes:
+        n = sub("normal")
+        out["normal"] = n @ np.asarray(camera.R, np.float32).T if normal_space == "camera" else n
+    if "uv" in passes:
+        out["uv"] = sub("uv")
+    if {"face_id", "region"} & set(passes):
+        fid = gb["face_id"].cpu().numpy()[centre]
+        if "face_id" in passes:
+            out["face_id"] = fid
+        if "region" in passes:
+            labels = mesh.face_labels if mesh.face_labels is not None else np.zeros(len(mesh.faces), np.int64)
+            out["region"] = np.where(fid >= 0, np.asarray(labels)[np.maximum(fid, 0)], -1)
+    if "visibility" in passes:
+        out["visibility"] = vertex_visibility(_numpy(mesh.verts), camera, depth, mask)
+    return out
 
 
 class _Sub:

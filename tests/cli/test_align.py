@@ -13,7 +13,7 @@ from topos_cli.geometry.align import rotation_error_deg, rotation_from_euler
 from topos_cli.io.mesh import MeshData, load_mesh, save_mesh
 
 runner = CliRunner()
-FAST = ["--pitches", "0"]  # a smaller start grid keeps these tests quick; the defaults are tested in unit/
+FAST = ["--tilts", "0"]  # a smaller start grid keeps these tests quick; the defaults are tested in unit/
 PLUMBING = ["--protocol", "topos", "--yaws", "0", "--scales", "1", "--seed-iters", "3", "--final-iters", "3"]
 
 

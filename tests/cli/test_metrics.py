@@ -90,7 +90,7 @@ def test_icp_recovers_a_moved_copy(tmp_path):
     moved = (2.0 * verts @ rot.T + 5.0).astype(np.float32)
     save_mesh(tmp_path / "pred.obj", MeshData(verts=moved, faces=faces))
     plain = json.loads(_run("metrics", tmp_path / "pred.obj", tmp_path / "gt.obj", "--json").stdout)
-    res = _run("metrics", tmp_path / "pred.obj", tmp_path / "gt.obj", "--icp", "--json", "--pitches", "0")
+    res = _run("metrics", tmp_path / "pred.obj", tmp_path / "gt.obj", "--icp", "--json", "--tilts", "0")
     assert res.exit_code == 0, res.output
     aligned = json.loads(res.stdout)["pairs"][0]
     assert plain["pairs"][0]["chamfer_l1"] > 0.2

@@ -142,7 +142,7 @@ def test_robust_partial_overlap_both_ways():
 def test_robust_is_deterministic_for_a_seed():
     verts, faces = toy_head(3)
     src = verts @ rotation_from_euler(200.0).T
-    fast = {"pitches": (0.0,), "axis_frames": False, "final_points": 2000}
+    fast = {"tilts": (0.0,), "axis_frames": False, "final_points": 2000}
     a = align_robust(src, faces, verts, faces, rng=np.random.default_rng(7), **fast)
     b = align_robust(src, faces, verts, faces, rng=np.random.default_rng(7), **fast)
     assert np.array_equal(a.matrix, b.matrix) and a.residual == b.residual

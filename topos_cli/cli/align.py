@@ -20,7 +20,8 @@ ProtocolOpt = Annotated[str, typer.Option(
 TrimOpt = Annotated[float | None, typer.Option(help="Kept fraction tau of the smallest residuals [default 0.5].")]
 YawsOpt = Annotated[str | None, typer.Option(
     help="Yaw grid in degrees [topos: 0,90,180,270; robust: every 45].")]
-PitchesOpt = Annotated[str | None, typer.Option(help="Pitch grid in degrees, robust only [default 0,-20,20].")]
+TiltsOpt = Annotated[str | None, typer.Option(
+    help="Tilt grid in degrees, robust only: each nonzero value adds a pitch and a roll start [default 0,-20,20].")]
 ScalesOpt = Annotated[str | None, typer.Option(
     help="Scale grid, factors of the bounding-box-diagonal ratio [topos: 0.5,0.7,1,1.4; robust: + 2].")]
 SeedItersOpt = Annotated[int | None, typer.Option(help="ICP iterations from each start [topos 30; robust 25].")]
@@ -48,7 +49,7 @@ def align(
     protocol: ProtocolOpt = "robust",
     trim: TrimOpt = None,
     yaws: YawsOpt = None,
-    pitches: PitchesOpt = None,
+    tilts: TiltsOpt = None,
     scales: ScalesOpt = None,
     seed_iters: SeedItersOpt = None,
     final_iters: FinalItersOpt = None,
@@ -68,7 +69,7 @@ def align(
     from topos_cli.utils.log import console, emit_json, emit_line
 
     report = api.align(pred, gt, out, protocol=protocol, trim=trim, yaws=float_list(yaws, "--yaws"),
-                       pitches=float_list(pitches, "--pitches"), scales=float_list(scales, "--scales"),
+                       tilts=float_list(tilts, "--tilts"), scales=float_list(scales, "--scales"),
                        seed_iters=seed_iters, final_iters=final_iters, seed=seed, workers=workers, shard=shard,
                        force=force)
     for rec in report["records"]:

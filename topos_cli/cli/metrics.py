@@ -9,10 +9,10 @@ import typer
 
 from topos_cli.cli.align import (
     FinalItersOpt,
-    PitchesOpt,
     ProtocolOpt,
     ScalesOpt,
     SeedItersOpt,
+    TiltsOpt,
     TrimOpt,
     WorkersOpt,
     YawsOpt,
@@ -31,24 +31,38 @@ EPILOG = epilog(
 def metrics(
     pred: Annotated[Path, typer.Argument(help="Prediction mesh or folder (images folder with --images).")],
     gt: Annotated[Path, typer.Argument(help="Ground-truth mesh or folder, paired with PRED by file stem.")],
-    icp: Annotated[bool, typer.Option("--icp", help="Similarity-align each prediction first (as topos align).")] = False,
-    images: Annotated[bool, typer.Option("--images", help="Image metrics: PSNR, SSIM, LPIPS, FID, KID, CSIM.")] = False,
+    icp: Annotated[
+        bool, typer.Option("--icp", help="Similarity-align each prediction first (as topos align).")
+    ] = False,
+    images: Annotated[
+        bool, typer.Option("--images", help="Image metrics: PSNR, SSIM, LPIPS, FID, KID, CSIM.")
+    ] = False,
     samples: Annotated[int, typer.Option("--samples", "-n", help="Surface samples per mesh.")] = 10000,
-    threshold: Annotated[float, typer.Option(help="F-score threshold, fraction of the gt bbox diagonal.")] = 0.01,
+    threshold: Annotated[
+        float, typer.Option(help="F-score threshold, fraction of the gt bbox diagonal.")
+    ] = 0.01,
     thresholds: Annotated[str | None, typer.Option(help="Extra F-score thresholds, e.g. 0.005,0.02.")] = None,
-    clip: Annotated[bool, typer.Option(help="Clip the prediction to the gt's bounding box (+margin).")] = True,
+    clip: Annotated[
+        bool, typer.Option(help="Clip the prediction to the gt's bounding box (+margin).")
+    ] = True,
     clip_margin: Annotated[float, typer.Option(help="Box growth: 0.05 makes it 5% longer per axis.")] = 0.05,
     protocol: ProtocolOpt = "robust",
     trim: TrimOpt = None,
     yaws: YawsOpt = None,
-    pitches: PitchesOpt = None,
+    tilts: TiltsOpt = None,
     scales: ScalesOpt = None,
     seed_iters: SeedItersOpt = None,
     final_iters: FinalItersOpt = None,
     template: TemplateOpt = None,
-    mask: Annotated[Path | None, typer.Option(help="--images: folder of masks paired by stem (white = use).")] = None,
-    weights_dir: Annotated[Path | None, typer.Option(help="--images: folder with the weights files (see README).")] = None,
-    select: Annotated[str, typer.Option("--select", help="--images: comma list of metrics to compute.")] = "psnr,ssim",
+    mask: Annotated[
+        Path | None, typer.Option(help="--images: folder of masks paired by stem (white = use).")
+    ] = None,
+    weights_dir: Annotated[
+        Path | None, typer.Option(help="--images: folder with the weights files (see README).")
+    ] = None,
+    select: Annotated[
+        str, typer.Option("--select", help="--images: comma list of metrics to compute.")
+    ] = "psnr,ssim",
     seed: SeedOpt = 0,
     workers: WorkersOpt = 1,
     shard: ShardOpt = None,
@@ -65,11 +79,27 @@ def metrics(
     if images:
         report = api.image_metrics(pred, gt, mask=mask, weights_dir=weights_dir, select=select.split(","))
     else:
-        report = api.metrics(pred, gt, icp=icp, protocol=protocol, samples=samples, threshold=threshold,
-                             thresholds=float_list(thresholds, "--thresholds"), clip=clip, clip_margin=clip_margin,
-                             seed=seed, workers=workers, shard=shard, template=template, trim=trim,
-                             yaws=float_list(yaws, "--yaws"), pitches=float_list(pitches, "--pitches"),
-                             scales=float_list(scales, "--scales"), seed_iters=seed_iters, final_iters=final_iters)
+        report = api.metrics(
+            pred,
+            gt,
+            icp=icp,
+            protocol=protocol,
+            samples=samples,
+            threshold=threshold,
+            thresholds=float_list(thresholds, "--thresholds"),
+            clip=clip,
+            clip_margin=clip_margin,
+            seed=seed,
+            workers=workers,
+            shard=shard,
+            template=template,
+            trim=trim,
+            yaws=float_list(yaws, "--yaws"),
+            tilts=float_list(tilts, "--tilts"),
+            scales=float_list(scales, "--scales"),
+            seed_iters=seed_iters,
+            final_iters=final_iters,
+        )
     _report(report, json=json, csv=csv)
 
 
@@ -89,9 +119,14 @@ def _report(report: dict, json: bool, csv: bool) -> None:
         sys.stdout.flush()
     bad, unmatched = report["failures"], report["unmatched"]["pred"] + report["unmatched"]["gt"]
     if bad or unmatched:
-        console.print(f"unmatched (pred): {report['unmatched']['pred']}  unmatched (gt): {report['unmatched']['gt']}")
-        raise PartialFailure(f"{len(bad)} pair(s) failed, {len(unmatched)} file(s) without a partner"
-                             + "".join(f"\n  {f['id']}: {f['error']}" for f in bad), bad)
+        console.print(
+            f"unmatched (pred): {report['unmatched']['pred']}  unmatched (gt): {report['unmatched']['gt']}"
+        )
+        raise PartialFailure(
+            f"{len(bad)} pair(s) failed, {len(unmatched)} file(s) without a partner"
+            + "".join(f"\n  {f['id']}: {f['error']}" for f in bad),
+            bad,
+        )
 
 
 def _print_table(report: dict) -> None:
@@ -99,8 +134,11 @@ def _print_table(report: dict) -> None:
 
     from topos_cli.utils.log import console
 
-    columns = report.get("columns") or [c for c in ("chamfer_l1", "normal_consistency", "fscore",
-                                                    "clip_area_kept", "v2v_mean") if c in report["summary"]]
+    columns = report.get("columns") or [
+        c
+        for c in ("chamfer_l1", "normal_consistency", "fscore", "clip_area_kept", "v2v_mean")
+        if c in report["summary"]
+    ]
     table = Table(title=f"topos metrics ({report['kind']})")
     table.add_column("id")
     for col in columns:
@@ -110,8 +148,10 @@ def _print_table(report: dict) -> None:
     if len(report["pairs"]) > 50:
         table.add_row(f"... {len(report['pairs']) - 50} more", *["" for _ in columns])
     summary = report["summary"]
-    table.add_row("[bold]mean ± std[/]", *[
-        f"{summary[c]['mean']:.4g} ± {summary[c]['std']:.2g}" if c in summary else "" for c in columns])
+    table.add_row(
+        "[bold]mean ± std[/]",
+        *[f"{summary[c]['mean']:.4g} ± {summary[c]['std']:.2g}" if c in summary else "" for c in columns],
+    )
     console.print(table)
 
 

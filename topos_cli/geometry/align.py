@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from topos_cli.geometry.mesh_ops import face_normals, sample_surface
+from topos_cli.geometry.mesh_ops import face_normals
+from topos_cli.geometry.metrics import sample_points_normals
 
 PAPER_YAWS = (0.0, 90.0, 180.0, 270.0)
 PAPER_SCALES = (0.5, 0.7, 1.0, 1.4)
@@ -301,6 +302,7 @@ class _Cloud:
     points: np.ndarray
     normals: np.ndarray
     tree: cKDTree
+    area: float | None = None  # total surface area (None for point clouds)
 
     @classmethod
     def sample(cls, verts: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> _Cloud:
@@ -310,16 +312,17 @@ class _Cloud:
             idx = rng.choice(len(verts), size=min(count, len(verts)), replace=False)
             pts = verts[idx]
             return cls(pts, np.zeros_like(pts), cKDTree(pts))
-        pts, fidx, _ = sample_surface(verts, faces, count, rng)
-        nrm = face_normals(verts, faces)[fidx]
-        return cls(pts, nrm, cKDTree(pts))
+        normals = face_normals(verts, faces, normalize=False)
+        lengths = np.linalg.norm(normals, axis=1)
+        pts, nrm = sample_points_normals(verts, faces, count, rng, normals=normals, lengths=lengths)
+        return cls(pts, nrm, cKDTree(pts), 0.5 * float(lengths.sum()))
 
     def head(self, count: int) -> _Cloud:
         """The first ``count`` samples (i.i.d., so any prefix is itself a uniform sample)."""
         if count >= len(self.points):
             return self
         pts = self.points[:count]
-        return _Cloud(pts, self.normals[:count], cKDTree(pts))
+        return _Cloud(pts, self.normals[:count], cKDTree(pts), self.area)
 
 
 def _keep_adaptive(dist: np.ndarray, low_q: float, factor: float, min_keep: float) -> np.ndarray:
@@ -400,28 +403,28 @@ def _sym_step(src: _Cloud, dst: _Cloud, s, rot, t, trim, point_weight: float | N
     return s, rot, t, rms, (len(k_fwd) / len(d_fwd), len(k_bwd) / len(d_bwd))
 
 
-def _gn_solve_batch(x: np.ndarray, diff: np.ndarray, normals: np.ndarray, point_weight: float):
-    """Batched `_gauss_newton_step` on centred points x (B, K, 3); returns (sigma, omega, tau) as (B, 7)."""
+def _gn_solve_batch(x: np.ndarray, diff: np.ndarray, normals: np.ndarray, w: np.ndarray, point_weight: float):
+    """Batched `_gauss_newton_step`: centred points x (B, K, 3), weights w (B, K) -> (sigma, omega, tau) (B, 7)."""
     jac = np.concatenate(
         [(normals * x).sum(-1, keepdims=True), np.cross(x, normals), normals], -1
     )  # (B, K, 7)
     res = (normals * diff).sum(-1)  # (B, K)
-    hess = np.einsum("bki,bkj->bij", jac, jac)
-    grad = np.einsum("bki,bk->bi", jac, res)
+    hess = np.einsum("bki,bk,bkj->bij", jac, w, jac)
+    grad = np.einsum("bki,bk->bi", jac, res * w)
     if point_weight > 0:  # |a' - b|^2 term: J = [x, -[x]_x, I] per point, summed in closed form
-        xx = np.einsum("bki,bkj->bij", x, x)
-        sq = np.einsum("bki,bki->b", x, x)
-        xsum = x.sum(1)
-        k = x.shape[1]
+        wx = x * w[:, :, None]
+        xx = np.einsum("bki,bkj->bij", wx, x)
+        sq = np.einsum("bki,bki->b", wx, x)
+        xsum = wx.sum(1)
         hp = np.zeros_like(hess)
         hp[:, 0, 0] = sq
         hp[:, 0, 4:] = hp[:, 4:, 0] = xsum
         hp[:, 1:4, 1:4] = sq[:, None, None] * np.eye(3) - xx
-        hp[:, 4:, 4:] = k * np.eye(3)
-        rot_part = np.cross(x, diff).sum(1)  # sum (-[x]_x)^T d = sum x x d
-        gp = np.concatenate([np.einsum("bki,bki->b", x, diff)[:, None], rot_part, diff.sum(1)], 1)
-        hp[:, 1:4, 4:] = _skew(xsum).transpose(0, 2, 1) * -1
+        hp[:, 4:, 4:] = w.sum(1)[:, None, None] * np.eye(3)
+        hp[:, 1:4, 4:] = _skew(xsum)  # sum w (-[x]_x)^T = sum w [x]_x
         hp[:, 4:, 1:4] = hp[:, 1:4, 4:].transpose(0, 2, 1)
+        wd = diff * w[:, :, None]
+        gp = np.concatenate([np.einsum("bki,bki->b", x, wd)[:, None], np.cross(x, wd).sum(1), wd.sum(1)], 1)
         hess = hess + point_weight * hp
         grad = grad + point_weight * gp
     hess = hess + 1e-9 * np.trace(hess, axis1=1, axis2=2)[:, None, None] * np.eye(7)
@@ -445,14 +448,6 @@ def _rodrigues_batch(omega: np.ndarray) -> np.ndarray:
     return np.eye(3) + sin * kx + (1 - cos) * kx @ kx
 
 
-def _trim_rows(dist: np.ndarray, trim: float) -> np.ndarray:
-    """(B, N) -> (B, k) column indices of the k = ceil(trim N) smallest entries of each row."""
-    k = max(3, int(np.ceil(trim * dist.shape[1])))
-    if k >= dist.shape[1]:
-        return np.broadcast_to(np.arange(dist.shape[1]), dist.shape).copy()
-    return np.argpartition(dist, k - 1, axis=1)[:, :k]
-
-
 def _residual2(diff: np.ndarray, normals: np.ndarray, point_weight: float) -> np.ndarray:
     """Squared ICP residual per pair: point-to-plane^2 + point_weight * point-to-point^2."""
     return (diff * normals).sum(-1) ** 2 + point_weight * (diff**2).sum(-1)
@@ -464,15 +459,22 @@ def _multi_trim_score(r2_f: np.ndarray, r2_b: np.ndarray, trims) -> np.ndarray:
     A single trim tau lets a wrong pose hide a partial shell's distinctive part (a nose) among the dropped
     pairs; averaging over taus up to 0.9 exposes it, while the low taus keep partial overlaps comparable.
     """
+    cums_f = np.cumsum(np.sort(r2_f, axis=1), axis=1)
+    cums_b = np.cumsum(np.sort(r2_b, axis=1), axis=1)
     out = np.zeros(len(r2_f))
     for tau in trims:
-        parts = []
-        for r2 in (r2_f, r2_b):
-            k = max(3, int(np.ceil(tau * r2.shape[1])))
-            part = r2 if k >= r2.shape[1] else np.partition(r2, k - 1, axis=1)[:, :k]
-            parts.append(part.mean(1))
-        out += np.sqrt(0.5 * parts[0] + 0.5 * parts[1])
+        k_f = min(max(3, int(np.ceil(tau * r2_f.shape[1]))), r2_f.shape[1])
+        k_b = min(max(3, int(np.ceil(tau * r2_b.shape[1]))), r2_b.shape[1])
+        out += np.sqrt(0.5 * cums_f[:, k_f - 1] / k_f + 0.5 * cums_b[:, k_b - 1] / k_b)
     return out / len(trims)
+
+
+def _trim_rows(r2: np.ndarray, trim: float) -> np.ndarray:
+    """(B, N) -> (B, k) column indices of the k = ceil(trim N) smallest entries of each row."""
+    k = max(3, int(np.ceil(trim * r2.shape[1])))
+    if k >= r2.shape[1]:
+        return np.broadcast_to(np.arange(r2.shape[1]), r2.shape).copy()
+    return np.argpartition(r2, k - 1, axis=1)[:, :k]
 
 
 def symmetric_icp_batch(
@@ -524,8 +526,11 @@ def symmetric_icp_batch(
         a = np.concatenate([cur[rows, k_f], src_b[rows, k_b]], 1)  # (B, K, 3)
         tgt = np.concatenate([tgt_f[rows, k_f], np.broadcast_to(dst.points, src_b.shape)[rows, k_b]], 1)
         nrm = np.concatenate([nrm_f[rows, k_f], nrm_b[rows, k_b]], 1)
-        c = a.mean(1)
-        theta = _gn_solve_batch(a - c[:, None], a - tgt, nrm, point_weight)
+        w = np.concatenate(
+            [np.full(k_f.shape, 0.5 / k_f.shape[1]), np.full(k_b.shape, 0.5 / k_b.shape[1])], 1
+        )
+        c = np.einsum("bk,bki->bi", w, a) / w.sum(1, keepdims=True)
+        theta = _gn_solve_batch(a - c[:, None], a - tgt, nrm, w, point_weight)
         ds = np.exp(np.clip(theta[:, 0], -0.5, 0.5))
         d_rot = _rodrigues_batch(theta[:, 1:4])
         dt = c + theta[:, 4:] - ds[:, None] * np.einsum("bij,bj->bi", d_rot, c)
@@ -553,30 +558,43 @@ def symmetric_icp(
     scale_range: tuple[float, float] = (0.0, np.inf),
     tol: float = 1e-6,
 ):
-    """Symmetric trimmed similarity ICP; returns (s, R, t, rms, iterations, kept fractions)."""
-    prev, done, frac = np.inf, 0, (trim, trim)
-    rms = np.inf
+    """Symmetric trimmed similarity ICP; returns (s, R, t, rms, iterations, kept fractions).
+
+    Stops when an iteration moves no corner of the source's bounding box by more than ``tol`` x the
+    target's bounding-box diagonal, or when two iterations made no progress (the kept set flickering
+    between two states).
+    """
+    corners = np.array(np.meshgrid(*zip(src.points.min(0), src.points.max(0), strict=True))).T.reshape(-1, 3)
+    scale_len = bbox_diagonal(dst.points)
+    done, frac, rms, moves = 0, (trim, trim), np.inf, []
     for step in range(1, iters + 1):
         done = step
+        before = apply_similarity(corners, s, rot, t)
         s, rot, t, rms, frac = _sym_step(src, dst, s, rot, t, trim, point_weight, adaptive)
         if not scale_range[0] <= s <= scale_range[1]:  # scale guard: clamp about the current centroid
             c = apply_similarity(src.points.mean(0, keepdims=True), s, rot, t)[0]
             s_new = float(np.clip(s, *scale_range))
             t = c - s_new * rot @ src.points.mean(0)
             s = s_new
-        if abs(prev - rms) <= tol * max(rms, 1e-30):
+        moves.append(np.abs(apply_similarity(corners, s, rot, t) - before).max())
+        if moves[-1] <= tol * scale_len:
             break
-        prev = rms
+        if len(moves) >= 3 and moves[-1] >= 0.9 * moves[-3]:  # a 2-cycle of the kept set: no more progress
+            break
     return s, rot, t, rms, done, frac
 
 
-def _robust_seeds(yaws, pitches, axis_frames: bool) -> list[tuple[str, np.ndarray]]:
-    """Start rotations: the yaw x pitch grid, plus the 24 axis-aligned frames (other up axes), deduplicated."""
-    seeds = [
-        (f"yaw{yaw:g}" + (f"_pitch{pitch:g}" if pitch else ""), rotation_from_euler(yaw, pitch))
-        for pitch in pitches
-        for yaw in yaws
-    ]
+def _robust_seeds(yaws, tilts, axis_frames: bool) -> list[tuple[str, np.ndarray]]:
+    """Start rotations: each yaw, tilted by each nonzero tilt about X (pitch) and about Z (roll), plus the 24
+    axis-aligned frames (meshes with another up axis), deduplicated."""
+    seeds = []
+    for yaw in yaws:
+        for tilt in tilts:
+            if tilt == 0:
+                seeds.append((f"yaw{yaw:g}", rotation_from_euler(yaw)))
+            else:
+                seeds.append((f"yaw{yaw:g}_pitch{tilt:g}", rotation_from_euler(yaw, tilt, 0.0)))
+                seeds.append((f"yaw{yaw:g}_roll{tilt:g}", rotation_from_euler(yaw, 0.0, tilt)))
     if axis_frames:
         for i, m in enumerate(axis_rotations()):
             if all(rotation_error_deg(m, r) > 1.0 for _, r in seeds):
@@ -585,7 +603,7 @@ def _robust_seeds(yaws, pitches, axis_frames: bool) -> list[tuple[str, np.ndarra
 
 
 ROBUST_YAWS = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
-ROBUST_PITCHES = (0.0, -20.0, 20.0)
+ROBUST_TILTS = (0.0, -20.0, 20.0)
 ROBUST_SCHEDULE = ((150, 3, 24), (400, 8, 4), (1500, 25, 1))
 
 
@@ -598,7 +616,7 @@ def align_robust(
     rng: np.random.Generator,
     trim: float = 0.5,
     yaws=ROBUST_YAWS,
-    pitches=ROBUST_PITCHES,
+    tilts=ROBUST_TILTS,
     scales=ROBUST_SCALES,
     axis_frames: bool = True,
     schedule=ROBUST_SCHEDULE,
@@ -620,7 +638,8 @@ def align_robust(
         rng: numpy Generator for the surface samples (same seed -> bit-identical result).
         trim: kept fraction tau per direction in the multi-start stages.
         yaws: yaw grid (degrees about +Y).
-        pitches: pitch grid (degrees about +X, applied before the yaw).
+        tilts: tilt grid in degrees: each nonzero value adds a pitch (about +X) and a roll (about +Z) start,
+            applied before the yaw.
         scales: scale grid, factors of the bounding-box-diagonal ratio s0.
         axis_frames: also start from the 24 axis-aligned frames (meshes with another up axis).
         schedule: ((points, iterations, starts kept), ...) for the multi-start stages, coarse to fine.
@@ -637,7 +656,7 @@ def align_robust(
     dst_all = _Cloud.sample(dst_verts, dst_faces, n_max, rng)
     s0 = bbox_diagonal(dst_all.points) / max(bbox_diagonal(src_all.points), 1e-30)
     guard = (s0 / scale_guard, s0 * scale_guard)
-    names, rots = zip(*_robust_seeds(yaws, pitches, axis_frames), strict=True)
+    names, rots = zip(*_robust_seeds(yaws, tilts, axis_frames), strict=True)
     grid = np.array([(r, f) for r in range(len(rots)) for f in scales])
     rot = np.stack([rots[int(r)] for r, _ in grid])
     s = grid[:, 1] * s0
@@ -663,18 +682,24 @@ def align_robust(
         "starts": len(grid),
     }
     s, rot, t = float(s[0]), rot[0], t[0]
-    src_c, dst_c = src_all.head(final_points), dst_all.head(final_points)
-    s, rot, t, rms, n, frac = symmetric_icp(
-        src_c,
-        dst_c,
-        s,
-        rot,
-        t,
-        iters=final_iters,
-        point_weight=final_point_weight,
-        adaptive=(0.1, 6.0, 0.1),
-        scale_range=guard,
-        tol=1e-7,
-    )
+    n = 0
+    # coarse-to-fine final refinement: converge on fewer samples, then polish on all of them
+    for points, iters, tol in (
+        (min(3000, final_points), final_iters, 1e-5),
+        (final_points, final_iters, 1e-6),
+    ):
+        s, rot, t, rms, done, frac = symmetric_icp(
+            src_all.head(points),
+            dst_all.head(points),
+            s,
+            rot,
+            t,
+            iters=iters,
+            point_weight=final_point_weight,
+            adaptive=(0.1, 6.0, 0.1),
+            scale_range=guard,
+            tol=tol,
+        )
+        n += done
     info = {"overlap_src": float(frac[0]), "overlap_dst": float(frac[1])}
     return AlignResult(s, rot, t, rms, rms / bbox_diagonal(dst_all.points), n, "robust", seed, info)

@@ -267,7 +267,7 @@ def align_options(
     *,
     trim: float | None = None,
     yaws=None,
-    pitches=None,
+    tilts=None,
     scales=None,
     seed_iters: int | None = None,
     final_iters: int | None = None,
@@ -286,11 +286,11 @@ def align_options(
             raise UsageError(f"{name} must be >= 0")
     opts = {"trim": trim, "yaws": yaws, "scales": scales, "final_iters": final_iters}
     if protocol == "topos":
-        if pitches is not None:
-            raise UsageError("--pitches applies to --protocol robust only (the paper's grid is yaw x scale)")
+        if tilts is not None:
+            raise UsageError("--tilts applies to --protocol robust only (the paper's grid is yaw x scale)")
         opts["seed_iters"] = seed_iters
     else:
-        opts["pitches"] = pitches
+        opts["tilts"] = tilts
         if seed_iters is not None:  # the last (finest) multi-start stage plays the paper's 30-iteration role
             *head, (points, _, kept) = ROBUST_SCHEDULE
             opts["schedule"] = (*head, (points, seed_iters, kept))

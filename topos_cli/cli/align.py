@@ -24,7 +24,7 @@ TiltsOpt = Annotated[str | None, typer.Option(
     help="Tilt grid in degrees, robust only: each nonzero value adds a pitch and a roll start [default 0,-20,20].")]
 ScalesOpt = Annotated[str | None, typer.Option(
     help="Scale grid, factors of the bounding-box-diagonal ratio [topos: 0.5,0.7,1,1.4; robust: + 2].")]
-SeedItersOpt = Annotated[int | None, typer.Option(help="ICP iterations from each start [topos 30; robust 15].")]
+SeedItersOpt = Annotated[int | None, typer.Option(help="ICP iterations from each start [topos 30; robust 25].")]
 FinalItersOpt = Annotated[int | None, typer.Option(help="Max iterations of the final refinement [topos 300; robust 100].")]
 WorkersOpt = Annotated[int, typer.Option(help="Pairs processed in parallel processes.")]
 

@@ -604,7 +604,7 @@ def _robust_seeds(yaws, tilts, axis_frames: bool) -> list[tuple[str, np.ndarray]
 
 ROBUST_YAWS = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
 ROBUST_TILTS = (0.0, -20.0, 20.0)
-ROBUST_SCHEDULE = ((150, 3, 24), (400, 8, 4), (1000, 15, 1))
+ROBUST_SCHEDULE = ((150, 3, 24), (400, 8, 4), (1000, 25, 1))
 
 
 def align_robust(

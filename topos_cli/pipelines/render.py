@@ -321,7 +321,7 @@ def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize:
         from topos_cli.utils.seeding import item_rng
 
         atlas = build_atlas(tpl.verts, tpl.faces, tpl.uv, tpl.uv_faces, tpl.regions,
-                            tpl.landmarks if len(tpl.landmarks) == 68 else None, 512)
+                            tpl.landmarks if len(tpl.landmarks) == 68 else None, 1024)  # pictures for people
         smp = draw(atlas, item_rng(opts.seed, "texture"))
         return Material(albedo_map=smp.albedo, material_map=np.stack([smp.roughness, smp.specular], -1),
                         normal_map=smp.normal, roughness=1.0, specular=2.0), \

@@ -134,14 +134,18 @@ def _inside(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return inside
 
 
-def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
-    """Distance (N,) from (N, 2) points to an open (M, 2) polyline."""
+def _polyline_distance(points: np.ndarray, line: np.ndarray, with_position: bool = False):
+    """Distance (N,) from (N, 2) points to an open (M, 2) polyline (and the nearest point's position along
+    it, 0 at the first vertex and 1 at the last, when `with_position`)."""
     best = np.full(len(points), np.inf)
-    for a, b in zip(line[:-1], line[1:], strict=True):
+    where = np.zeros(len(points))
+    for i, (a, b) in enumerate(zip(line[:-1], line[1:], strict=True)):
         ab = b - a
         t = np.clip(((points - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
-        best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
-    return best
+        d = np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
+        closer = d < best
+        best, where = np.where(closer, d, best), np.where(closer, (i + t) / (len(line) - 1), where)
+    return (best, where) if with_position else best
 
 
 def feature_masks(atlas: UVAtlas) -> dict[str, np.ndarray]:
@@ -160,12 +164,20 @@ def feature_masks(atlas: UVAtlas) -> dict[str, np.ndarray]:
         m["eyeshadow"] = m["eyeliner"] * 0.5
         return {k: m.get(k, np.zeros((s, s), np.float32)) for k in names}
     lm = atlas.landmarks
-    xy = atlas.position[..., :2].reshape(-1, 2)
-    front = (atlas.normal[..., 2].reshape(-1) > 0.05) & (atlas.position[..., 2].reshape(-1) > lm[:17, 2].min() - 1)
     eye_w = np.linalg.norm(lm[39] - lm[36])  # one eye's width: the unit for feature sizes
+    all_xy = atlas.position[..., :2].reshape(-1, 2)
+    lo, hi = lm[:, :2].min(0) - 2 * eye_w, lm[:, :2].max(0) + 2 * eye_w
+    front = (atlas.normal[..., 2].reshape(-1) > 0.05) & (atlas.position[..., 2].reshape(-1) > lm[:17, 2].min() - 1)
+    near = np.flatnonzero(front & (all_xy >= lo).all(1) & (all_xy <= hi).all(1))  # only the face is tested
+    xy = all_xy[near]
+
+    def full(values):
+        out = np.zeros(s * s, np.float32)
+        out[near] = values
+        return out.reshape(s, s)
 
     def soft(hard, sigma=1.5):
-        return np.clip(ndimage.gaussian_filter((hard & front).reshape(s, s).astype(np.float32), sigma * blur), 0, 1)
+        return np.clip(ndimage.gaussian_filter(full(hard), sigma * blur), 0, 1)
 
     lips = _inside(xy, lm[48:60, :2])
     eyes = _inside(xy, lm[36:42, :2]) | _inside(xy, lm[42:48, :2])
@@ -178,8 +190,9 @@ def feature_masks(atlas: UVAtlas) -> dict[str, np.ndarray]:
         liner |= (d < 0.09 * eye_w) & above & ~eyes
         shadow |= (d < 0.45 * eye_w) & above & ~eyes
     brows = np.zeros(len(xy), bool)
-    for line in (lm[17:22, :2], lm[22:27, :2]):
-        brows |= _polyline_distance(xy, line) < 0.16 * eye_w
+    for line in (lm[17:22, :2], lm[26:21:-1, :2]):  # both run from the outer end to the inner end
+        dist, along = _polyline_distance(xy, line, with_position=True)
+        brows |= dist < (0.07 + 0.12 * along) * eye_w  # tapered: thin at the tail, full at the head
     cheeks = np.zeros(len(xy))
     for jaw, nose in ((2, 31), (14, 35)):
         centre = 0.55 * lm[jaw, :2] + 0.45 * lm[nose, :2] + np.array([0, 0.35 * eye_w])
@@ -191,7 +204,7 @@ def feature_masks(atlas: UVAtlas) -> dict[str, np.ndarray]:
              ((np.abs(xy[:, 0] - lm[27, 0]) < 1.2 * eye_w) & (xy[:, 1] > lm[19, 1] + 0.3 * eye_w)))
     face = _inside(xy, np.concatenate([lm[0:17, :2], lm[26:16:-1, :2] + np.array([0, 1.5 * eye_w])]))
     return {"lips": soft(lips, 1.0), "eyeliner": soft(liner, 0.7), "eyeshadow": soft(shadow, 3),
-            "brows": soft(brows, 1.0), "cheeks": (cheeks * front).reshape(s, s).astype(np.float32),
+            "brows": soft(brows, 1.5), "cheeks": full(cheeks),
             "beard": soft(beard, 4), "tzone": soft(tzone, 6), "face": soft(face, 4)}
 
 
@@ -219,11 +232,18 @@ class TextureSample:
     normal: np.ndarray | None = None
 
 
-def _field(rng: np.random.Generator, points: np.ndarray, wavelength: float, count: int = 24) -> np.ndarray:
-    """Smooth random field of unit variance over 3D points (N, 3): random Fourier features, seamless in UV."""
+def _field(rng: np.random.Generator, points: np.ndarray, wavelength: float, count: int = 24,
+           step: int = 4) -> np.ndarray:
+    """Smooth random field of unit variance over texel positions (S*S, 3): random Fourier features (seamless
+    in UV), evaluated on every `step`-th texel and interpolated bilinearly (the field is smooth)."""
     omega = rng.normal(size=(count, 3)) * (2 * np.pi / wavelength)
     phase = rng.uniform(0, 2 * np.pi, count)
-    return (np.cos(points @ omega.T + phase) * np.sqrt(2.0 / count)).sum(1)
+    s = int(round(np.sqrt(len(points))))
+    coarse = points.reshape(s, s, 3)[::step, ::step]
+    values = (np.cos(coarse @ omega.T + phase) * np.sqrt(2.0 / count)).sum(-1)  # (S/step, S/step)
+    grid = np.arange(s) / step
+    rows, cols = np.meshgrid(grid, grid, indexing="ij")
+    return ndimage.map_coordinates(values, [rows, cols], order=1, mode="nearest").reshape(-1)
 
 
 def _uv_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
@@ -287,8 +307,8 @@ def _hair(rng, albedo, m, p, s):
     """Brows (strand texture) and, sometimes, beard shadow."""
     dark = p["tone"] >= 6 or rng.random() < 0.6
     hair = np.array([0.02, 0.015, 0.012]) if dark else np.array([0.25, 0.15, 0.07]) * rng.uniform(0.4, 1.2)
-    strands = ndimage.gaussian_filter(rng.normal(size=(s, s)), (0.4 * s / 512, 2.5 * s / 512))
-    strands = np.clip(0.6 + 0.8 * strands / max(strands.std(), 1e-8), 0, 1)
+    strands = ndimage.gaussian_filter(rng.normal(size=(s, s)), (0.35 * s / 512, 1.5 * s / 512))
+    strands = np.clip(0.7 + 0.35 * strands / max(strands.std(), 1e-8), 0, 1)  # fine hairs, not blocks
     p["brow_density"] = float(rng.uniform(0.5, 0.95))
     albedo = _mix(albedo, hair, m["brows"] * strands * p["brow_density"])
     if rng.random() < 0.35:

@@ -65,13 +65,14 @@ class Similarity:
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
-            with_scale: bool = True) -> Similarity:
+            with_scale: bool = True, rotation: np.ndarray | None = None) -> Similarity:
     """Weighted least-squares similarity with dst ~ s R src + t (Umeyama 1991).
 
     Args:
         src, dst: (N, 3) corresponding points.
         weights: (N,) non-negative weights or None.
         with_scale: estimate the scale (else 1).
+        rotation: keep this (3, 3) rotation fixed and fit only scale and translation.
     """
     w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
     w = w / max(w.sum(), 1e-12)
@@ -85,6 +86,9 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
     rot = u @ sign @ vt
     var_s = (w * (xs ** 2).sum(1)).sum()
     scale = float(np.trace(np.diag(sig) @ sign) / var_s) if with_scale and var_s > 0 else 1.0
+    if rotation is not None:
+        rot = rotation
+        scale = float((w * ((xs @ rot.T) * xd).sum(1)).sum() / var_s) if with_scale and var_s > 0 else 1.0
     return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
 
 
@@ -135,7 +139,7 @@ class ScanCloud:
 
 
 def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sim: Similarity,
-                    iters: int, trim: float) -> tuple[Similarity, float]:
+                    iters: int, trim: float, fix_rotation: bool = False) -> tuple[Similarity, float]:
     """Trimmed template->scan similarity ICP; returns the refined scan->template sim and its score."""
     inv = sim.inverse()
     score = np.inf
@@ -150,7 +154,7 @@ def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray
             keep[:] = True
         cut = np.quantile(dist[keep], trim)
         keep &= dist <= cut
-        inv = umeyama(tmpl_pts[keep], cloud.points[idx[keep]])
+        inv = umeyama(tmpl_pts[keep], cloud.points[idx[keep]], rotation=inv.rotation if fix_rotation else None)
         score = float(dist[keep].mean() * inv.scale ** -1) + (1.0 - keep.mean()) * 0.0
     sim = inv.inverse()
     dist, idx = cloud.tree.query(inv.apply(tmpl_pts))
@@ -162,7 +166,7 @@ def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray
 
 def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
              landmarks: tuple[np.ndarray, np.ndarray] | None = None, num_points: int = 1000,
-             trim: float = 0.6, final_trim: float = 0.9) -> tuple[Similarity, dict]:
+             trim: float = 0.6, final_trim: float = 0.9, search_threshold: float = 0.012) -> tuple[Similarity, dict]:
     """Find the similarity that maps the scan (cloud, any units/pose) into the template frame.
 
     Args:
@@ -174,6 +178,8 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
         num_points: template points used for the ICP.
         trim: fraction of closest matches kept in the trimmed ICP of the orientation search (robust).
         final_trim: fraction kept in the final refinement (accurate; normal compatibility rejects the rest).
+        search_threshold: when no centred, whole-scan-sized start scores below this fraction of the template
+            diagonal, smaller heads at the scan's extremities are tried too (shoulders, torso, hair).
 
     Returns:
         (Similarity scan->template, info dict with the candidate scores).
@@ -199,20 +205,51 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
     else:
         pa_s, pa_t = _principal_axes(cloud.points), _principal_axes(tmpl_verts)
         starts = [pa_t.T @ cube @ pa_s for cube in _cube_rotations()]
-    def start(rot, rel):
+    def start(rot, rel, center=s_mean):
         scale = rel * t_rms / max(s_rms, 1e-12)
-        return Similarity(scale, rot, t_mean - scale * rot @ s_mean)
+        return Similarity(scale, rot, t_mean - scale * rot @ center)
 
-    results = sorted([_icp_similarity(cloud, tpts, tnrm, start(rot, 1.0), 8, trim) + (rot,) for rot in starts],
-                     key=lambda r: r[1])
-    # shoulders or hair inflate the scan's radius: the best orientations are retried with a larger head
-    refined = [_icp_similarity(cloud, tpts, tnrm, start(rot, rel), 15, trim)
-               for _, _, rot in results[:4] for rel in (1.0, 1.3)]
+    fixed = len(starts) == 1  # --up/--front given: the search is over scale and position only
+    results = [_icp_similarity(cloud, tpts, tnrm, start(rot, 1.0), 8, trim, fixed) + (rot, 1.0, s_mean)
+               for rot in starts]
+    t_diag = float(np.linalg.norm(tmpl_verts.max(0) - tmpl_verts.min(0)))
+    if min(r[1] for r in results) > search_threshold * t_diag:
+        # the scan is not just a head (shoulders, torso, hair, background): try smaller heads placed
+        # around the scan's extremities (farthest-point samples pulled inwards by a head radius)
+        best_rots = [r[2] for r in sorted(results, key=lambda r: r[1])[:6]]
+        results += _extra_hypotheses(cloud, tpts[::3], tnrm[::3], best_rots, start, s_mean, s_rms, trim, fixed)
+    results.sort(key=lambda r: r[1])
+    refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed) for sim0, *_ in results[:6]]
     refined.sort(key=lambda r: r[1])
-    sim, score = _icp_similarity(full, tpts, tnrm, refined[0][0], 10, final_trim)
+    # the final choice is made on the less-trimmed score: a flipped head can hide its nose in a 60% trim
+    finals = sorted([_icp_similarity(full, tpts, tnrm, r[0], 10, final_trim) for r in refined[:3]],
+                    key=lambda r: r[1])
+    sim, score = finals[0]
     sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim)
     return sim, {"method": "search" if len(starts) > 1 else "up-front", "score": score,
-                 "candidates": len(starts), "runner_up": refined[1][1] if len(refined) > 1 else None}
+                 "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None}
+
+
+def _extra_hypotheses(cloud, tpts, tnrm, starts, start, s_mean, s_rms, trim, fixed, rels=(1.6, 2.5),
+                      centers=16):
+    """Cheap ICP runs for (rotation, smaller head, off-centre) hypotheses: a head of RMS radius s_rms / rel
+    centred one radius inside the surface (against the normal) under each of `centers` farthest-point
+    samples, so one of them sits near the head's centre whatever else the scan holds."""
+    from topos_cli.geometry.mesh_ops import farthest_point_sampling
+
+    step = max(1, len(cloud.points) // 2000)
+    small = ScanCloud(cloud.points[::step], cloud.normals[::step])
+    pick = farthest_point_sampling(small.points, centers)
+    outward = np.sign(((small.points - s_mean) * small.normals).sum(1).mean()) or 1.0
+    out = []
+    for rel in rels:
+        radius = s_rms / rel
+        for p, n in zip(small.points[pick], small.normals[pick] * outward, strict=True):
+            center = p - n * radius
+            for rot in starts:
+                out.append(_icp_similarity(small, tpts, tnrm, start(rot, rel, center), 5, trim, fixed)
+                           + (rot, rel, center))
+    return out
 
 
 def refine_similarity(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray, sim: Similarity,
@@ -247,14 +284,37 @@ def _correspondences(cloud: ScanCloud, verts: np.ndarray, nrm: np.ndarray, gate:
 
 
 def _reverse_matches(cloud: ScanCloud, verts: np.ndarray, nrm: np.ndarray, gate: float, step: int,
-                     normal_cos: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scan->template matches (subsampled scan points): template vertex, scan point, scan normal."""
+                     normal_cos: float = 0.5, border: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scan->template matches (subsampled scan points): template vertex, scan point, scan normal.
+
+    Matches landing on `border` vertices (the template's open boundaries) are dropped: there the scan goes
+    on beyond the template (shoulders below the neck cut, eyeballs and mouth interior), and those points
+    would drag the boundary outwards.
+    """
     pts, pn = cloud.points[::step], cloud.normals[::step]
     dist, vid = cKDTree(verts).query(pts, distance_upper_bound=gate)
     ok = np.isfinite(dist)
     vid = np.where(ok, vid, 0)
     ok &= (pn * nrm[vid]).sum(1) > normal_cos
+    if border is not None:
+        ok &= ~border[vid]
     return vid[ok], pts[ok], pn[ok]
+
+
+def border_mask(num_verts: int, faces: np.ndarray, rings: int = 1) -> np.ndarray:
+    """(V,) bool: vertices on open boundaries and their `rings`-ring."""
+    from topos_cli.template import boundary_loops
+
+    loops = boundary_loops(faces)
+    mask = np.zeros(num_verts, bool)
+    if not loops:
+        return mask
+    mask[np.concatenate(loops)] = True
+    adj = (uniform_laplacian(num_verts, faces) != 0).astype(float)
+    for _ in range(rings):
+        mask = (adj @ mask.astype(float)) > 0
+    return mask
 
 
 def orient_normals(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray) -> ScanCloud:
@@ -271,7 +331,8 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
               vertex_weight: np.ndarray | None = None, landmarks: tuple[np.ndarray, np.ndarray] | None = None,
               update_similarity: bool = True, max_points: int = 4000,
               prior_anneal: float = 10.0,
-              init_coeffs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, Similarity]:
+              init_coeffs: np.ndarray | None = None,
+              max_scale_change: float = 1.25) -> tuple[np.ndarray, np.ndarray, Similarity]:
     """Least-squares fit of linear shape bases (and a similarity) to a pre-aligned scan.
 
     Args:
@@ -292,6 +353,7 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
             coefficients far).
         init_coeffs: (K,) starting coefficients (e.g. a VAE decode projected on the bases): they shape the
             first correspondences only; the prior stays centred at zero.
+        max_scale_change: bound on the scale correction relative to the pre-alignment.
 
     Returns:
         (verts (V, 3), coefficients (K,), similarity correction applied to the cloud's frame).
@@ -305,6 +367,7 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
     verts = base_verts.astype(float)
     if init_coeffs is not None:
         verts = verts + np.einsum("vck,k->vc", basis_vk, init_coeffs)
+    border = border_mask(num_v, faces)
 
     def cur_lm(sim):
         return sim.apply(landmarks[0])
@@ -316,7 +379,7 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
         tgt, tnrm, w = _correspondences(cur, verts[subset], nrm[subset], g)
         w = w * vw[subset]
         step = max(1, len(cur.points) // max_points)
-        vid, rpts, rnrm = _reverse_matches(cur, verts, nrm, g, step)
+        vid, rpts, rnrm = _reverse_matches(cur, verts, nrm, g, step, border=border)
         ok = w > 0
         rows_v = np.concatenate([subset[ok], vid])
         rows_p = np.concatenate([tgt[ok], rpts])
@@ -328,6 +391,7 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
                                              None if landmarks is None else (cur_lm(corr), landmarks[1]))
         verts = base_verts + np.einsum("vck,k->vc", basis_vk, coeffs)
         corr = step_sim.compose(corr)
+        corr.scale = float(np.clip(corr.scale, 1.0 / max_scale_change, max_scale_change))
     return verts, coeffs, corr
 
 
@@ -439,6 +503,7 @@ def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiff
     kdiag = sparse.diags(np.ones(num_v) if stiffness is None else stiffness)
     bilap = (lap.T @ kdiag @ lap).tocsc()
     vw = np.ones(num_v) if vertex_weight is None else vertex_weight
+    border = border_mask(num_v, faces)
     disp = np.zeros_like(x0)
     for alpha in alphas:
         for _ in range(iters_per_alpha):
@@ -449,7 +514,8 @@ def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiff
             # foot of the vertex on the scan's tangent plane: a normal-only pull, no sliding
             foot = verts + ((tgt - verts) * tnrm).sum(1, keepdims=True) * tnrm
             acc_w, acc_t = w.copy(), foot * w[:, None]
-            vid, rpts, rnrm = _reverse_matches(cloud, verts, nrm, gate, max(1, len(cloud.points) // num_v))
+            vid, rpts, rnrm = _reverse_matches(cloud, verts, nrm, gate, max(1, len(cloud.points) // num_v),
+                                               border=border)
             rfoot = verts[vid] + ((rpts - verts[vid]) * rnrm).sum(1, keepdims=True) * rnrm
             np.add.at(acc_w, vid, 0.5)
             np.add.at(acc_t, vid, 0.5 * rfoot)

@@ -39,6 +39,8 @@ class RetopoOptions:
         poor_fit: a fit whose template-side distance to the scan has median above this (% of diagonal)
             is flagged poor.
         prior_weight: strength of the Gaussian prior on the bases coefficients.
+        min_precision: a fit with less than this fraction of its surface within 1% of the scan (inside the
+            scan's box) is flagged poor.
     """
 
     up: tuple[float, float, float] | None = None
@@ -52,6 +54,7 @@ class RetopoOptions:
     frame: str = "scan"
     poor_fit: float = 1.0
     prior_weight: float = 0.1
+    min_precision: float = 0.4
 
 
 @dataclass
@@ -154,6 +157,11 @@ class RetopoPipeline:
         out = verts if opt.frame == "template" else sim.inverse().apply(verts)
         report = self._report(local, verts, prior_verts, sim, info, coeffs, opt)
         report["metrics"] = _scan_metrics(sim.inverse().apply(verts), t.faces, scan_verts, scan_faces, seed)
+        if report["metrics"].get("precision", 1.0) < opt.min_precision:
+            report["ok"] = False
+            report["warnings"].append(
+                f"poor fit: only {report['metrics']['precision']:.0%} of the fitted head lies on the scan; if the "
+                "scan holds more than a head (shoulders, torso), pass --up/--front or --landmarks")
         timings["total"] = time.perf_counter() - t0
         report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         return RetopoResult(out.astype(np.float32), verts.astype(np.float32), sim, report)

@@ -66,7 +66,7 @@ PARAMS = {
     "identities_for_fit": 100,
     "region_modes": 8,       # PCA directions per region basis (x2 signs)
     "region_sigma": 2.5,     # a region-basis coefficient of 1 = 2.5 standard deviations of that direction
-    "region_falloff_cm": 1.5,
+    "region_falloff_cm": 2.5,
 }
 PAPER_REGIONS = ["brow", "eye", "nose", "mouth", "ear", "forehead", "cheekbone", "jaw", "chin"]
 
@@ -706,7 +706,7 @@ def write_folder(out: Path, ict_path: Path, res: dict) -> None:
                          "note": "ICT identity modes resampled: verts + w @ identity, w ~ N(0, I)"},
             "expression": {"count": 53, "range": [0, 1], "names": "expression_names (ARKit)"},
             **{f"region_{k}": {"count": n["count"],
-                               "note": f"identity modes x smooth '{k}' mask, top {n['count'] // 2} PCA directions "
+                               "note": f"identity modes less their mean shift, x smooth '{k}' mask, top {n['count'] // 2} PCA directions "
                                        f"at {PARAMS['region_sigma']} sigma, + and - signs; explains "
                                        f"{n['explained']:.0%} of the masked variance; max {n['max_cm']:.2f} cm"}
                for k, n in res["region_notes"].items()},

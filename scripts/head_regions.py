@@ -112,7 +112,8 @@ def _absorb_small_patches(label: np.ndarray, faces: np.ndarray, min_size: int) -
 
 def region_bases(verts: np.ndarray, regions: dict, identity: np.ndarray, names: list[str], modes: int,
                  sigma: float, falloff_cm: float) -> tuple[dict, dict]:
-    """Localised identity modes per region: smooth mask x modes, PCA, `modes` directions with both signs.
+    """Localised identity modes per region: (mode - its mean translation over the mask) x smooth mask, then
+    PCA, keeping `modes` directions with both signs.
 
     Args:
         verts: (V,3) cm; regions: name -> vertex ids; identity: (K,V,3) modes with unit-variance weights;
@@ -129,7 +130,10 @@ def region_bases(verts: np.ndarray, regions: dict, identity: np.ndarray, names: 
         d, _ = cKDTree(tree_all[idx]).query(tree_all)
         s = np.clip(1.0 - d / falloff_cm, 0.0, 1.0)
         mask = s * s * (3 - 2 * s)  # 1 inside the region, smooth C1 falloff to 0 outside
-        local = identity * mask[None, :, None]  # (100, V, 3)
+        # remove each mode's mean translation over the mask first: moving a whole region against its
+        # fixed surroundings (e.g. the chin down by 2 cm) would fold the skin at the mask's edge
+        shift = np.einsum("kvc,v->kc", identity, mask / mask.sum())  # (K, 3)
+        local = (identity - shift[:, None, :]) * mask[None, :, None]  # (K, V, 3)
         _, sv, vt = np.linalg.svd(local.reshape(len(local), -1), full_matrices=False)
         dirs = (sigma * sv[:k, None] * vt[:k]).reshape(k, -1, 3)
         out[f"region_{name}"] = np.concatenate([dirs, -dirs]).astype(np.float32)

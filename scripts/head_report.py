@@ -221,7 +221,7 @@ jaw, cheekbone, forehead, temple, cheek, back_of_head, scalp. "Face range" = ICT
 |---|---|---|
 | `identity` | {nb['identity']} | ICT's 100 identity modes: `verts + w @ identity`, `w ~ N(0, I)` is the same person as ICT with the same `w` |
 | `expression` | {nb['expression']} | ICT's 53 ARKit blendshapes (`expression_names`), weights in [0, 1] |
-| `region_<name>` | {nb['region_nose']} each | for the nine augmentation regions: identity modes times a smooth mask (1 in the region, smoothstep falloff over {PARAMS['region_falloff_cm']} cm, so no seam at the border), compressed to the top {PARAMS['region_modes']} PCA directions at {PARAMS['region_sigma']} standard deviations, stored with + and − signs so that weights in U(0, 1) move both ways; bounds in `template.json` → `augment` |
+| `region_<name>` | {nb['region_nose']} each | for the nine augmentation regions: identity modes, less their mean translation over the region, times a smooth mask (1 in the region, smoothstep falloff over {PARAMS['region_falloff_cm']} cm, so no seam at the border), compressed to the top {PARAMS['region_modes']} PCA directions at {PARAMS['region_sigma']} standard deviations, stored with + and − signs so that weights in U(0, 1) move both ways; bounds in `template.json` → `augment` |
 
 Every basis is the same sparse linear interpolation of ICT's arrays (each template vertex is a barycentric
 point of an ICT skin triangle), so `neutral + w @ modes` commutes with the resampling.

@@ -286,7 +286,7 @@ def synthesize(atlas: UVAtlas, rng: np.random.Generator, tone: int | None = None
     p["pores"] = float(rng.uniform(0.03, 0.1))
     dips = np.clip(pores - 1.2, 0, None)
     albedo *= (1 - p["pores"] * dips)[..., None]
-    normal = _normal_map(-dips - 0.3 * _uv_noise(rng, s, 1.5 * s / 512), strength=float(rng.uniform(0.04, 0.12)))
+    normal = _normal_map(-dips - 0.15 * _uv_noise(rng, s, 1.5 * s / 512), strength=float(rng.uniform(0.02, 0.06)))
     albedo *= np.exp(0.03 * _uv_noise(rng, s, 0.5))[..., None]
     albedo = _hair(rng, albedo, m, p, s)
     albedo = _makeup(rng, albedo, m, p, makeup, pts)
@@ -357,8 +357,9 @@ def _material(rng, m, p, s):
     p["roughness"] = float(rng.uniform(0.4, 0.65))
     p["specular"] = float(rng.uniform(0.7, 1.3))
     grain = _uv_noise(rng, s, 1.0 * s / 512)
-    rough = p["roughness"] + 0.05 * grain - rng.uniform(0.0, 0.15) * m["tzone"] + 0.25 * m["brows"]
-    spec = p["specular"] * (1 + 0.4 * m["tzone"] - 0.6 * m["brows"]) * (1 + 0.1 * grain)
+    # grain stays faint: grazing highlights turn small roughness changes into visible blotches
+    rough = p["roughness"] + 0.015 * grain - rng.uniform(0.0, 0.15) * m["tzone"] + 0.25 * m["brows"]
+    spec = p["specular"] * (1 + 0.4 * m["tzone"] - 0.6 * m["brows"]) * (1 + 0.03 * grain)
     if "lipstick" in p:
         gloss = float(rng.uniform(0, 1))
         p["lipstick"]["gloss"] = gloss

@@ -663,3 +663,24 @@ def metrics(pred: str | Path, gt: str | Path, icp: bool = False, protocol: str =
                       "clip_margin": clip_margin}
     return run_metrics(pred, gt, icp=icp, protocol=protocol, align_opts=opts, metric_options=metric_options,
                        seed=seed, workers=workers, shard=shard, template=template)
+
+
+def image_metrics(pred: str | Path, gt: str | Path, mask: str | Path | None = None,
+                  weights_dir: str | Path | None = None, select: list[str] | tuple = ("psnr", "ssim"),
+                  seed: int = 0) -> dict:
+    """Texture and identity metrics of rendered images (`topos metrics --images`): PSNR, SSIM, LPIPS, FID, KID, CSIM.
+
+    Args:
+        pred, gt: two image files, or two folders paired by file stem.
+        mask: folder of masks paired by stem (white = used) restricting PSNR and SSIM.
+        weights_dir: folder with the weights files (README "Image metrics"); also $TOPOS_WEIGHTS.
+        select: metrics to compute; a selected metric whose weights file is missing is a MissingWeights error.
+        seed: KID subset sampling seed.
+
+    Returns:
+        {"kind": "images", "convention", "pairs", "summary", "set": {fid, kid_mean, kid_std}, "failures",
+        "unmatched"}.
+    """
+    from topos_cli.metrics.image import run_image_metrics
+
+    return run_image_metrics(pred, gt, mask=mask, weights_dir=weights_dir, select=select, seed=seed)

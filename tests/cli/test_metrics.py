@@ -112,3 +112,21 @@ def test_bad_inputs_exit_2(tmp_path, folders):
     far.write_text("v 100 100 100\nv 101 100 100\nv 100 101 100\nf 1 2 3\n")
     res = _run("metrics", far, gt / "a.obj")
     assert res.exit_code == 2 and "bounding box" in res.stderr
+
+
+def test_images_psnr_ssim_json_and_missing_weights_exit_2(tmp_path, monkeypatch):
+    from topos_cli.io.image import write_png
+
+    monkeypatch.delenv("TOPOS_WEIGHTS", raising=False)
+    rng = np.random.default_rng(0)
+    for name in ("x", "y"):
+        img = (rng.random((20, 20, 3)) * 255).astype(np.uint8)
+        write_png(tmp_path / "p" / f"{name}.png", img)
+        write_png(tmp_path / "g" / f"{name}.png", np.clip(img.astype(int) + 10, 0, 255).astype(np.uint8))
+    res = _run("metrics", "--images", tmp_path / "p", tmp_path / "g", "--select", "psnr,ssim", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["kind"] == "images" and [r["id"] for r in report["pairs"]] == ["x", "y"]
+    assert 25 < report["summary"]["psnr"]["mean"] < 30 and report["summary"]["ssim"]["mean"] < 1.0
+    res = _run("metrics", "--images", tmp_path / "p", tmp_path / "g", "--select", "lpips", "--weights-dir", tmp_path)
+    assert res.exit_code == 2 and "alexnet-owt-7be5be79.pth" in res.stderr and "Traceback" not in res.output

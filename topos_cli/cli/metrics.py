@@ -77,29 +77,13 @@ def metrics(
     from topos_cli import api
 
     if images:
-        report = api.image_metrics(pred, gt, mask=mask, weights_dir=weights_dir, select=select.split(","))
+        report = api.image_metrics(pred, gt, mask=mask, weights_dir=weights_dir, select=select.split(","), seed=seed)
     else:
-        report = api.metrics(
-            pred,
-            gt,
-            icp=icp,
-            protocol=protocol,
-            samples=samples,
-            threshold=threshold,
-            thresholds=float_list(thresholds, "--thresholds"),
-            clip=clip,
-            clip_margin=clip_margin,
-            seed=seed,
-            workers=workers,
-            shard=shard,
-            template=template,
-            trim=trim,
-            yaws=float_list(yaws, "--yaws"),
-            tilts=float_list(tilts, "--tilts"),
-            scales=float_list(scales, "--scales"),
-            seed_iters=seed_iters,
-            final_iters=final_iters,
-        )
+        align = {"trim": trim, "yaws": float_list(yaws, "--yaws"), "tilts": float_list(tilts, "--tilts"),
+                 "scales": float_list(scales, "--scales"), "seed_iters": seed_iters, "final_iters": final_iters}
+        report = api.metrics(pred, gt, icp=icp, protocol=protocol, samples=samples, threshold=threshold,
+                             thresholds=float_list(thresholds, "--thresholds"), clip=clip, clip_margin=clip_margin,
+                             seed=seed, workers=workers, shard=shard, template=template, **align)
     _report(report, json=json, csv=csv)
 
 
@@ -153,6 +137,8 @@ def _print_table(report: dict) -> None:
         *[f"{summary[c]['mean']:.4g} ± {summary[c]['std']:.2g}" if c in summary else "" for c in columns],
     )
     console.print(table)
+    for key, value in report.get("set", {}).items():
+        console.print(f"{key}: {value:.6g}", highlight=False)
 
 
 def _fmt(value) -> str:

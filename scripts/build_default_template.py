@@ -170,6 +170,16 @@ def build_charts(skin: dict) -> dict:
     return charts
 
 
+def _triangle():
+    """The `triangle` module (Shewchuk's Triangle via the LGPL binding): a build-time-only dependency."""
+    try:
+        import triangle
+    except ImportError:
+        raise SystemExit("this script needs the constrained Delaunay triangulator: pip install triangle "
+                         "(build time only; topos itself does not use it)") from None
+    return triangle
+
+
 def _front_chart(verts: np.ndarray, tris: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Face-chart triangles: ICT's face range minus the skin under the jaw (more than `chin_cut_cm` below the
     landmark jaw contour 8-12, flat beyond 12), which joins the neck in the back chart. Keeping the
@@ -232,7 +242,7 @@ def _smooth_labels(tris: np.ndarray, front: np.ndarray, allowed: np.ndarray, ite
 
 def _fill_holes(verts: np.ndarray, tris: np.ndarray, skin_border: set, on_mid: np.ndarray) -> np.ndarray:
     """Triangles closing the chart's hole openings (whole eye loop, half mouth closed along the midline)."""
-    import triangle
+    triangle = _triangle()
 
     fills = []
     for loop in boundary_loops(tris):
@@ -445,7 +455,7 @@ def source_xyz(skin: dict, ids: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def hole_points(uv: np.ndarray, loops: list[list[int]], index: dict[int, int]) -> np.ndarray:
     """One point strictly inside each inner loop (triangulate the loop alone, take a triangle centroid)."""
-    import triangle
+    triangle = _triangle()
 
     holes = []
     for loop in loops[1:]:
@@ -460,7 +470,7 @@ def hole_points(uv: np.ndarray, loops: list[list[int]], index: dict[int, int]) -
 
 def cdt(uv: np.ndarray, loops: list[list[int]], index: dict[int, int], holes: np.ndarray) -> np.ndarray:
     """Constrained Delaunay triangles (F,3) of chart points; boundary segments are never split."""
-    import triangle
+    triangle = _triangle()
 
     seg = np.asarray([(index[a], index[b]) for loop in loops for a, b in zip(loop, loop[1:] + loop[:1], strict=True)])
     data = {"vertices": uv, "segments": seg}

@@ -127,6 +127,7 @@ def uv_report(uv: np.ndarray, uv_faces: np.ndarray, verts: np.ndarray, faces: np
             "face_area_ratio_p5_p95": [float(np.percentile(r_face, 5)), float(np.percentile(r_face, 95))],
             "face_angle_error_deg_mean": float(np.degrees(np.abs(ang_uv - ang_3d)[on_face]).mean()),
             "uv_coverage": float(s.sum()),
+            "min_texels_per_cm_at_1024": float(np.sqrt(np.maximum(ratio, 0)).min() * 1024),
             "texels_per_cm_at_1024_median": {k: float(np.median(np.sqrt(np.maximum(ratio[np.isin(faces[:, 0], v)], 0)))
                                                     * 1024) for k, v in regions.items()}}
 
@@ -201,7 +202,7 @@ held straight, mirrored, so angles are preserved and the face keeps its proporti
 | overlaps (crossing UV boundary edges) | {uvq['overlapping_boundary_crossings']} |
 | texel density, face chart / back chart | {rep_scale(res['layout'])} |
 | mean angle error UV vs 3D, all / face regions | {uvq['angle_error_deg_mean']:.2f}° / {uvq['face_angle_error_deg_mean']:.2f}° |
-| face-region area ratio (UV/3D, per-median), 5th–95th percentile | {uvq['face_area_ratio_p5_p95'][0]:.2f} – {uvq['face_area_ratio_p5_p95'][1]:.2f} (the low end is inside the nostrils and the ear folds) |
+| face-region area ratio (UV/3D, per-median), 5th–95th percentile | {uvq['face_area_ratio_p5_p95'][0]:.2f} – {uvq['face_area_ratio_p5_p95'][1]:.2f} (the low end is the inside of the nostrils, down to {uvq['min_texels_per_cm_at_1024']:.1f} texels per cm at 1024²) |
 
 Median texels per cm at 1024² by region: {", ".join(f"{k} {v:.0f}" for k, v in uvq['texels_per_cm_at_1024_median'].items())}.
 

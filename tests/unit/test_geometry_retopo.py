@@ -114,3 +114,20 @@ def test_project_on_bases_recovers_coefficients(tiny_template):
     coeffs = np.linspace(-2, 2, len(bases))
     verts = tiny_template.verts + np.tensordot(coeffs, bases, 1)
     np.testing.assert_allclose(rt.project_on_bases(verts, tiny_template.verts, bases, ridge=0.0), coeffs, atol=1e-6)
+
+
+def test_umeyama_with_fixed_rotation_fits_scale_and_shift(generator):
+    src = generator.normal(size=(40, 3))
+    rot = Rotation.random(random_state=5).as_matrix()
+    dst = 3.0 * src @ rot.T + np.array([0.5, 0.0, -1.0])
+    sim = rt.umeyama(src, dst, rotation=rot)
+    assert sim.scale == pytest.approx(3.0, rel=1e-9)
+    np.testing.assert_allclose(sim.translation, [0.5, 0.0, -1.0], atol=1e-9)
+
+
+def test_border_mask_marks_open_boundaries_only(tiny_template):
+    closed = rt.border_mask(tiny_template.num_verts, tiny_template.faces)
+    assert not closed.any()  # an icosphere has no boundary
+    open_faces = tiny_template.faces[1:]  # remove one triangle: a 3-vertex hole
+    mask = rt.border_mask(tiny_template.num_verts, open_faces, rings=0)
+    assert set(np.flatnonzero(mask)) == set(tiny_template.faces[0].tolist())

@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from topos_cli.errors import UsageError
-from topos_cli.render.shading_gl import GLSL
+from topos_cli.render.shading_gl import DEFINES, GLSL
 
 _VERTEX = """
 #version 330
@@ -46,10 +46,10 @@ _NEEDS = {"depth": {"mask", "depth", "position"}, "nrmspec": {"normal", "specula
           "albrough": {"albedo", "roughness"}, "uv": {"uv"}, "face": {"face_id", "bary"}, "color": {"color"}}
 
 
-def _fragment(outputs: tuple[str, ...]) -> str:
+def _fragment(outputs: tuple[str, ...], defines: tuple = ()) -> str:
     decl = "\n".join(f"layout(location = {i}) out {_OUTPUTS[o][0]} o_{o};" for i, o in enumerate(outputs))
     body = "\n    ".join(_OUTPUTS[o][3] for o in outputs)
-    shading = GLSL if "color" in outputs else ""
+    shading = "".join(f"#define {k} {v}\n" for k, v in defines) + GLSL if "color" in outputs else ""
     return f"""
 #version 330
 uniform sampler2D u_albedo;    // sRGB texture: sampled as linear RGB
@@ -127,10 +127,11 @@ class GLRasterizer:
         self._tex_cache: dict[int, object] = {}
         self._static: tuple | None = None
 
-    def _program(self, outputs: tuple[str, ...]):
-        if outputs not in self._programs:
-            self._programs[outputs] = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_fragment(outputs))
-        return self._programs[outputs]
+    def _program(self, outputs: tuple[str, ...], defines: tuple = ()):
+        key = (outputs, defines)
+        if key not in self._programs:
+            self._programs[key] = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_fragment(outputs, defines))
+        return self._programs[key]
 
     def _framebuffer(self, width: int, height: int, outputs: tuple[str, ...]):
         key = (width, height, outputs)
@@ -194,7 +195,9 @@ class GLRasterizer:
         faces = np.asarray(faces, np.int64)
         want = (set(passes or ALL_PASSES) - {"color"}) | {"mask"} | ({"color"} if shading else set())
         outputs = tuple(o for o in _OUTPUTS if want & _NEEDS[o])
-        prog = self._program(outputs)
+        shading = dict(shading or {})
+        defines = tuple((k, shading.pop(k)) for k in DEFINES if k in shading) if "color" in outputs else ()
+        prog = self._program(outputs, defines)
         nrm = _vertex_normals(verts, faces) if normals is None else np.asarray(normals, np.float32)
         col = np.full((len(verts), 3), 0.7, np.float32) if colors is None else np.asarray(colors, np.float32)
         remap, index, uvs = self._topology(faces, uv, uv_faces)
@@ -239,7 +242,11 @@ class GLRasterizer:
                 prog[f"u_{name}"].value = unit
         for name, value in uniforms.items():
             if name in prog:
-                prog[name].value = value
+                member = prog[name]
+                if isinstance(value, list):  # arrays may be shortened by the compiler to the part in use
+                    value = value[:member.array_length]
+                    value = value[0] if member.array_length == 1 else value
+                member.value = value
 
     def _topology(self, faces, uv, uv_faces):
         """Split vertices at uv seams once per topology: (remap (V',), index buffer, uv buffer), cached.

@@ -15,10 +15,12 @@ MAX_LIGHTS = 16
 
 GLSL = """
 const float PI = 3.14159265358979;
-uniform vec3 u_eye; uniform int u_model; uniform int u_nlights;
+// N_LIGHTS, GGX and HAS_ENV are compile-time constants (one program per rig shape): llvmpipe runs
+// fixed-count loops much faster than loops bounded by a uniform.
+uniform vec3 u_eye;
 uniform int u_lkind[16]; uniform vec3 u_lvec[16]; uniform vec3 u_lrad[16]; uniform float u_ldref2[16];
 uniform vec3 u_lnrm[16];
-uniform vec3 u_ambient; uniform int u_has_env; uniform vec3 u_sh[9];
+uniform vec3 u_ambient; uniform vec3 u_sh[9];
 
 void sh9(vec3 d, out float y[9]) {
     y[0] = 0.282095; y[1] = 0.488603 * d.y; y[2] = 0.488603 * d.z; y[3] = 0.488603 * d.x;
@@ -47,7 +49,7 @@ vec3 shade(vec3 p, vec3 normal, vec3 alb, float rough, float spec) {
     float a2 = alpha * alpha, k = alpha / 2.0;
     float g1v = nv / (nv * (1.0 - k) + k);
     vec3 col = alb * u_ambient;
-    for (int i = 0; i < u_nlights; i++) {
+    for (int i = 0; i < N_LIGHTS; i++) {
         vec3 l; vec3 rad = u_lrad[i];
         if (u_lkind[i] == 0) {
             l = normalize(u_lvec[i]);
@@ -60,7 +62,7 @@ vec3 shade(vec3 p, vec3 normal, vec3 alb, float rough, float spec) {
         }
         float nl = max(dot(n, l), 0.0);
         vec3 term = alb * nl;
-        if (u_model == 1 && nl > 0.0) {
+        if (GGX == 1 && nl > 0.0) {
             vec3 h = normalize(v + l);
             float nh = max(dot(n, h), 0.0), vh = max(dot(v, h), 0.0);
             float dd = nh * nh * (a2 - 1.0) + 1.0;
@@ -72,14 +74,14 @@ vec3 shade(vec3 p, vec3 normal, vec3 alb, float rough, float spec) {
         }
         col += term * rad;
     }
-    if (u_has_env == 1) {
+    if (HAS_ENV == 1) {
         const float irr_w[9] = float[9](1.0, 2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 0.25, 0.25, 0.25, 0.25, 0.25);
         float y[9];
         sh9(n, y);
         vec3 irr = vec3(0.0);
         for (int i = 0; i < 9; i++) irr += u_sh[i] * (y[i] * irr_w[i]);
         col += alb * max(irr, 0.0);
-        if (u_model == 1) {
+        if (GGX == 1) {
             vec3 r = normalize(2.0 * nv * n - v);
             vec3 rad = vec3(0.0);
             sh9(r, y);
@@ -94,8 +96,12 @@ vec3 shade(vec3 p, vec3 normal, vec3 alb, float rough, float spec) {
 """
 
 
+DEFINES = ("N_LIGHTS", "GGX", "HAS_ENV")
+
+
 def light_uniforms(rig: LightRig, eye, model: str) -> dict | None:
-    """Uniform values for `GLSL` from a rig, or None when it has more than MAX_LIGHTS light samples."""
+    """Uniform values (and the compile-time `DEFINES`) for `GLSL` from a rig, or None when it has more than
+    MAX_LIGHTS light samples."""
     kind, vec, rad, dref2, nrm = [], [], [], [], []
     ambient = np.zeros(3)
     sh = np.zeros((3, 9))
@@ -121,8 +127,8 @@ def light_uniforms(rig: LightRig, eye, model: str) -> dict | None:
         return None
     pad = MAX_LIGHTS - len(kind)
     tup = lambda rows: [tuple(float(x) for x in r) for r in rows] + [(0.0, 0.0, 0.0)] * pad  # noqa: E731
-    return {"u_eye": tuple(float(x) for x in eye), "u_model": int(model == "ggx"), "u_nlights": len(kind),
+    return {"u_eye": tuple(float(x) for x in eye), "N_LIGHTS": len(kind), "GGX": int(model == "ggx"),
             "u_lkind": list(kind) + [0] * pad, "u_lvec": tup(vec), "u_lrad": tup(rad),
             "u_ldref2": [float(x) for x in dref2] + [0.0] * pad, "u_lnrm": tup(nrm),
-            "u_ambient": tuple(float(x) for x in ambient), "u_has_env": has_env,
+            "u_ambient": tuple(float(x) for x in ambient), "HAS_ENV": has_env,
             "u_sh": [tuple(float(x) for x in sh[:, i]) for i in range(9)]}

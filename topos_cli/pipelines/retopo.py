@@ -87,15 +87,22 @@ class RetopoPipeline:
     def from_pretrained(cls, checkpoint: str | Path | None = None, template=None, device: str = "cpu",
                         use_vae: bool = True) -> RetopoPipeline:
         """Load the VAE checkpoint (default: the shipped one, if present) and its template."""
+        from topos_cli.errors import TemplateMismatch
+        from topos_cli.io.checkpoint import load_model, read_model_json
         from topos_cli.template import load_template
 
-        ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        if use_vae and (checkpoint is not None or (ckpt / "latest").is_file() or (ckpt / "model.json").is_file()):
-            from topos_cli.io.checkpoint import load_model, read_model_json
-
+        if use_vae and checkpoint is not None:  # asked for explicitly: a mismatch is an error
+            ckpt = Path(checkpoint)
             tpl = load_template(template) if template is not None else load_template(read_model_json(ckpt)["template"])
             return cls(tpl, load_model(ckpt, template=tpl, device=device), device)
-        return cls(load_template(template), None, device)
+        tpl = load_template(template)
+        shipped = DEFAULT_CHECKPOINT
+        if use_vae and ((shipped / "latest").is_file() or (shipped / "model.json").is_file()):
+            try:  # the shipped prior serves only the template it was trained for; others fit without it
+                return cls(tpl, load_model(shipped, template=tpl, device=device), device)
+            except TemplateMismatch:
+                pass
+        return cls(tpl, None, device)
 
     def vae_prior(self, cloud: rt.ScanCloud, seed: int) -> np.ndarray:
         """Decode the posterior mean of the (template-frame) scan samples: (V, 3) float64."""

@@ -17,7 +17,7 @@ label + 1 (0 = background; names in the record); face_id and visibility in `<ima
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -315,6 +315,9 @@ def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize:
     from topos_cli.render.renderer import Material
 
     path = opts.texture or (mesh_data.texture if mesh_data is not None else None)
+    if opts.random_texture and path is None and tpl is None:
+        raise TemplateMismatch("--random-textures paints the template's UV space, and this mesh is not in template "
+                               "topology (a .glb splits vertices at UV seams: use .obj/.ply, or topos retopo)")
     if path is None and tpl is not None and tpl.uv is not None and (opts.random_texture or synthesize):
         from topos_cli.render.textures import build_atlas
         from topos_cli.render.textures import synthesize as draw
@@ -587,7 +590,7 @@ def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_me
                                        f"paints the template's UV space (retopologise it first: topos retopo)")
             cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, per_mesh,
                                    lambda k, m=mesh_id: item_rng(seed, f"{m}-r{k:02d}:camera"))
-            base = _material(opts, data, cache, mesh=mesh)  # (Material, texture record or None)
+            base = _material(replace(opts, random_texture=False), data, cache, mesh=mesh)  # the pool draws instead
             for k, (cam, params) in enumerate(cams):
                 job = (out, opts, renderer, pool, fixed_rig, seed, force)
                 record, skipped = _dataset_image(job, item, mesh, tpl, base, f"{mesh_id}-r{k:02d}", cam, params)

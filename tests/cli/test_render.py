@@ -49,8 +49,13 @@ def test_single_picture_with_data_passes(tmp_path, tiny_template_dir, backend, r
     assert normal[24, 24, 2] > 0.95  # world normal at the centre faces the camera (+Z)
     region = read_image(rec["passes"]["region"])
     assert set(np.unique(region[mask])) <= {1, 2, 3, 4} and (region[~mask] == 0).all()
-    visible = np.load(rec["passes"]["ids"])["visible"]
+    ids = np.load(rec["passes"]["ids"])
+    visible = ids["visible"]
     assert 0.3 < visible.mean() < 0.7  # about the front half of a sphere
+    cols, rows = np.floor(ids["vertex_pixels"][visible]).astype(int).T
+    assert mask[rows, cols].all()  # visible vertices project onto the mask
+    cap = ids["vertex_depth"][visible] < dist - 5  # the part facing the camera (the limb is too steep at 48 px)
+    assert np.allclose(depth[rows, cols][cap], ids["vertex_depth"][visible][cap], atol=0.02 * dist)
 
 
 def test_dataset_mode_manifest_resume_and_seed(tmp_path, tiny_dataset, tiny_template_dir, egl):

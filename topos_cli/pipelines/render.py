@@ -11,7 +11,8 @@ Dataset layout written by `render_dataset` (STYLE.md 3.4):
 
 Pass encodings: color/albedo RGBA 8-bit sRGB (alpha = coverage); normal 16-bit RGB (n + 1) / 2; depth 16-bit
 camera z in units of 0.01 cm (0 = background); mask 8-bit; uv 16-bit RGB (u, v, coverage); region 8-bit
-label + 1 (0 = background; names in the record); face_id and visibility in `<image id>_ids.npz`.
+label + 1 (0 = background; names in the record); `<image id>_ids.npz` holds face_id (H, W) int32 (-1 =
+background) and, for the visibility pass, visible (V,) bool, vertex_pixels (V, 2) and vertex_depth (V,).
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def write_passes(stem: Path, images: dict, passes) -> dict:
         if "face_id" in images:
             arrays["face_id"] = images["face_id"].astype(np.int32)
         if "visibility" in images:
-            arrays["visible"] = images["visibility"]
+            arrays.update(visible=images["visibility"], vertex_pixels=images["vertex_pixels"],
+                          vertex_depth=images["vertex_depth"])
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)

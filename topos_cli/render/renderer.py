@@ -10,7 +10,8 @@ formulas; rigs with more than 16 light samples fall back to torch), so a picture
 backends only by rasterization and mip-selection round-off (tested). Output passes are numpy arrays, row 0 at the
 top: color/albedo (H, W, 4) float RGBA in sRGB [0, 1] (alpha = coverage), normal (H, W, 3) in [-1, 1],
 depth (H, W) camera z in cm (0 = background), mask (H, W) bool, uv (H, W, 2), face_id (H, W) int64 (-1),
-region (H, W) int64 label index (-1), and visibility: (V,) bool per mesh vertex.
+region (H, W) int64 label index (-1), and visibility: (V,) bool per mesh vertex (with vertex_pixels (V, 2)
+and vertex_depth (V,), the vertices projected by the camera).
 """
 
 from __future__ import annotations
@@ -247,7 +248,10 @@ def _data_passes(gb: dict, mesh: RenderMesh, camera: Camera, passes, ssaa: int, 
             labels = mesh.face_labels if mesh.face_labels is not None else np.zeros(len(mesh.faces), np.int64)
             out["region"] = np.where(fid >= 0, np.asarray(labels)[np.maximum(fid, 0)], -1)
     if "visibility" in passes:
-        out["visibility"] = vertex_visibility(_numpy(mesh.verts), camera, depth, mask)
+        verts = _numpy(mesh.verts)
+        out["visibility"] = vertex_visibility(verts, camera, depth, mask)
+        pix, z = camera.project(verts)
+        out["vertex_pixels"], out["vertex_depth"] = pix.astype(np.float32), z.astype(np.float32)
     return out
 
 

@@ -207,3 +207,24 @@ def test_differentiable_image_fits_a_translation(blob):
         loss.backward()
         opt.step()
     assert np.allclose(shift.detach().numpy()[:2], [1.5, -1.0], atol=0.3)
+
+
+def test_batched_rasterization_equals_one_by_one(blob):
+    verts, faces, uv = blob
+    cam = framed_camera(verts, 0.0, 0.0, 24)
+    batch = torch.tensor(np.stack([verts, verts * 0.8 + [1.0, 0.5, 0.0]]), dtype=torch.float32)  # (2, V, 3)
+    f = torch.tensor(faces)
+    clip = rt.to_clip(batch, cam.clip_matrix())
+    frags = rt.rasterize(clip, f, 24, 24, cam.near, cam.far)
+    depth = rt.to_image(rt.interpolate(clip[..., 3:4], f, frags, rt.barycentrics(clip, f, frags)), frags)
+    tex = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    uv_px = rt.interpolate(torch.tensor(uv), f, frags, rt.barycentrics(clip, f, frags))
+    colour = rt.to_image(rt.texture(tex, uv_px, batch=torch.div(frags.pix, 24 * 24, rounding_mode="floor")), frags)
+    for b in range(2):
+        one = rt.rasterize(clip[b:b + 1], f, 24, 24, cam.near, cam.far)
+        assert torch.equal(one.face_id[0], frags.face_id[b])
+        d1 = rt.to_image(rt.interpolate(clip[b:b + 1, :, 3:4], f, one, rt.barycentrics(clip[b:b + 1], f, one)), one)
+        assert torch.allclose(d1[0], depth[b])
+        c1 = rt.to_image(rt.texture(tex[b:b + 1], rt.interpolate(torch.tensor(uv), f, one,
+                                                                  rt.barycentrics(clip[b:b + 1], f, one))), one)
+        assert torch.allclose(c1[0], colour[b])

@@ -137,7 +137,11 @@ class GLRasterizer:
         key = (width, height, outputs)
         if key not in self._fbos:
             ctx = self.ctx
-            if len(self._fbos) > 8:
+            if len(self._fbos) > 8:  # many sizes (e.g. --ssaa plus thumbnails): free the GL objects
+                for fbo, targets in self._fbos.values():
+                    for tex in targets.values():
+                        tex.release()
+                    fbo.release()
                 self._fbos.clear()
             targets = {o: ctx.texture((width, height), _OUTPUTS[o][1], dtype=_OUTPUTS[o][2]) for o in outputs}
             depth = ctx.depth_renderbuffer((width, height))

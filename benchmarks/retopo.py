@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--json", default=None, help="write all rows to this JSON file")
+    parser.add_argument("--methods", default=None, help="comma list of topos variants to run (default: all)")
     args = parser.parse_args()
 
     import torch
@@ -144,6 +145,8 @@ def main() -> None:
             variants["vae_only"] = RetopoOptions(bases=False, refine=False)
         variants["bases_only"] = RetopoOptions(vae=False, refine=False)
         variants["rigid_template"] = RetopoOptions(vae=False, bases=False, refine=False)
+        if args.methods:
+            variants = {k: v for k, v in variants.items() if k in args.methods.split(",")}
         for name, opt in variants.items():
             t0, c0 = time.perf_counter(), time.process_time()
             res = pipe(sv, sf, options=opt, seed=0)

@@ -17,7 +17,8 @@ Pipeline (deterministic; about two minutes on one CPU core, most of it the fit-e
 3. Boundary curves (holes, seam, midline) are resampled with a spacing field given in 3D (PARAMS: finer on
    the face and where the surface bends), with ICT's 68 landmark vertices kept as fixed points. Interior points come
    from adaptive farthest-point sampling, then density-weighted centroidal relaxation in the chart plane
-   with constrained Delaunay triangulation (`triangle`, a build-only dependency) in between.
+   with Delaunay triangulation (scipy; every boundary segment is checked to be a Delaunay edge) in between,
+   and finally edge flips that raise the smallest 3D angle. No dependency beyond numpy/scipy.
 4. Every new vertex is a barycentric point of an ICT skin triangle, so positions and every basis are the
    same sparse linear interpolation W of ICT's arrays: `W @ (neutral + w @ modes) = verts + w @ (W @ modes)`.
 5. Regions are a hard partition from landmark-based rules; region bases are identity modes localised with
@@ -45,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from head_regions import REGION_RULES, make_regions, region_bases  # noqa: E402
 from head_report import fit_error, notice_text, pack_uv, readme_text, signed_areas, uv_report  # noqa: E402
 
-from topos_cli.geometry.mesh_ops import face_areas, mesh_quality  # noqa: E402
+from topos_cli.geometry.mesh_ops import face_angles, face_areas, mesh_quality  # noqa: E402
 from topos_cli.io.obj import ObjData, format_obj  # noqa: E402
 from topos_cli.template import boundary_loops, triangulate_polys  # noqa: E402
 
@@ -170,16 +171,6 @@ def build_charts(skin: dict) -> dict:
     return charts
 
 
-def _triangle():
-    """The `triangle` module (Shewchuk's Triangle via the LGPL binding): a build-time-only dependency."""
-    try:
-        import triangle
-    except ImportError:
-        raise SystemExit("this script needs the constrained Delaunay triangulator: pip install triangle "
-                         "(build time only; topos itself does not use it)") from None
-    return triangle
-
-
 def _front_chart(verts: np.ndarray, tris: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Face-chart triangles: ICT's face range minus the skin under the jaw (more than `chin_cut_cm` below the
     landmark jaw contour 8-12, flat beyond 12), which joins the neck in the back chart. Keeping the
@@ -242,8 +233,6 @@ def _smooth_labels(tris: np.ndarray, front: np.ndarray, allowed: np.ndarray, ite
 
 def _fill_holes(verts: np.ndarray, tris: np.ndarray, skin_border: set, on_mid: np.ndarray) -> np.ndarray:
     """Triangles closing the chart's hole openings (whole eye loop, half mouth closed along the midline)."""
-    triangle = _triangle()
-
     fills = []
     for loop in boundary_loops(tris):
         loop = [int(v) for v in loop]
@@ -265,16 +254,49 @@ def _fill_holes(verts: np.ndarray, tris: np.ndarray, skin_border: set, on_mid: n
             p = verts[poly]
             c = p - p.mean(0)
             axes = np.linalg.svd(c, full_matrices=False)[2]
-            xy = c @ axes[:2].T
-            seg = np.stack([np.arange(len(poly)), np.roll(np.arange(len(poly)), -1)], 1)
-            out = triangle.triangulate({"vertices": xy, "segments": seg}, "pQ")
-            if len(out["vertices"]) != len(poly):
-                raise SystemExit("could not fill a hole for flattening")
-            f = np.asarray(poly)[out["triangles"]]
+            f = np.asarray(poly)[ear_clip(c @ axes[:2].T)]
             # the fill must traverse the shared edge (poly[0], poly[1]) opposite to the chart triangle
             has = np.any((f == poly[0]) & (np.roll(f, -1, 1) == poly[1]))
             fills.append(f[:, ::-1] if has else f)
     return np.concatenate(fills) if fills else np.zeros((0, 3), np.int64)
+
+
+def ear_clip(xy: np.ndarray) -> np.ndarray:
+    """Triangulate a simple polygon (n,2) without new points, clipping the best-shaped ear first. (n-2,3)."""
+    idx = list(range(len(xy)))
+    if _polygon_area(xy) < 0:
+        idx = idx[::-1]
+    out = []
+    while len(idx) > 3:
+        best, best_q = None, -1.0
+        for k in range(len(idx)):
+            a, b, c = idx[k - 1], idx[k], idx[(k + 1) % len(idx)]
+            tri = np.array([[a, b, c]])
+            if signed_areas(xy, tri)[0] <= 0:
+                continue  # reflex corner
+            others = [i for i in idx if i not in (a, b, c)]
+            if others and _inside_triangle(xy[others], xy[a], xy[b], xy[c]).any():
+                continue
+            q = face_angles(np.c_[xy, np.zeros(len(xy))], tri).min()
+            if q > best_q:
+                best, best_q = k, q
+        if best is None:
+            raise SystemExit("could not fill a hole for flattening (self-intersecting loop)")
+        out.append([idx[best - 1], idx[best], idx[(best + 1) % len(idx)]])
+        idx.pop(best)
+    out.append(idx)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _polygon_area(xy: np.ndarray) -> float:
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+def _inside_triangle(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def cross(u, v, w):
+        return (v[0] - u[0]) * (w[..., 1] - u[1]) - (v[1] - u[1]) * (w[..., 0] - u[0])
+    return (cross(a, b, p) >= 0) & (cross(b, c, p) >= 0) & (cross(c, a, p) >= 0)
 
 
 def _unfold(uv: np.ndarray, tris: np.ndarray, u_zero: np.ndarray, iters: int = 200) -> np.ndarray:
@@ -453,34 +475,38 @@ def source_xyz(skin: dict, ids: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (skin["verts"][ids] * w[..., None]).sum(-2)
 
 
-def hole_points(uv: np.ndarray, loops: list[list[int]], index: dict[int, int]) -> np.ndarray:
-    """One point strictly inside each inner loop (triangulate the loop alone, take a triangle centroid)."""
-    triangle = _triangle()
+def cdt(uv: np.ndarray, loops: list[list[int]], index: dict[int, int]) -> np.ndarray:
+    """Delaunay triangles (F,3) of chart points inside the loops (even-odd rule), counter-clockwise.
 
-    holes = []
-    for loop in loops[1:]:
-        poly = uv[[index[p] for p in loop]]
-        seg = np.stack([np.arange(len(poly)), np.roll(np.arange(len(poly)), -1)], 1)
-        tri = triangle.triangulate({"vertices": poly, "segments": seg}, "pQ")
-        t = tri["triangles"]
-        areas = np.abs(signed_areas(tri["vertices"], t))
-        holes.append(tri["vertices"][t[areas.argmax()]].mean(0))
-    return np.asarray(holes).reshape(-1, 2)
-
-
-def cdt(uv: np.ndarray, loops: list[list[int]], index: dict[int, int], holes: np.ndarray) -> np.ndarray:
-    """Constrained Delaunay triangles (F,3) of chart points; boundary segments are never split."""
-    triangle = _triangle()
+    The boundary is sampled at least as densely as the interior, so every boundary segment is a Delaunay
+    edge (checked: SystemExit otherwise) and each triangle lies wholly inside or outside the domain.
+    """
+    from scipy.spatial import Delaunay
 
     seg = np.asarray([(index[a], index[b]) for loop in loops for a, b in zip(loop, loop[1:] + loop[:1], strict=True)])
-    data = {"vertices": uv, "segments": seg}
-    if len(holes):
-        data["holes"] = holes
-    out = triangle.triangulate(data, "pYYQ")
-    if len(out["vertices"]) != len(uv):
-        raise SystemExit("triangle added Steiner points; boundary curves intersect")
-    t = out["triangles"].astype(np.int64)
-    return t[signed_areas(uv, t) > 0]
+    t = Delaunay(uv).simplices.astype(np.int64)
+    area = signed_areas(uv, t)
+    t = np.where((area < 0)[:, None], t[:, ::-1], t)
+    t = t[np.abs(area) > 1e-12 * np.abs(area).max()]
+    t = t[_even_odd(uv[t].mean(1), uv[seg[:, 0]], uv[seg[:, 1]])]
+    edges = {tuple(e) for e in np.sort(np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]]), 1).tolist()}
+    missing = sum(tuple(sorted(e)) not in edges for e in seg.tolist())
+    if missing:
+        raise SystemExit(f"{missing} boundary segments are not Delaunay edges; sample the boundary more densely")
+    return t
+
+
+def _even_odd(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(Q,) True where points q lie inside the segment soup a->b by the even-odd rule (horizontal rays)."""
+    inside = np.zeros(len(q), bool)
+    for s in range(0, len(a), 512):
+        pa, pb = a[None, s:s + 512], b[None, s:s + 512]
+        qy, qx = q[:, None, 1], q[:, None, 0]
+        straddle = (pa[..., 1] > qy) != (pb[..., 1] > qy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = pa[..., 0] + (qy - pa[..., 1]) * (pb[..., 0] - pa[..., 0]) / (pb[..., 1] - pa[..., 1])
+        inside ^= (straddle & (x_at > qx)).sum(1) % 2 == 1
+    return inside
 
 
 def mesh_chart(name: str, chart: dict, skin: dict, sizing: Sizing, pts: Points, loops: list[list[int]],
@@ -511,12 +537,11 @@ def mesh_chart(name: str, chart: dict, skin: dict, sizing: Sizing, pts: Points, 
     uv_fixed = point_uv(chart, pts, fixed)
     uv_free = (chart["uv"][t[cand_tri[chosen]]] * cand_bary[chosen][..., None]).sum(1)
     index = {p: i for i, p in enumerate(fixed)}
-    holes = hole_points(uv_fixed, loops, index)
     uv_all = np.concatenate([uv_fixed, uv_free])
     n_fixed = len(fixed)
     vert_scale = _vertex_scale(chart, len(verts))
     for _ in range(PARAMS["relax_iters"]):
-        faces = cdt(uv_all, loops, index, holes)
+        faces = cdt(uv_all, loops, index)
         cen = uv_all[faces].mean(1)
         tri, bary = locate(chart, cen)
         src = t[tri]
@@ -531,7 +556,7 @@ def mesh_chart(name: str, chart: dict, skin: dict, sizing: Sizing, pts: Points, 
         moved = acc[n_fixed:] / np.maximum(tot[n_fixed:, None], 1e-30)
         ok = tot[n_fixed:] > 0
         uv_all[n_fixed:][ok] = moved[ok]
-    faces = cdt(uv_all, loops, index, holes)
+    faces = cdt(uv_all, loops, index)
     used = np.zeros(len(uv_all), bool)
     used[faces.ravel()] = True
     if not used[:n_fixed].all():
@@ -544,7 +569,48 @@ def mesh_chart(name: str, chart: dict, skin: dict, sizing: Sizing, pts: Points, 
     ids = list(fixed)
     for s, b in zip(t[tri], bary, strict=True):
         ids.append(pts.add(s, b))
+    faces = flip_for_quality(faces, uv_all, source_xyz(skin, *[a[ids] for a in pts.arrays()]))
     return ids, faces, uv_all
+
+
+def flip_for_quality(faces: np.ndarray, uv: np.ndarray, xyz: np.ndarray, passes: int = 10) -> np.ndarray:
+    """Flip interior edges where that raises the smaller 3D minimum angle of the two triangles and both new
+    triangles stay counter-clockwise in UV (removes slivers along nearly straight boundary runs)."""
+    faces = faces.copy()
+
+    def min_angle(tris):
+        return face_angles(xyz, tris).min(1)
+
+    for _ in range(passes):
+        e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        owner = np.tile(np.arange(len(faces)), 3)
+        key = np.sort(e, 1)
+        order = np.lexsort((key[:, 1], key[:, 0]))
+        same = np.all(key[order][1:] == key[order][:-1], axis=1)
+        pairs = np.stack([owner[order][:-1][same], owner[order][1:][same]], 1)
+        touched = np.zeros(len(faces), bool)
+        flips = 0
+        for f0, f1 in pairs.tolist():
+            if touched[f0] or touched[f1]:
+                continue
+            a, b = set(faces[f0].tolist()), set(faces[f1].tolist())
+            shared = a & b
+            if len(shared) != 2:
+                continue
+            p = (a - shared).pop()
+            q = (b - shared).pop()
+            k = faces[f0].tolist().index(p)
+            s0, s1 = faces[f0][(k + 1) % 3], faces[f0][(k + 2) % 3]  # f0 = (p, s0, s1), counter-clockwise
+            new = np.array([[p, s0, q], [p, q, s1]])
+            if (signed_areas(uv, new) <= 1e-15).any():
+                continue
+            if min_angle(new).min() > min_angle(faces[[f0, f1]]).min() + 1e-6:
+                faces[f0], faces[f1] = new
+                touched[[f0, f1]] = True
+                flips += 1
+        if not flips:
+            break
+    return faces
 
 
 def _vertex_scale(chart: dict, n: int) -> np.ndarray:

@@ -242,7 +242,6 @@ the chordal error of the coarser mesh, largest in the ear folds and at the inner
 ## Rebuild
 
 ```sh
-pip install triangle   # build-time only (constrained Delaunay); not a topos dependency
 python scripts/build_default_template.py --ict ../shared/data/ict_face_model_light.npz \\
     --out topos_cli/assets/templates/topos-head
 ```

@@ -50,7 +50,7 @@ def test_mesh_quality(tpl):
     assert s["components"] == 1 and s["unused_verts"] == 0
     assert s["edge_manifold"] and s["nonmanifold_edges"] == 0
     assert s["degenerate_faces"] == 0
-    assert s["min_angle_deg"] > 10.0
+    assert s["min_angle_deg"] > 20.0
     assert len(tpl.boundary_loops) == 4
     # consistently oriented: every interior edge is used once in each direction; normals point outward
     d = np.concatenate([tpl.faces[:, [0, 1]], tpl.faces[:, [1, 2]], tpl.faces[:, [2, 0]]])

@@ -138,3 +138,31 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert res.exit_code == 2 and "--trim" in res.stderr
     res = _run("align", pred, gt, "-o", tmp_path / "o.obj", "--yaws", "a,b")
     assert res.exit_code == 2 and "--yaws" in res.stderr
+
+
+def test_obj_materials_uvs_and_groups_are_kept_verbatim(tmp_path):
+    verts, faces = toy_head(2)
+    rot = rotation_from_euler(200.0, 0.0, 0.0)
+    moved = 0.5 * verts @ rot.T + 1.0
+    lines = ["# made by hand", "mtllib skin.mtl", "o head"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in moved]
+    lines += [f"vt {i / len(verts):.4f} 0.5" for i in range(len(verts))]
+    lines += ["g front", "usemtl skin"]
+    half = len(faces) // 2
+    lines += [f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}" for a, b, c in faces[:half]]
+    lines += ["g back", "usemtl hair"]
+    lines += [f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}" for a, b, c in faces[half:]]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "pred.obj").write_text("\n".join(lines) + "\n")
+    (tmp_path / "in" / "skin.mtl").write_text("newmtl skin\nmap_Kd skin.png\nnewmtl hair\n")
+    (tmp_path / "in" / "skin.png").write_bytes(b"not really a png")
+    save_mesh(tmp_path / "gt.ply", MeshData(verts=verts.astype(np.float32), faces=faces))
+    out = tmp_path / "out" / "aligned.obj"
+    res = _run("align", tmp_path / "in" / "pred.obj", tmp_path / "gt.ply", "-o", out, "--json", *FAST)
+    assert res.exit_code == 0, res.output
+    new = out.read_text().splitlines()
+    assert [ln for ln in new if not ln.startswith("v ")] == [ln for ln in lines if not ln.startswith("v ")]
+    assert (tmp_path / "out" / "skin.mtl").is_file() and (tmp_path / "out" / "skin.png").is_file()
+    pos = np.array([[float(v) for v in ln.split()[1:4]] for ln in new if ln.startswith("v ")])
+    diag = np.linalg.norm(verts.max(0) - verts.min(0))
+    assert np.abs(pos - verts).max() / diag < 1e-3

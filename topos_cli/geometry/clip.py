@@ -90,16 +90,19 @@ def clip_box_parts(
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     inside_v = ((verts >= lo) & (verts <= hi)).all(1)
     core = inside_v[faces].all(1)
-    out_v = verts.astype(np.float64)
-    out_f = faces[~core]
-    if len(out_f) == 0:
-        return core, out_v, out_f
+    rest = faces[~core]
+    if len(rest) == 0:
+        return core, verts.astype(np.float64), rest
+    used = np.unique(rest)  # slice a compact sub-mesh of the crossing/outside triangles only
+    sub_v, sub_f = verts[used].astype(np.float64), np.searchsorted(used, rest)
     for axis in range(3):
         normal = np.zeros(3)
         normal[axis] = 1.0
-        out_v, out_f = clip_halfspace(out_v, out_f, normal, float(hi[axis]))
-        out_v, out_f = clip_halfspace(out_v, out_f, -normal, -float(lo[axis]))
-    return core, out_v, out_f
+        sub_v, sub_f = clip_halfspace(sub_v, sub_f, normal, float(hi[axis]))
+        sub_v, sub_f = clip_halfspace(sub_v, sub_f, -normal, -float(lo[axis]))
+    # back to the full vertex array: old sub-vertices map to their originals, new ones are appended
+    remap = np.concatenate([used, len(verts) + np.arange(len(sub_v) - len(used))])
+    return core, np.concatenate([verts.astype(np.float64), sub_v[len(used):]]), remap[sub_f]
 
 
 def clip_to_box(

@@ -327,5 +327,62 @@ def transform_gltf_scene(src: str | Path, dst: str | Path, matrix: np.ndarray) -
     return dst
 
 
+
+def transform_obj_file(src: str | Path, dst: str | Path, matrix: np.ndarray) -> Path:
+    """Copy an OBJ with a similarity applied to its `v` (positions) and `vn` (normals) lines only.
+
+    Every other line (faces, `vt`, groups, `usemtl`, `mtllib`, comments) is kept byte for byte, so
+    connectivity, UVs, materials and vertex order cannot change. A referenced .mtl and its relative texture
+    maps are copied next to ``dst`` when it lies in another folder. Used by `topos align`.
+
+    Args:
+        src: input .obj.
+        dst: output .obj.
+        matrix: (4, 4) similarity (x' = M @ [x, 1]); normals are rotated by its rotation part.
+    """
+    src, dst = Path(src), Path(dst)
+    m = np.asarray(matrix, dtype=np.float64)
+    lin = m[:3, :3]
+    rot = lin / np.cbrt(np.linalg.det(lin))
+    out_lines, mtllibs = [], []
+    for line in src.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("v", "vn") and len(parts) >= 4:
+            try:
+                xyz = np.array([float(p) for p in parts[1:4]])
+            except ValueError:
+                raise MeshError(f"{src}: bad '{parts[0]}' line: {line[:60]}") from None
+            if parts[0] == "v":
+                new = lin @ xyz + m[:3, 3]
+            else:
+                new = rot @ xyz
+                new /= max(float(np.linalg.norm(new)), 1e-20)
+            line = " ".join([parts[0], *(f"{c:.9g}" for c in new), *parts[4:]])
+        elif parts and parts[0] == "mtllib":
+            mtllibs.append(line.split(None, 1)[1].strip())
+        out_lines.append(line)
+    with atomic_path(dst) as tmp:
+        tmp.write_text("\n".join(out_lines) + "\n")
+    if dst.parent.resolve() != src.parent.resolve():
+        for name in mtllibs:
+            _copy_relative(src.parent, dst.parent, name)
+            mtl = src.parent / name
+            if mtl.is_file():
+                for mline in mtl.read_text(errors="replace").splitlines():
+                    mparts = mline.split()
+                    if mparts and mparts[0].startswith("map_"):
+                        _copy_relative(src.parent, dst.parent, mparts[-1])
+    return dst
+
+
+def _copy_relative(src_dir: Path, dst_dir: Path, name: str) -> None:
+    """Copy src_dir/name to dst_dir/name for a relative name that exists (absolute names need no copy)."""
+    if Path(name).is_absolute() or not (src_dir / name).is_file() or (dst_dir / name).exists():
+        return
+    with atomic_path(dst_dir / name) as tmp:
+        shutil.copyfile(src_dir / name, tmp)
+
+
 __all__ = ["MeshData", "load_mesh", "save_mesh", "validate_mesh", "check_template_topology", "list_meshes",
-           "template_mesh", "format_ply", "MESH_SUFFIXES", "TemplateMismatch", "transform_gltf_scene"]
+           "template_mesh", "format_ply", "MESH_SUFFIXES", "TemplateMismatch", "transform_gltf_scene",
+           "transform_obj_file"]

@@ -108,11 +108,12 @@ def align_file(
 ) -> dict:
     """Align one pred file onto one gt file and write the moved prediction to ``out``.
 
-    GLB/glTF in and out: the similarity goes on the scene root (hierarchy and materials untouched);
-    otherwise the vertices are transformed and written in ``out``'s format with connectivity, UVs,
-    materials and vertex order kept.
+    GLB/glTF in and out: the similarity goes on the scene root (hierarchy and materials untouched); OBJ in
+    and out: only the `v`/`vn` lines change (faces, UVs, groups and materials are copied verbatim);
+    otherwise the vertices are transformed and written in ``out``'s format with connectivity, UVs and vertex
+    order kept.
     """
-    from topos_cli.io.mesh import load_mesh, save_mesh, transform_gltf_scene
+    from topos_cli.io.mesh import load_mesh, save_mesh, transform_gltf_scene, transform_obj_file
     from topos_cli.utils.seeding import item_rng
 
     pred_mesh, gt_mesh = load_mesh(pred), load_mesh(gt)
@@ -120,6 +121,8 @@ def align_file(
     gltf = (".glb", ".gltf")
     if pred.suffix.lower() in gltf and out.suffix.lower() in gltf:
         transform_gltf_scene(pred, out, result.matrix)
+    elif pred.suffix.lower() == ".obj" and out.suffix.lower() == ".obj":
+        transform_obj_file(pred, out, result.matrix)
     else:
         save_mesh(out, transformed(pred_mesh, result), texture=pred_mesh.texture)
     return {

@@ -180,3 +180,20 @@ def test_apply_normals_rotates_and_renormalises():
     assert np.allclose(out, [[1.0, 0.0, 0.0]], atol=1e-6)
     d = result.to_dict()
     assert d["scale"] == 3.0 and np.asarray(d["matrix"]).shape == (4, 4)
+
+
+def test_batched_gauss_newton_matches_the_per_point_reference():
+    from topos_cli.geometry.align import _gauss_newton_step, _gn_solve_batch, _rodrigues
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(60, 3))
+    b = a + 0.05 * rng.normal(size=(60, 3))
+    normals = rng.normal(size=(60, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    w = rng.random(60)
+    ds, d_rot, dt = _gauss_newton_step(a, b, normals, w, 0.2)  # explicit per-point Jacobians
+    c = w @ a / w.sum()
+    theta = _gn_solve_batch((a - c)[None], (a - b)[None], normals[None], w[None], 0.2)[0]  # closed form
+    assert np.exp(theta[0]) == pytest.approx(ds, rel=1e-9)
+    assert np.allclose(_rodrigues(theta[1:4]), d_rot, atol=1e-10)
+    assert np.allclose(c + theta[4:] - ds * d_rot @ c, dt, atol=1e-10)

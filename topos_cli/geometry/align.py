@@ -12,9 +12,10 @@ Two protocols (see README "Alignment"):
   (one-way trimmed residuals reward shrinking the source).
 * ``"robust"`` (default) — the same multi-start skeleton with the failure modes fixed: area-weighted surface
   samples instead of vertices (density independent), symmetric correspondences (target->source pairs penalise
-  shrinking), seed scoring on the symmetric residual (cannot prefer collapse), a scale guard, more rotation
-  seeds (yaw x 45 deg plus the 24 axis-aligned frames) screened cheaply, coarse-to-fine point counts, and a
-  final point-to-plane refinement whose per-direction overlap is estimated from the data (partial shells).
+  shrinking), seed scoring on the symmetric residual averaged over several trims (cannot prefer collapse, and
+  a partial shell cannot hide its distinctive part), a scale guard, more rotation starts (yaw every 45 deg,
+  +-20 deg pitch and roll, the 24 axis-aligned frames) pruned coarse to fine on growing sample counts, Gauss-
+  Newton point-to-plane steps, and a final refinement whose per-direction overlap is estimated from the data.
 """
 
 from __future__ import annotations

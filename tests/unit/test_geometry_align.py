@@ -197,3 +197,13 @@ def test_batched_gauss_newton_matches_the_per_point_reference():
     assert np.exp(theta[0]) == pytest.approx(ds, rel=1e-9)
     assert np.allclose(_rodrigues(theta[1:4]), d_rot, atol=1e-10)
     assert np.allclose(c + theta[4:] - ds * d_rot @ c, dt, atol=1e-10)
+
+
+def test_robust_point_cloud_onto_mesh():
+    verts, faces = toy_head(3)
+    rot = rotation_from_euler(100.0, 0.0, 0.0)
+    cloud = 2.0 * verts @ rot.T  # vertices only, no faces: normals come from local PCA
+    fast = {"tilts": (0.0,), "axis_frames": False, "final_points": 3000}
+    result = align_robust(cloud, None, verts, faces, rng=np.random.default_rng(0), **fast)
+    assert rotation_error_deg(result.rotation, rot.T) < 0.5
+    assert result.scale * 2.0 == pytest.approx(1.0, abs=5e-3)

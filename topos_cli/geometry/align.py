@@ -312,7 +312,8 @@ class _Cloud:
         if faces is None or len(faces) == 0:
             idx = rng.choice(len(verts), size=min(count, len(verts)), replace=False)
             pts = verts[idx]
-            return cls(pts, np.zeros_like(pts), cKDTree(pts))
+            tree = cKDTree(pts)
+            return cls(pts, pca_normals(pts, tree), tree)
         normals = face_normals(verts, faces, normalize=False)
         lengths = np.linalg.norm(normals, axis=1)
         pts, nrm = sample_points_normals(verts, faces, count, rng, normals=normals, lengths=lengths)
@@ -324,6 +325,15 @@ class _Cloud:
             return self
         pts = self.points[:count]
         return _Cloud(pts, self.normals[:count], cKDTree(pts), self.area)
+
+
+def pca_normals(points: np.ndarray, tree: cKDTree | None = None, k: int = 12) -> np.ndarray:
+    """(N, 3) unoriented unit normals of a point cloud: the least-variance direction of each k-neighbourhood."""
+    tree = cKDTree(points) if tree is None else tree
+    _, idx = tree.query(points, k=min(k, len(points)))
+    nbrs = points[idx] - points[idx].mean(1, keepdims=True)  # (N, k, 3)
+    _, vecs = np.linalg.eigh(np.einsum("nki,nkj->nij", nbrs, nbrs))
+    return vecs[:, :, 0]
 
 
 def _keep_adaptive(dist: np.ndarray, low_q: float, factor: float, min_keep: float) -> np.ndarray:

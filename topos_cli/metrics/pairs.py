@@ -116,7 +116,7 @@ def align_file(
     from topos_cli.io.mesh import load_mesh, save_mesh, transform_gltf_scene, transform_obj_file
     from topos_cli.utils.seeding import item_rng
 
-    pred_mesh, gt_mesh = load_mesh(pred), load_mesh(gt)
+    pred_mesh, gt_mesh = load_mesh(pred, allow_points=True), load_mesh(gt, allow_points=True)  # scans may be clouds
     result = fit_alignment(pred_mesh, gt_mesh, protocol=protocol, options=options, rng=item_rng(seed, stem))
     gltf = (".glb", ".gltf")
     if pred.suffix.lower() in gltf and out.suffix.lower() in gltf:

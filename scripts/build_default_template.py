@@ -43,10 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from head_geometry import ear_clip, even_odd, flip_for_quality  # noqa: E402
 from head_regions import REGION_RULES, make_regions, region_bases  # noqa: E402
 from head_report import fit_error, notice_text, pack_uv, readme_text, signed_areas, uv_report  # noqa: E402
 
-from topos_cli.geometry.mesh_ops import face_angles, face_areas, mesh_quality  # noqa: E402
+from topos_cli.geometry.mesh_ops import face_areas, mesh_quality  # noqa: E402
 from topos_cli.io.obj import ObjData, format_obj  # noqa: E402
 from topos_cli.template import boundary_loops, triangulate_polys  # noqa: E402
 
@@ -261,44 +262,6 @@ def _fill_holes(verts: np.ndarray, tris: np.ndarray, skin_border: set, on_mid: n
     return np.concatenate(fills) if fills else np.zeros((0, 3), np.int64)
 
 
-def ear_clip(xy: np.ndarray) -> np.ndarray:
-    """Triangulate a simple polygon (n,2) without new points, clipping the best-shaped ear first. (n-2,3)."""
-    idx = list(range(len(xy)))
-    if _polygon_area(xy) < 0:
-        idx = idx[::-1]
-    out = []
-    while len(idx) > 3:
-        best, best_q = None, -1.0
-        for k in range(len(idx)):
-            a, b, c = idx[k - 1], idx[k], idx[(k + 1) % len(idx)]
-            tri = np.array([[a, b, c]])
-            if signed_areas(xy, tri)[0] <= 0:
-                continue  # reflex corner
-            others = [i for i in idx if i not in (a, b, c)]
-            if others and _inside_triangle(xy[others], xy[a], xy[b], xy[c]).any():
-                continue
-            q = face_angles(np.c_[xy, np.zeros(len(xy))], tri).min()
-            if q > best_q:
-                best, best_q = k, q
-        if best is None:
-            raise SystemExit("could not fill a hole for flattening (self-intersecting loop)")
-        out.append([idx[best - 1], idx[best], idx[(best + 1) % len(idx)]])
-        idx.pop(best)
-    out.append(idx)
-    return np.asarray(out, dtype=np.int64)
-
-
-def _polygon_area(xy: np.ndarray) -> float:
-    x, y = xy[:, 0], xy[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
-
-
-def _inside_triangle(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    def cross(u, v, w):
-        return (v[0] - u[0]) * (w[..., 1] - u[1]) - (v[1] - u[1]) * (w[..., 0] - u[0])
-    return (cross(a, b, p) >= 0) & (cross(b, c, p) >= 0) & (cross(c, a, p) >= 0)
-
-
 def _unfold(uv: np.ndarray, tris: np.ndarray, u_zero: np.ndarray, iters: int = 200) -> np.ndarray:
     """Remove LSCM's few fold-overs (thin ICT triangles at lip and eye corners): move the vertices of
     flipped triangles to the mean of their neighbours until none is flipped."""
@@ -488,25 +451,12 @@ def cdt(uv: np.ndarray, loops: list[list[int]], index: dict[int, int]) -> np.nda
     area = signed_areas(uv, t)
     t = np.where((area < 0)[:, None], t[:, ::-1], t)
     t = t[np.abs(area) > 1e-12 * np.abs(area).max()]
-    t = t[_even_odd(uv[t].mean(1), uv[seg[:, 0]], uv[seg[:, 1]])]
+    t = t[even_odd(uv[t].mean(1), uv[seg[:, 0]], uv[seg[:, 1]])]
     edges = {tuple(e) for e in np.sort(np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]]), 1).tolist()}
     missing = sum(tuple(sorted(e)) not in edges for e in seg.tolist())
     if missing:
         raise SystemExit(f"{missing} boundary segments are not Delaunay edges; sample the boundary more densely")
     return t
-
-
-def _even_odd(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(Q,) True where points q lie inside the segment soup a->b by the even-odd rule (horizontal rays)."""
-    inside = np.zeros(len(q), bool)
-    for s in range(0, len(a), 512):
-        pa, pb = a[None, s:s + 512], b[None, s:s + 512]
-        qy, qx = q[:, None, 1], q[:, None, 0]
-        straddle = (pa[..., 1] > qy) != (pb[..., 1] > qy)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_at = pa[..., 0] + (qy - pa[..., 1]) * (pb[..., 0] - pa[..., 0]) / (pb[..., 1] - pa[..., 1])
-        inside ^= (straddle & (x_at > qx)).sum(1) % 2 == 1
-    return inside
 
 
 def mesh_chart(name: str, chart: dict, skin: dict, sizing: Sizing, pts: Points, loops: list[list[int]],
@@ -571,46 +521,6 @@ def mesh_chart(name: str, chart: dict, skin: dict, sizing: Sizing, pts: Points, 
         ids.append(pts.add(s, b))
     faces = flip_for_quality(faces, uv_all, source_xyz(skin, *[a[ids] for a in pts.arrays()]))
     return ids, faces, uv_all
-
-
-def flip_for_quality(faces: np.ndarray, uv: np.ndarray, xyz: np.ndarray, passes: int = 10) -> np.ndarray:
-    """Flip interior edges where that raises the smaller 3D minimum angle of the two triangles and both new
-    triangles stay counter-clockwise in UV (removes slivers along nearly straight boundary runs)."""
-    faces = faces.copy()
-
-    def min_angle(tris):
-        return face_angles(xyz, tris).min(1)
-
-    for _ in range(passes):
-        e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-        owner = np.tile(np.arange(len(faces)), 3)
-        key = np.sort(e, 1)
-        order = np.lexsort((key[:, 1], key[:, 0]))
-        same = np.all(key[order][1:] == key[order][:-1], axis=1)
-        pairs = np.stack([owner[order][:-1][same], owner[order][1:][same]], 1)
-        touched = np.zeros(len(faces), bool)
-        flips = 0
-        for f0, f1 in pairs.tolist():
-            if touched[f0] or touched[f1]:
-                continue
-            a, b = set(faces[f0].tolist()), set(faces[f1].tolist())
-            shared = a & b
-            if len(shared) != 2:
-                continue
-            p = (a - shared).pop()
-            q = (b - shared).pop()
-            k = faces[f0].tolist().index(p)
-            s0, s1 = faces[f0][(k + 1) % 3], faces[f0][(k + 2) % 3]  # f0 = (p, s0, s1), counter-clockwise
-            new = np.array([[p, s0, q], [p, q, s1]])
-            if (signed_areas(uv, new) <= 1e-15).any():
-                continue
-            if min_angle(new).min() > min_angle(faces[[f0, f1]]).min() + 1e-6:
-                faces[f0], faces[f1] = new
-                touched[[f0, f1]] = True
-                flips += 1
-        if not flips:
-            break
-    return faces
 
 
 def _vertex_scale(chart: dict, n: int) -> np.ndarray:
@@ -737,8 +647,10 @@ def name_loops(verts: np.ndarray, faces: np.ndarray) -> dict[str, list[int]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ict", type=Path, default=REPO.parent / "shared/data/ict_face_model_light.npz")
-    ap.add_argument("--out", type=Path, default=REPO / "topos_cli/assets/templates/topos-head")
+    ap.add_argument("--ict", type=Path, default=REPO.parent / "shared/data/ict_face_model_light.npz",
+                    help="ICT FaceKit 'Face Model Light' archive (default: ../shared/data/ict_face_model_light.npz)")
+    ap.add_argument("--out", type=Path, default=REPO / "topos_cli/assets/templates/topos-head",
+                    help="template folder to write (default: the bundled topos-head)")
     args = ap.parse_args(argv)
     if not args.ict.is_file():
         print(f"error: ICT FaceKit archive not found at {args.ict}; pass --ict PATH", file=sys.stderr)

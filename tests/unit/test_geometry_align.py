@@ -96,7 +96,7 @@ def test_rotation_helpers():
     ("yaw", "pitch", "scale"),
     [
         (180.0, 0.0, 0.3),
-        (135.0, 15.0, 3.0),
+        pytest.param(135.0, 15.0, 3.0, marks=pytest.mark.slow),
         pytest.param(180.0, 10.0, 0.6, marks=pytest.mark.slow),
         pytest.param(20.0, 0.0, 1.25, marks=pytest.mark.slow),
     ],
@@ -154,7 +154,7 @@ def test_robust_full_head_onto_frontal_shell():
 def test_robust_is_deterministic_for_a_seed():
     verts, faces = toy_head(3)
     src = verts @ rotation_from_euler(200.0).T
-    fast = {"tilts": (0.0,), "axis_frames": False, "final_points": 2000}
+    fast = {"yaws": (0.0, 180.0), "tilts": (0.0,), "axis_frames": False, "final_points": 1000}
     a = align_robust(src, faces, verts, faces, rng=np.random.default_rng(7), **fast)
     b = align_robust(src, faces, verts, faces, rng=np.random.default_rng(7), **fast)
     assert np.array_equal(a.matrix, b.matrix) and a.residual == b.residual

@@ -207,3 +207,16 @@ def test_robust_point_cloud_onto_mesh():
     result = align_robust(cloud, None, verts, faces, rng=np.random.default_rng(0), **fast)
     assert rotation_error_deg(result.rotation, rot.T) < 0.5
     assert result.scale * 2.0 == pytest.approx(1.0, abs=5e-3)
+
+
+def test_align_similarity_dispatches_both_protocols():
+    from topos_cli.geometry.align import align_similarity
+
+    verts, faces = toy_head(2)
+    src = 1.5 * verts @ rotation_from_euler(10.0).T
+    topos = align_similarity(src, faces, verts, faces, protocol="topos", yaws=(0.0,), scales=(1.0,))
+    robust = align_similarity(src, faces, verts, faces, tilts=(0.0,), axis_frames=False, final_points=1000)
+    assert topos.protocol == "topos" and robust.protocol == "robust"
+    assert robust.scale == pytest.approx(1 / 1.5, rel=1e-3)
+    with pytest.raises(ValueError, match="protocol"):
+        align_similarity(src, faces, verts, faces, protocol="icp")

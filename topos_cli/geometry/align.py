@@ -714,3 +714,34 @@ def align_robust(
         n += done
     info = {"overlap_src": float(frac[0]), "overlap_dst": float(frac[1])}
     return AlignResult(s, rot, t, rms, rms / bbox_diagonal(dst_all.points), n, "robust", seed, info)
+
+
+def align_similarity(
+    src_verts: np.ndarray,
+    src_faces: np.ndarray | None,
+    dst_verts: np.ndarray,
+    dst_faces: np.ndarray | None,
+    *,
+    protocol: str = "robust",
+    rng: np.random.Generator | None = None,
+    **options,
+) -> AlignResult:
+    """Similarity (s, R, t) mapping a source surface onto a fixed target: the one entry point for other modules.
+
+    Args:
+        src_verts, src_faces: (N, 3) float and (F, 3) int source mesh (faces may be None: a point cloud).
+        dst_verts, dst_faces: the target, fixed.
+        protocol: "robust" (default, `align_robust`) or "topos" (the paper's procedure, `align_topos`, which
+            uses the vertices only).
+        rng: numpy Generator for the robust protocol's samples (default: seed 0).
+        **options: passed to the protocol's function (trim, yaws, scales, final_iters, ...).
+
+    Returns:
+        AlignResult; ``result.apply(src_verts)`` lands on the target.
+    """
+    if protocol == "topos":
+        return align_topos(src_verts, dst_verts, **options)
+    if protocol != "robust":
+        raise ValueError(f"protocol must be 'robust' or 'topos', not {protocol!r}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    return align_robust(src_verts, src_faces, dst_verts, dst_faces, rng=rng, **options)

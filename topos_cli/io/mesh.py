@@ -306,7 +306,11 @@ def transform_gltf_scene(src: str | Path, dst: str | Path, matrix: np.ndarray) -
         dst: output path; .glb writes binary glTF, .gltf JSON glTF (buffers as in the input).
         matrix: (4, 4) column-vector transform (x' = M @ [x, 1]).
     """
-    from pygltflib import GLTF2, Node
+    try:
+        from pygltflib import GLTF2, Node
+    except ImportError:
+        raise MeshError("moving a glTF scene root needs pygltflib: pip install pygltflib "
+                        "(or write another format, e.g. -o aligned.ply)") from None
 
     src, dst = Path(src), Path(dst)
     try:

@@ -125,8 +125,8 @@ def augment(input: str | Path | None, out: str | Path, template: str | Path | No
         PartialFailure: some base meshes were unusable (listed in OUT/failures.jsonl); the rest was written.
     """
     from topos_cli.geometry.augment import AugmentConfig, batch_deltas, sample_coefficients
-    from topos_cli.io.manifest import Shard, merge_manifest, run_meta, split_for, write_failures, write_meta
     from topos_cli.io.fs import write_bytes
+    from topos_cli.io.manifest import Shard, merge_manifest, run_meta, split_for, write_failures, write_meta
     from topos_cli.io.mesh import MeshData, format_ply
     from topos_cli.utils.log import progress as bar
     from topos_cli.utils.seeding import item_rng, item_seed
@@ -213,33 +213,12 @@ def _check_bases(tpl: Template, config, regions_requested: bool) -> None:
 
 
 def _augment_bases(input: str | Path | None, tpl: Template) -> list[dict]:
-    """Resolve INPUT into base records {"id", "mesh" | "verts", ...}."""
-    from topos_cli.io.manifest import MANIFEST, read_jsonl, read_manifest
-    from topos_cli.io.mesh import MESH_SUFFIXES, list_meshes
+    """Resolve INPUT into base records {"id", "mesh" | "verts", ...} (None: the template's rest mesh)."""
+    from topos_cli.io.manifest import resolve_inputs
 
     if input is None or str(input) in ("", "template"):
         return [{"id": tpl.name, "verts": tpl.verts}]
-    if str(input) == "-":
-        records = read_jsonl("-")
-    else:
-        path = Path(input)
-        if not path.exists():
-            raise UsageError(f"{path}: no such file or folder")
-        if path.is_dir() and (path / MANIFEST).is_file():
-            records = read_manifest(path)
-        elif path.is_dir():
-            records = [{"id": p.stem, "mesh": str(p)} for p in list_meshes(path)]
-            if not records:
-                raise UsageError(f"{path} holds no mesh files ({', '.join(MESH_SUFFIXES)}) and no manifest.jsonl")
-        elif path.suffix.lower() in MESH_SUFFIXES:
-            records = [{"id": path.stem, "mesh": str(path)}]
-        else:
-            raise UsageError(f"{path}: expected a mesh file, a folder of meshes or a dataset folder")
-    for i, rec in enumerate(records):
-        if "mesh" not in rec:
-            raise UsageError(f"input record {i + 1} has no 'mesh' field")
-        rec.setdefault("id", Path(rec["mesh"]).stem)
-    return records
+    return resolve_inputs(input)
 
 
 # ----------------------------------------------------------------------------------------------- run

@@ -165,3 +165,31 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def resolve_inputs(input: str | Path) -> list[dict]:
+    """A command's INPUT as records {"id", "mesh", ...}: a mesh file, a folder of meshes, a dataset folder
+    (its manifest, paths made absolute) or '-' (JSON lines on stdin). Ids default to the file stem."""
+    from topos_cli.io.mesh import MESH_SUFFIXES, list_meshes
+
+    if str(input) == "-":
+        records = read_jsonl("-")
+    else:
+        path = Path(input)
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_dir() and (path / MANIFEST).is_file():
+            records = read_manifest(path)
+        elif path.is_dir():
+            records = [{"id": p.stem, "mesh": str(p)} for p in list_meshes(path)]
+            if not records:
+                raise UsageError(f"{path} holds no mesh files ({', '.join(MESH_SUFFIXES)}) and no manifest.jsonl")
+        elif path.suffix.lower() in MESH_SUFFIXES:
+            records = [{"id": path.stem, "mesh": str(path)}]
+        else:
+            raise UsageError(f"{path}: expected a mesh file ({', '.join(MESH_SUFFIXES)}), a folder or a dataset")
+    for i, rec in enumerate(records):
+        if "mesh" not in rec:
+            raise UsageError(f"input record {i + 1} has no 'mesh' field")
+        rec.setdefault("id", Path(rec["mesh"]).stem)
+    return records

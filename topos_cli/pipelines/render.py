@@ -97,32 +97,11 @@ def _face_labels(tpl) -> np.ndarray:
 
 def resolve_items(input) -> list[dict]:
     """INPUT as records {"id", "mesh" | "verts"}: None (template), a mesh, a folder, a dataset folder, '-'."""
-    from topos_cli.io.manifest import MANIFEST, read_jsonl, read_manifest
-    from topos_cli.io.mesh import MESH_SUFFIXES, list_meshes
+    from topos_cli.io.manifest import resolve_inputs
 
     if input is None or str(input) in ("", "template"):
         return [{"id": "template", "verts": True}]
-    if str(input) == "-":
-        records = read_jsonl("-")
-    else:
-        path = Path(input)
-        if not path.exists():
-            raise UsageError(f"{path}: no such file or folder")
-        if path.is_dir() and (path / MANIFEST).is_file():
-            records = read_manifest(path)
-        elif path.is_dir():
-            records = [{"id": p.stem, "mesh": str(p)} for p in list_meshes(path)]
-            if not records:
-                raise UsageError(f"{path} holds no mesh files ({', '.join(MESH_SUFFIXES)}) and no manifest.jsonl")
-        elif path.suffix.lower() in MESH_SUFFIXES:
-            records = [{"id": path.stem, "mesh": str(path)}]
-        else:
-            raise UsageError(f"{path}: expected a mesh file ({', '.join(MESH_SUFFIXES)}), a folder or a dataset")
-    for i, rec in enumerate(records):
-        if "mesh" not in rec:
-            raise UsageError(f"input record {i + 1} has no 'mesh' field")
-        rec.setdefault("id", Path(rec["mesh"]).stem)
-    return records
+    return resolve_inputs(input)
 
 
 def resolve_lighting(spec: str):

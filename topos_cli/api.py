@@ -522,7 +522,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
               template: str | Path | None = None, steps: int = 1000, batch: int = 8, lr: float = 1e-3,
               points: int = 2048, seed: int = 0, resume: bool = False, device: str = "auto",
               ckpt_every: int = 200, log_every: int = 10, time_limit: float = 0.0, workers: int = 0,
-              ema_decay: float = 0.999, on_log=None) -> dict:
+              ema_decay: float = 0.999, kl_warmup: int = 0, on_log=None) -> dict:
     """Train TOPOS-VAE (`topos train vae`); checkpoints in OUT (step-XXXXXXXXX/, latest, log.jsonl).
 
     Args:
@@ -533,6 +533,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         resume: continue from OUT/latest (required when OUT already has checkpoints).
         device: auto, cpu, cuda. ckpt_every/log_every: in steps. time_limit: seconds (0: none).
         ema_decay: decay of the EMA weights that inference loads (lower for short runs).
+        kl_warmup: steps over which the KL weight ramps from 0 to its value (against posterior collapse).
 
     Returns:
         The last log record.
@@ -572,7 +573,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
                       ema_decay=ema_decay)
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, run_meta("train vae", seed=seed, template=tpl, data=str(data), config=config, args=args))
-    return train(VaeTask(model, tpl), dataset, cfg, out, device=_torch_device(device), resume=resume,
+    return train(VaeTask(model, tpl, kl_warmup), dataset, cfg, out, device=_torch_device(device), resume=resume,
                  meta={"config": config, "data": str(data) if data else "synthetic"}, on_log=on_log)
 
 

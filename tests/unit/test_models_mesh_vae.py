@@ -108,3 +108,19 @@ def test_hierarchy_levels_shrink_and_cover(tiny_template):
         assert set(np.unique(fine.parent)) == set(range(len(coarse.positions)))  # every coarse node used
         assert coarse.edges.max() < len(coarse.positions)
     assert build_hierarchy(tiny_template.verts, tiny_template.edges, levels=2, factor=3.0) is levels  # cached
+
+
+def test_vae_losses_zero_for_identical_meshes_and_kl_warmup(tiny_template):
+    from topos_cli.train.vae import interior_edges, signed_dihedral, vae_losses
+
+    verts = torch.tensor(tiny_template.verts)[None]
+    faces = torch.from_numpy(tiny_template.faces)
+    edges = interior_edges(tiny_template.faces)
+    assert len(edges.edge) == len(tiny_template.edges)  # a closed sphere: every edge is interior
+    mean, logvar = torch.ones(1, 4, 2), torch.zeros(1, 4, 2)
+    terms = vae_losses(verts, verts, mean, logvar, faces, edges, radius=10.0)
+    for key in ("vertex", "normal", "angle", "dihedral"):
+        assert float(terms[key]) == pytest.approx(0.0, abs=1e-6)
+    assert float(terms["kl"]) == pytest.approx(0.5)  # 0.5 * (mu^2 + 1 - 1 - 0), mu = 1
+    assert float(vae_losses(verts, verts, mean, logvar, faces, edges, 10.0, kl_scale=0.0)["total"]) < 1e-6
+    assert float(signed_dihedral(verts, faces, edges).abs().max()) < 0.6  # convex, no folds

@@ -38,6 +38,7 @@ def vae(
     time_limit: Annotated[float, typer.Option(help="Stop (with a checkpoint) after this many seconds; 0: none.")] = 0.0,
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     ema_decay: Annotated[float, typer.Option(help="EMA decay of the inference weights.")] = 0.999,
+    kl_warmup: Annotated[int, typer.Option(help="Steps over which the KL weight ramps up from 0.")] = 0,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     json: JsonOpt = False,
@@ -54,6 +55,6 @@ def vae(
     last = api.train_vae(data, out, config=config, args=overrides, template=template, steps=steps, batch=batch,
                          lr=lr, points=points, seed=seed, resume=resume, device=device, ckpt_every=ckpt_every,
                          log_every=log_every, time_limit=time_limit, workers=workers,
-                         ema_decay=ema_decay)
+                         ema_decay=ema_decay, kl_warmup=kl_warmup)
     emit_json({"out": str(out.resolve()), **last}) if json else print(out)
     console.print(f"train vae: step {last.get('step')} loss {last.get('total')} -> {out}")

@@ -143,6 +143,7 @@ def train(task, dataset, cfg: TrainConfig, out: str | Path, *, device: str = "cp
     for step, batch in enumerate(batches, start=start):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step * world + rank)
+        task.step = step
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             terms = task.loss(net, batch, gen)
         opt.zero_grad(set_to_none=True)

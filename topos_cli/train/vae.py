@@ -62,13 +62,14 @@ def signed_dihedral(verts: torch.Tensor, faces: torch.Tensor, edges: InteriorEdg
 
 
 def vae_losses(pred: torch.Tensor, gt: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-               faces: torch.Tensor, edges: InteriorEdges, radius: float) -> dict[str, torch.Tensor]:
+               faces: torch.Tensor, edges: InteriorEdges, radius: float, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
     """All loss terms and their weighted sum under 'total'.
 
     Args:
         pred, gt: (B, V, 3) vertices in cm.
         mean, logvar: (B, N, d) posterior.
         faces: (F, 3) int64; edges: interior edges of `faces`; radius: cm per normalised unit.
+        kl_scale: multiplier of the KL weight (KL warm-up against posterior collapse).
     """
     pred_n, gt_n = pred / radius, gt / radius
     terms = {
@@ -78,7 +79,7 @@ def vae_losses(pred: torch.Tensor, gt: torch.Tensor, mean: torch.Tensor, logvar:
         "dihedral": (signed_dihedral(pred_n, faces, edges) - signed_dihedral(gt_n, faces, edges)).abs().mean(),
         "kl": 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean(),
     }
-    terms["total"] = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
+    terms["total"] = sum(LOSS_WEIGHTS[k] * v * (kl_scale if k == "kl" else 1.0) for k, v in terms.items())
     return terms
 
 
@@ -87,8 +88,9 @@ class VaeTask:
 
     name = "mesh-vae"
 
-    def __init__(self, model, template):
+    def __init__(self, model, template, kl_warmup: int = 0):
         self.model, self.template = model, template
+        self.kl_warmup, self.step = kl_warmup, 0  # the loop sets `step` before each batch
         self.faces = torch.from_numpy(template.faces)
         self.edges = interior_edges(template.faces)
 
@@ -104,5 +106,6 @@ class VaeTask:
             self.model.latent_mean.lerp_(out["mean"].float().mean(0), mom)
             var = (out["mean"].float() - self.model.latent_mean).square().mean(0) + out["logvar"].float().exp().mean(0)
             self.model.latent_std.lerp_(var.sqrt(), mom)
+        kl_scale = min(1.0, self.step / self.kl_warmup) if self.kl_warmup > 0 else 1.0
         return vae_losses(out["verts"].float(), batch["verts"], out["mean"].float(), out["logvar"].float(),
-                          self.faces, self.edges, self.model.radius)
+                          self.faces, self.edges, self.model.radius, kl_scale)

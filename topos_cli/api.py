@@ -11,12 +11,12 @@ its outputs atomically and returns plain data (what `--json` prints). Errors a u
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from topos_cli.errors import MeshError, PartialFailure, ToposError, UsageError
+from topos_cli.io.manifest import BatchResult
 from topos_cli.template import Template, load_template
 
 
@@ -93,16 +93,6 @@ def _read_json(path: str | Path):
 
 
 # ----------------------------------------------------------------------------------------------- augment
-@dataclass
-class BatchResult:
-    """Outcome of a batch command: records written, items skipped as already done, failures."""
-
-    out: Path
-    records: list[dict] = field(default_factory=list)
-    skipped: int = 0
-    failures: list[dict] = field(default_factory=list)
-
-
 def augment(input: str | Path | None, out: str | Path, template: str | Path | None = None, copies: int = 4,
             seed: int = 0, regions: bool = True, identity_sigma: float = 0.0, identity_modes: int | None = None,
             expressions: int = 0, expression_max: float = 1.0, include_base: bool = False,

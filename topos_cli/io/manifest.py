@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from topos_cli.errors import UsageError
@@ -21,6 +21,16 @@ from topos_cli.io.fs import write_json, write_text
 MANIFEST = "manifest.jsonl"
 META = "meta.json"
 FAILURES = "failures.jsonl"
+
+
+@dataclass
+class BatchResult:
+    """Outcome of a batch command: records written, items skipped as already done, failures."""
+
+    out: Path
+    records: list[dict] = field(default_factory=list)
+    skipped: int = 0
+    failures: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

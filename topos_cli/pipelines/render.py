@@ -18,24 +18,20 @@ background) and, for the visibility pass, visible (V,) bool, vertex_pixels (V, 2
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from topos_cli.errors import TemplateMismatch, ToposError, UsageError
+from topos_cli.io.manifest import BatchResult
 
 DEPTH_SCALE_CM = 0.01
 DATA_SUFFIXES = {"color": "", "albedo": "_albedo", "normal": "_normal", "depth": "_depth", "mask": "_mask",
                  "uv": "_uv", "region": "_region"}
 
 
-@dataclass
-class RenderJobResult:
-    out: Path
-    records: list[dict] = field(default_factory=list)
-    skipped: int = 0
-    failures: list[dict] = field(default_factory=list)
+RenderJobResult = BatchResult  # one batch-outcome type for every command
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -444,20 +444,7 @@ def _plain(options: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
 
 
-CSV_COLUMNS = (
-    "id",
-    "chamfer_l1",
-    "accuracy",
-    "completeness",
-    "normal_consistency",
-    "precision",
-    "recall",
-    "fscore",
-    "clip_area_kept",
-    "v2v_mean",
-    "v2v_max",
-    "align_residual_rel",
-)
+CSV_COLUMNS = ("id", *SUMMARY_KEYS)
 
 
 def report_csv(report: dict) -> str:

@@ -83,13 +83,9 @@ def template_import(mesh: str | Path, out: str | Path, name: str | None = None,
 
 
 def _read_json(path: str | Path):
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{p}: no such file")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{p} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    from topos_cli.io.fs import read_json
+
+    return read_json(path)
 
 
 # ----------------------------------------------------------------------------------------------- augment

@@ -16,7 +16,6 @@ the same topology but different shapes share it.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from topos_cli.errors import TemplateMismatch, UsageError
+from topos_cli.io.fs import read_json
 from topos_cli.io.obj import read_obj
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "assets" / "templates"
@@ -237,10 +237,7 @@ def _load_cached(root_str: str) -> Template:
     meta_path = root / "template.json"
     if not meta_path.is_file():
         raise UsageError(f"{root} is not a template folder: template.json is missing")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{meta_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    meta = read_json(meta_path)
     mesh_path = root / meta.get("mesh", "template.obj")
     if not mesh_path.is_file():
         raise UsageError(f"template mesh {mesh_path} is missing")

@@ -14,12 +14,11 @@ registry and loads with strict=True; a template whose hash differs from the reco
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from topos_cli.errors import MissingWeights, TemplateMismatch, UsageError
-from topos_cli.io.fs import write_json, write_text
+from topos_cli.io.fs import read_json, write_json, write_text
 
 CHECKPOINT_FORMAT = 1
 
@@ -88,10 +87,7 @@ def save_checkpoint(run_dir: str | Path, step: int, name: str, args: dict, templ
 
 def read_model_json(path: str | Path) -> dict:
     step_dir = resolve_checkpoint(path)
-    try:
-        meta = json.loads((step_dir / "model.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{step_dir / 'model.json'} is not valid JSON ({exc.msg})") from None
+    meta = read_json(step_dir / "model.json", "checkpoint model.json")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"{step_dir}: unsupported checkpoint format {meta.get('format')!r}")
     return meta

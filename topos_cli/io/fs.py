@@ -44,3 +44,16 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path, what: str = "file"):
+    """Parse a JSON file; a missing or malformed file is a one-line UsageError naming it (`what`: its role)."""
+    from topos_cli.errors import UsageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such {what}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None

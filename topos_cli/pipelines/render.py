@@ -106,12 +106,9 @@ def resolve_lighting(spec: str):
 
     path = Path(spec)
     if path.suffix.lower() == ".json":
-        if not path.is_file():
-            raise UsageError(f"{path}: no such lighting file")
-        try:
-            return rig_from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        from topos_cli.io.fs import read_json
+
+        return rig_from_dict(read_json(path, "lighting file"))
     if path.suffix:
         from topos_cli.io.image import read_image
 
@@ -126,13 +123,10 @@ def resolve_cameras(camera_file, verts, size, views: int, per_mesh: int, rng_for
     from topos_cli.render import views as V
 
     if camera_file is not None:
+        from topos_cli.io.fs import read_json
+
         path = Path(camera_file)
-        if not path.is_file():
-            raise UsageError(f"{path}: no such camera file")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        data = read_json(path, "camera file")
         return [(cam, {"source": path.name}) for cam in V.cameras_from_json(data, size)]
     if views > 1:
         return [(cam, {"azimuth": i * 360.0 / views, "elevation": 10.0})

@@ -124,3 +124,12 @@ def test_vae_losses_zero_for_identical_meshes_and_kl_warmup(tiny_template):
     assert float(terms["kl"]) == pytest.approx(0.5)  # 0.5 * (mu^2 + 1 - 1 - 0), mu = 1
     assert float(vae_losses(verts, verts, mean, logvar, faces, edges, 10.0, kl_scale=0.0)["total"]) < 1e-6
     assert float(signed_dihedral(verts, faces, edges).abs().max()) < 0.6  # convex, no folds
+
+
+def test_unknown_preset_is_a_value_error_naming_the_known_ones():
+    import pytest
+
+    from topos_cli.models.registry import make_config
+
+    with pytest.raises(ValueError, match="unknown config 'nope'.*paper"):
+        make_config("mesh-vae", None, preset="nope")

@@ -26,9 +26,9 @@ def make_config(name: str, args: dict | None = None, preset: str | None = None):
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; known: {sorted(MODELS)}")
     config_cls, _ = MODELS[name]
-    merged = dict(CONFIGS[name][preset]) if preset else {}
     if preset and preset not in CONFIGS[name]:
         raise ValueError(f"unknown config '{preset}' for {name}; known: {sorted(CONFIGS[name])}")
+    merged = dict(CONFIGS[name][preset]) if preset else {}
     merged.update(args or {})
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(merged) - known)

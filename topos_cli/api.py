@@ -166,6 +166,10 @@ def augment(input: str | Path | None, out: str | Path, template: str | Path | No
     write_meta(out, run_meta("augment", seed=seed, template=tpl, copies=copies, shard=shard,
                              config=config.__dict__, input=None if input is None else str(input)))
     write_failures(out, result.failures)
+    if result.failures and not result.records:  # nothing usable: bad input, not a partial batch
+        first = result.failures[0]["error"]
+        more = f" (and {len(result.failures) - 1} more, see {out / 'failures.jsonl'})" if len(result.failures) > 1 else ""
+        raise UsageError(first + more)
     if result.failures:
         raise PartialFailure(f"{len(result.failures)} base mesh(es) failed, {len(result.records)} items written; "
                              f"see {out / 'failures.jsonl'}", result.failures)

@@ -90,3 +90,9 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, tiny_template_dir):
         res = _run(*args)
         assert res.exit_code == 2, res.output
         assert "error:" in res.output and "Traceback" not in res.output
+
+
+def test_single_bad_base_is_a_usage_error(tmp_path, tiny_template_dir):
+    (tmp_path / "nan.obj").write_text("v 0 0 nan\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    res = _run("augment", tmp_path / "nan.obj", "-o", tmp_path / "o", "-t", tiny_template_dir)
+    assert res.exit_code == 2 and "NaN" in res.output and "Traceback" not in res.output

@@ -512,7 +512,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
               template: str | Path | None = None, steps: int = 1000, batch: int = 8, lr: float = 1e-3,
               points: int = 2048, seed: int = 0, resume: bool = False, device: str = "auto",
               ckpt_every: int = 200, log_every: int = 10, time_limit: float = 0.0, workers: int = 0,
-              ema_decay: float = 0.999, kl_warmup: int = 0, on_log=None) -> dict:
+              ema_decay: float = 0.999, kl_warmup: int = 1000, on_log=None) -> dict:
     """Train TOPOS-VAE (`topos train vae`); checkpoints in OUT (step-XXXXXXXXX/, latest, log.jsonl).
 
     Args:

@@ -38,7 +38,7 @@ def vae(
     time_limit: Annotated[float, typer.Option(help="Stop (with a checkpoint) after this many seconds; 0: none.")] = 0.0,
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     ema_decay: Annotated[float, typer.Option(help="EMA decay of the inference weights.")] = 0.999,
-    kl_warmup: Annotated[int, typer.Option(help="Steps over which the KL weight ramps up from 0.")] = 0,
+    kl_warmup: Annotated[int, typer.Option(help="Steps over which the KL weight ramps up from 0 (against posterior collapse).")] = 1000,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     json: JsonOpt = False,

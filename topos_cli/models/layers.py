@@ -34,11 +34,12 @@ class Attention(nn.Module):
         self.to_kv = nn.Linear(width, 2 * inner, bias=False)
         self.out = nn.Linear(inner, width)
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: torch.Tensor, context: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """bias: optional additive attention logits, broadcastable to (B, H, Nq, Nctx)."""
         bsz, nq, _ = queries.shape
         q = self.to_q(queries).view(bsz, nq, self.heads, self.head_dim).transpose(1, 2)  # (B, H, Nq, Dh)
         k, v = self.to_kv(context).view(bsz, context.shape[1], 2, self.heads, self.head_dim).unbind(2)
-        out = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2))  # (B, H, Nq, Dh)
+        out = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias)  # (B, H, Nq, Dh)
         return self.out(out.transpose(1, 2).reshape(bsz, nq, -1))  # (B, Nq, W)
 
 
@@ -48,10 +49,19 @@ def mlp(width: int, ratio: float) -> nn.Sequential:
 
 
 class ResamplerBlock(nn.Module):
-    """Queries attend to the points, then to one another, then an MLP (pre-norm residual)."""
+    """Queries attend to the points, then to one another, then an MLP (pre-norm residual).
 
-    def __init__(self, width: int, heads: int, head_dim: int, mlp_ratio: float):
+    With `local` the cross-attention logits get a per-head Gaussian locality bias -d^2 / (2 sigma_h^2), d being
+    the distance from the query's anchor to the point; sigma_h is learned, initialised log-spaced over
+    [sigma_min, sigma_max] so some heads start local and others near-global.
+    """
+
+    def __init__(self, width: int, heads: int, head_dim: int, mlp_ratio: float, local: bool = False,
+                 sigma_range: tuple[float, float] = (0.15, 1.5)):
         super().__init__()
+        self.log_sigma = None
+        if local:
+            self.log_sigma = nn.Parameter(torch.linspace(math.log(sigma_range[0]), math.log(sigma_range[1]), heads))
         self.norm_q, self.norm_ctx = nn.LayerNorm(width), nn.LayerNorm(width)
         self.cross = Attention(width, heads, head_dim)
         self.norm_self = nn.LayerNorm(width)
@@ -59,8 +69,13 @@ class ResamplerBlock(nn.Module):
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = mlp(width, mlp_ratio)
 
-    def forward(self, queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        queries = queries + self.cross(self.norm_q(queries), self.norm_ctx(points))  # (B, Nq, W)
+    def forward(self, queries: torch.Tensor, points: torch.Tensor, sqdist: torch.Tensor | None = None) -> torch.Tensor:
+        """sqdist: (B, Nq, P) squared anchor-to-point distances, used when the block is local."""
+        bias = None
+        if self.log_sigma is not None and sqdist is not None:
+            bias = -0.5 * sqdist[:, None] * torch.exp(-2.0 * self.log_sigma)[None, :, None, None]  # (B, H, Nq, P)
+            bias = bias.to(queries.dtype)
+        queries = queries + self.cross(self.norm_q(queries), self.norm_ctx(points), bias)  # (B, Nq, W)
         normed = self.norm_self(queries)
         queries = queries + self.self_attn(normed, normed)
         return queries + self.mlp(self.norm_mlp(queries))
@@ -72,18 +87,19 @@ class PerceiverResampler(nn.Module):
     Args (forward):
         queries: (B, Nq, W) initial query tokens.
         points: (B, P, W) embedded point features.
+        sqdist: optional (B, Nq, P) squared anchor-to-point distances (local cross-attention).
     Returns:
         (B, Nq, W) refined tokens.
     """
 
-    def __init__(self, width: int, depth: int, heads: int, head_dim: int, mlp_ratio: float):
+    def __init__(self, width: int, depth: int, heads: int, head_dim: int, mlp_ratio: float, local: bool = False):
         super().__init__()
-        self.blocks = nn.ModuleList([ResamplerBlock(width, heads, head_dim, mlp_ratio) for _ in range(depth)])
+        self.blocks = nn.ModuleList([ResamplerBlock(width, heads, head_dim, mlp_ratio, local) for _ in range(depth)])
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: torch.Tensor, points: torch.Tensor, sqdist: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
-            queries = block(queries, points)
+            queries = block(queries, points, sqdist)
         return self.norm(queries)
 
 
@@ -117,7 +133,7 @@ class GraphConv(nn.Module):
         src = torch.cat([edges[:, 0], edges[:, 1]])  # (2E,)
         dst = torch.cat([edges[:, 1], edges[:, 0]])
         nbr = self.w1(feats)  # (B, V, C') project first: cheaper when C' < C
-        agg = torch.zeros_like(nbr).index_add_(1, dst, nbr[:, src])  # (B, V, C')
+        agg = torch.zeros_like(nbr).index_add_(1, dst, nbr.index_select(1, src))  # (B, V, C')
         deg = torch.zeros(feats.shape[1], dtype=nbr.dtype, device=nbr.device).index_add_(
             0, dst, torch.ones_like(dst, dtype=nbr.dtype))
         return self.w0(feats) + agg / deg.clamp(min=1)[None, :, None]

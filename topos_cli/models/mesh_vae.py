@@ -37,6 +37,10 @@ class MeshVAEConfig:
     decoder_channels: tuple[int, ...] = (128, 96, 64, 48, 32)  # coarse -> fine, levels + 1 entries
     blocks_per_level: int = 1
     fourier_freqs: int = 6
+    local_attention: bool = True  # Gaussian anchor-distance bias on the cross-attention (see layers.py)
+    init_logvar: float = -8.0  # initial posterior log-variance
+    query_knn: int = 16  # nearest input points per anchor that seed its query (0: learned queries only)
+    query_scale: float = 0.1  # anchor-relative offsets are divided by this (normalised units, ~1.2 cm)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -72,8 +76,17 @@ class MeshVAE(nn.Module):
         self.point_in = nn.Linear(self.embed.out_dim + 3, cfg.width)
         self.query_in = nn.Linear(self.embed.out_dim, cfg.width)
         self.query_bias = nn.Parameter(torch.zeros(self.num_tokens, cfg.width))
-        self.resampler = PerceiverResampler(cfg.width, cfg.depth, cfg.heads, cfg.head_dim, cfg.mlp_ratio)
+        if cfg.query_knn > 0:  # a small PointNet over each anchor's nearest points (anchor-relative, amplified)
+            self.query_local = nn.Sequential(nn.Linear(6, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.width))
+            self.query_mix = nn.Linear(2 * cfg.width, cfg.width)
+        self.resampler = PerceiverResampler(cfg.width, cfg.depth, cfg.heads, cfg.head_dim, cfg.mlp_ratio,
+                                            cfg.local_attention)
         self.to_posterior = nn.Linear(cfg.width, 2 * cfg.latent_dim)
+        # start with a narrow posterior (std ~0.02): with the default log-variance of 0 the sampled latents
+        # are unit noise that swamps the encoder's signal, and the decoder learns to ignore them (collapse)
+        with torch.no_grad():
+            self.to_posterior.weight[cfg.latent_dim:].mul_(0.1)
+            self.to_posterior.bias[cfg.latent_dim:].fill_(cfg.init_logvar)
         # decoder (coarse -> fine)
         chans = list(cfg.decoder_channels)
         c_ins = [chans[0]] + chans[:-1]  # each stage's input width (after unpooling the previous stage)
@@ -103,12 +116,31 @@ class MeshVAE(nn.Module):
         Returns:
             mean, logvar: (B, N, d) each, N = self.num_tokens.
         """
-        feats = torch.cat([self.embed(self.normalize_coords(points)), normals], -1)  # (B, P, E+3)
+        coords = self.normalize_coords(points)
+        feats = torch.cat([self.embed(coords), normals], -1)  # (B, P, E+3)
         tokens = self.point_in(feats)  # (B, P, W)
         queries = (self.query_in(self.embed(self.anchors)) + self.query_bias).expand(len(points), -1, -1)
-        latent = self.to_posterior(self.resampler(queries, tokens))  # (B, N, 2d)
+        sqdist = None
+        if self.config.local_attention or self.config.query_knn > 0:
+            sqdist = torch.cdist(self.anchors.expand(len(points), -1, -1), coords).square()  # (B, N, P)
+        if self.config.query_knn > 0:
+            queries = queries + self._local_queries(coords, normals, sqdist)
+        if not self.config.local_attention:
+            sqdist = None
+        latent = self.to_posterior(self.resampler(queries, tokens, sqdist))  # (B, N, 2d)
         mean, logvar = latent.chunk(2, -1)
         return mean, logvar.clamp(-12.0, 6.0)
+
+    def _local_queries(self, coords: torch.Tensor, normals: torch.Tensor, sqdist: torch.Tensor) -> torch.Tensor:
+        """(B, N, W) query features from each anchor's k nearest points: offsets to the anchor and normals."""
+        k = min(self.config.query_knn, coords.shape[1])
+        idx = sqdist.topk(k, dim=-1, largest=False).indices  # (B, N, k)
+        gather = idx.flatten(1)[..., None].expand(-1, -1, 3)  # (B, N*k, 3)
+        near = coords.gather(1, gather).view(*idx.shape, 3)
+        nrm = normals.gather(1, gather).view(*idx.shape, 3)
+        rel = (near - self.anchors[:, None]) / self.config.query_scale
+        feats = self.query_local(torch.cat([rel, nrm], -1))  # (B, N, k, W)
+        return self.query_mix(torch.cat([feats.mean(2), feats.amax(2)], -1))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Template vertices (B, V, 3) in cm from latent tokens (B, N, d)."""
@@ -117,7 +149,7 @@ class MeshVAE(nn.Module):
         for i, stage in enumerate(self.stages):
             level = num - i
             if i:
-                feats = feats[:, getattr(self, f"parent_{level}")] + self.node_embed[i]  # unpool (B, n_l, C)
+                feats = feats.index_select(1, getattr(self, f"parent_{level}")) + self.node_embed[i]  # unpool (B, n_l, C)
             for block in stage:
                 feats = block(feats, getattr(self, f"edges_{level}"))
         offsets = self.head(feats)  # (B, V, 3)

@@ -35,10 +35,11 @@ class ScanSimConfig:
     hole_prob: float = 0.3
     crop_scalp_prob: float = 0.2
     noise_max: float = 0.1  # cm, std along the normal
-    density_max: float = 2.0  # exp(k * field) face weights, k ~ U(0, density_max)
-    jitter_deg: float = 4.0
-    jitter_scale: float = 0.04
-    jitter_shift: float = 0.8  # cm
+    density_max: float = 1.0  # exp(k * field) face weights, k ~ U(0, density_max)
+    # the residual error of `prealign` (the pipeline re-fits the similarity after the VAE)
+    jitter_deg: float = 2.0
+    jitter_scale: float = 0.02
+    jitter_shift: float = 0.4  # cm
 
 
 class HeadSource:

@@ -54,6 +54,39 @@ def test_prealign_finds_pose_and_units_of_a_remeshed_scan(seed):
     assert np.abs(sim.apply(scan_v) - _head_like(4)[0]).max() < 1.5
 
 
+def _bust(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped head, decimated (another topology), on a broad 'torso' ellipsoid under its neck (a bust):
+    the scan's principal axes and size are the torso's, not the head's."""
+    import fast_simplification
+
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    hv, hf = fast_simplification.simplify(tpl.verts, tpl.faces.astype(np.int32), 0.7)
+    torso = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    rng = np.random.default_rng(seed)
+    tv = np.asarray(torso.vertices) * np.array([rng.uniform(18, 24), 12.0, 10.0]) + np.array([0.0, -30.0, -2.0])
+    return np.concatenate([hv, tv]), np.concatenate([hf, np.asarray(torso.faces) + len(hv)])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prealign_finds_the_head_on_a_bust(seed):
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    scan_v, scan_f = _bust(seed)
+    rot = Rotation.random(random_state=10 + seed).as_matrix()
+    scan_v = 10.0 * scan_v @ rot.T + np.array([100.0, -40.0, 7.0])  # millimetres, arbitrary pose
+    cloud = rt.sample_scan(scan_v, scan_f, 20000, np.random.default_rng(seed))
+    sim, info = rt.prealign(cloud, tpl.verts.astype(float), tpl.faces)
+    angle = np.degrees(np.arccos(np.clip((np.trace(sim.rotation @ rot) - 1) / 2, -1, 1)))
+    assert angle < 3.0, info
+    assert sim.scale == pytest.approx(0.1, rel=0.03)
+    # the template's own vertices (the scan's head before decimation) land within a few mm of themselves
+    moved = sim.apply(10.0 * tpl.verts.astype(float) @ rot.T + np.array([100.0, -40.0, 7.0]))
+    assert np.median(np.linalg.norm(moved - tpl.verts, axis=1)) < 0.3
+
+
 def test_prealign_honours_up_front_overrides():
     verts, faces = _head_like(3)
     # scan with up = +Z and front = -X: rotate the template frame accordingly

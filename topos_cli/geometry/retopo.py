@@ -198,12 +198,13 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
         sim0 = umeyama(landmarks[0], tmpl_verts[landmarks[1]])
         sim, score = _icp_similarity(full, tpts, tnrm, sim0, 20, final_trim)
         return sim, {"method": "landmarks", "score": score}
+    pa_t = _principal_axes(tmpl_verts)
     if up is not None or front is not None:
         up = np.asarray(up if up is not None else [0, 1, 0], float)
         front = np.asarray(front if front is not None else [0, 0, 1], float)
         starts = [_frame_from_up_front(up, front)]
     else:
-        pa_s, pa_t = _principal_axes(cloud.points), _principal_axes(tmpl_verts)
+        pa_s = _principal_axes(cloud.points)
         starts = [pa_t.T @ cube @ pa_s for cube in _cube_rotations()]
     def start(rot, rel, center=s_mean):
         scale = rel * t_rms / max(s_rms, 1e-12)
@@ -216,13 +217,16 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
     if min(r[1] for r in results) > search_threshold * t_diag:
         # the scan is not just a head (shoulders, torso, hair, background): try smaller heads placed
         # around the scan's extremities (farthest-point samples pulled inwards by a head radius)
-        best_rots = [r[2] for r in sorted(results, key=lambda r: r[1])[:6]]
-        results += _extra_hypotheses(cloud, tpts[::3], tnrm[::3], best_rots, start, s_mean, s_rms, trim, fixed)
+        results += _extra_hypotheses(cloud, tpts[::3], tnrm[::3], (tmpl_verts, tmpl_faces), pa_t, starts[0] if fixed else None, start,
+                                     s_mean, s_rms, t_rms, trim)
     results.sort(key=lambda r: r[1])
+    # from here on the scores are two-sided and less trimmed: a flipped head can hide its nose in a 60% trim,
+    # and on a bust the scan's own face must find template surface under it too
+    tree = cKDTree(tmpl_verts)
     refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed) for sim0, *_ in results[:6]]
-    refined.sort(key=lambda r: r[1])
-    # the final choice is made on the less-trimmed score: a flipped head can hide its nose in a 60% trim
-    finals = sorted([_icp_similarity(full, tpts, tnrm, r[0], 10, final_trim) for r in refined[:3]],
+    refined.sort(key=lambda r: r[1] + _reverse_score(cloud, r[0], tmpl_verts, tree))
+    finals = [_icp_similarity(full, tpts, tnrm, r[0], 10, final_trim) for r in refined[:3]]
+    finals = sorted([(sim, score + _reverse_score(cloud, sim, tmpl_verts, tree)) for sim, score in finals],
                     key=lambda r: r[1])
     sim, score = finals[0]
     sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim)
@@ -230,25 +234,75 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
                  "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None}
 
 
-def _extra_hypotheses(cloud, tpts, tnrm, starts, start, s_mean, s_rms, trim, fixed, rels=(1.6, 2.5),
-                      centers=16):
-    """Cheap ICP runs for (rotation, smaller head, off-centre) hypotheses: a head of RMS radius s_rms / rel
-    centred one radius inside the surface (against the normal) under each of `centers` farthest-point
-    samples, so one of them sits near the head's centre whatever else the scan holds."""
+def _reverse_score(cloud: ScanCloud, sim: Similarity, tmpl_verts: np.ndarray, tree: cKDTree,
+                   trim: float = 0.9) -> float:
+    """Trimmed mean distance (template units) from the scan points inside the template's box (above its
+    lowest tenth: the neck cut, where scans go on into shoulders) to the template vertices."""
+    pts = sim.apply(cloud.points)
+    lo, hi = tmpl_verts.min(0), tmpl_verts.max(0)
+    lo = lo + np.array([0.0, 0.1, 0.0]) * (hi - lo)
+    inside = np.all((pts > lo) & (pts < hi), 1)
+    if inside.sum() < 20:
+        return float(np.linalg.norm(hi - lo))
+    dist, _ = tree.query(pts[inside])
+    return float(np.sort(dist)[: max(1, int(trim * len(dist)))].mean())
+
+
+UNIT_CM = (0.1, 1.0, 2.54, 100.0)  # cm per scan unit for scans in mm, cm, inches and m
+
+
+def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s_rms, t_rms, trim,
+                      rels=(1.6, 2.2, 3.0), centers=16, keep=48):
+    """ICP runs for (smaller head, off-centre, rotation) hypotheses, for scans that hold more than a head.
+
+    Head sizes: the scan's RMS radius divided by each of `rels`, plus the exact head size the common units
+    (mm, cm, inches, m) would give. A head of that size is centred one radius inside the surface (against the
+    normal) under each of `centers` farthest-point samples, so one of them sits near the head's centre
+    whatever else the scan holds. Its orientation candidates come from the principal axes of the scan cropped
+    to a ball around that centre (the head alone, not the torso that dominates the whole scan's axes): the
+    24 axis permutations/flips, or `fixed_rot` when the orientation is given. Every hypothesis gets two ICP
+    iterations; the best `keep` get ten more."""
     from topos_cli.geometry.mesh_ops import farthest_point_sampling
 
     step = max(1, len(cloud.points) // 2000)
     small = ScanCloud(cloud.points[::step], cloud.normals[::step])
     pick = farthest_point_sampling(small.points, centers)
     outward = np.sign(((small.points - s_mean) * small.normals).sum(1).mean()) or 1.0
-    out = []
-    for rel in rels:
+    unit_rels = [s_rms * u / t_rms for u in UNIT_CM]
+    all_rels = list(rels) + [r for r in unit_rels if 1.15 < r < 5.0 and min(abs(np.log(r / q)) for q in rels) > 0.03]
+    cubes = _cube_rotations()
+    fixed = fixed_rot is not None
+    hyps = []
+    for rel in all_rels:
         radius = s_rms / rel
         for p, n in zip(small.points[pick], small.normals[pick] * outward, strict=True):
             center = p - n * radius
-            for rot in starts:
-                out.append(_icp_similarity(small, tpts, tnrm, start(rot, rel, center), 5, trim, fixed)
-                           + (rot, rel, center))
+            if fixed:
+                rots = [fixed_rot]
+            else:
+                crop = small.points[np.linalg.norm(small.points - center, axis=1) < 1.5 * radius]
+                if len(crop) < 30:
+                    continue
+                pa_c = _principal_axes(crop)
+                rots = [pa_t.T @ cube @ pa_c for cube in cubes]
+            for rot in rots:
+                sim = start(rot, rel, center)
+                # put the sample on the template's support point in its (rotated) normal direction: for a
+                # sample on the crown, the face or the back of the head, this places the head exactly
+                support = tpts[np.argmax(tpts @ (rot @ n))]
+                sim.translation = support - sim.scale * rot @ p
+                hyps.append((sim, rot, rel, center))
+    # coarse to fine: score all, two ICP iterations for the best quarter, ten more for the best `keep`
+    scored = sorted(((_icp_similarity(small, tpts, tnrm, h[0], 0, trim, fixed)[1], i) for i, h in enumerate(hyps)))
+    stage = [(*_icp_similarity(small, tpts, tnrm, hyps[i][0], 2, trim, fixed), i)
+             for _, i in scored[: max(keep, len(scored) // 4)]]
+    stage.sort(key=lambda r: r[1])
+    out = []
+    for sim, _, i in stage[:keep]:
+        sim = _icp_similarity(small, tpts, tnrm, sim, 3, trim, fixed)[0]
+        if not fixed:  # point-to-plane Gauss-Newton converges where point-to-point ICP crawls
+            sim = refine_similarity(small, tmpl[0], tmpl[1], sim, iters=5, max_points=600)
+        out.append(_icp_similarity(small, tpts, tnrm, sim, 0, trim, fixed) + hyps[i][1:])
     return out
 
 

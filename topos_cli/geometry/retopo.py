@@ -166,7 +166,7 @@ def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray
 
 def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
              landmarks: tuple[np.ndarray, np.ndarray] | None = None, num_points: int = 1000,
-             trim: float = 0.6, final_trim: float = 0.9, search_threshold: float = 0.012) -> tuple[Similarity, dict]:
+             trim: float = 0.6, final_trim: float = 0.9, min_explained: float = 0.75) -> tuple[Similarity, dict]:
     """Find the similarity that maps the scan (cloud, any units/pose) into the template frame.
 
     Args:
@@ -178,8 +178,9 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
         num_points: template points used for the ICP.
         trim: fraction of closest matches kept in the trimmed ICP of the orientation search (robust).
         final_trim: fraction kept in the final refinement (accurate; normal compatibility rejects the rest).
-        search_threshold: when no centred, whole-scan-sized start scores below this fraction of the template
-            diagonal, smaller heads at the scan's extremities are tried too (shoulders, torso, hair).
+        min_explained: when no centred, whole-scan-sized start puts this fraction of the scan points within 5%
+            of the template's diagonal of the template, the scan holds more than a head and smaller heads at
+            the scan's extremities are tried too (shoulders, torso, hair, background).
 
     Returns:
         (Similarity scan->template, info dict with the candidate scores).
@@ -214,15 +215,18 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
     results = [_icp_similarity(cloud, tpts, tnrm, start(rot, 1.0), 8, trim, fixed) + (rot, 1.0, s_mean)
                for rot in starts]
     t_diag = float(np.linalg.norm(tmpl_verts.max(0) - tmpl_verts.min(0)))
-    if min(r[1] for r in results) > search_threshold * t_diag:
+    tree = cKDTree(tmpl_verts)
+    best = sorted(results, key=lambda r: r[1])[:3]
+    explained = max(_scan_explained(cloud, r[0], tree, 0.05 * t_diag) for r in best)
+    info_extra = {"whole_scan_explained": round(explained, 4)}
+    if explained < min_explained:
         # the scan is not just a head (shoulders, torso, hair, background): try smaller heads placed
         # around the scan's extremities (farthest-point samples pulled inwards by a head radius)
-        results += _extra_hypotheses(cloud, tpts[::3], tnrm[::3], (tmpl_verts, tmpl_faces), pa_t, starts[0] if fixed else None, start,
-                                     s_mean, s_rms, t_rms, trim)
+        results += _extra_hypotheses(cloud, tpts[::3], tnrm[::3], (tmpl_verts, tmpl_faces), pa_t,
+                                     starts[0] if fixed else None, start, s_mean, s_rms, t_rms, trim)
     results.sort(key=lambda r: r[1])
     # from here on the scores are two-sided and less trimmed: a flipped head can hide its nose in a 60% trim,
     # and on a bust the scan's own face must find template surface under it too
-    tree = cKDTree(tmpl_verts)
     refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed) for sim0, *_ in results[:6]]
     refined.sort(key=lambda r: r[1] + _reverse_score(cloud, r[0], tmpl_verts, tree))
     finals = [_icp_similarity(full, tpts, tnrm, r[0], 10, final_trim) for r in refined[:3]]
@@ -231,7 +235,14 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
     sim, score = finals[0]
     sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim)
     return sim, {"method": "search" if len(starts) > 1 else "up-front", "score": score,
-                 "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None}
+                 "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None, **info_extra}
+
+
+def _scan_explained(cloud: ScanCloud, sim: Similarity, tree: cKDTree, radius: float) -> float:
+    """Fraction of the scan points within `radius` (template units) of the template under `sim`."""
+    pts = sim.apply(cloud.points[:: max(1, len(cloud.points) // 3000)])
+    dist, _ = tree.query(pts, distance_upper_bound=radius)
+    return float(np.isfinite(dist).mean())
 
 
 def _reverse_score(cloud: ScanCloud, sim: Similarity, tmpl_verts: np.ndarray, tree: cKDTree,

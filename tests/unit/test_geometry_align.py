@@ -183,7 +183,7 @@ def test_apply_normals_rotates_and_renormalises():
 
 
 def test_batched_gauss_newton_matches_the_per_point_reference():
-    from topos_cli.geometry.align import _gauss_newton_step, _gn_solve_batch, _rodrigues
+    from topos_cli.geometry.align import _gauss_newton_step, _gn_solve_batch, rodrigues
 
     rng = np.random.default_rng(3)
     a = rng.normal(size=(60, 3))
@@ -195,7 +195,7 @@ def test_batched_gauss_newton_matches_the_per_point_reference():
     c = w @ a / w.sum()
     theta = _gn_solve_batch((a - c)[None], (a - b)[None], normals[None], w[None], 0.2)[0]  # closed form
     assert np.exp(theta[0]) == pytest.approx(ds, rel=1e-9)
-    assert np.allclose(_rodrigues(theta[1:4]), d_rot, atol=1e-10)
+    assert np.allclose(rodrigues(theta[1:4]), d_rot, atol=1e-10)
     assert np.allclose(c + theta[4:] - ds * d_rot @ c, dt, atol=1e-10)
 
 

@@ -135,7 +135,8 @@ def axis_rotations() -> np.ndarray:
 
 
 def umeyama(
-    src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, with_scale: bool = True
+    src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, with_scale: bool = True,
+    rotation: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Closed-form least-squares similarity (Umeyama 1991) mapping ``src`` onto ``dst``.
 
@@ -146,6 +147,7 @@ def umeyama(
         dst: (N, 3) corresponding target points.
         weights: optional (N,) non-negative weights.
         with_scale: if False, s is fixed to 1 (rigid Procrustes / Kabsch).
+        rotation: keep this (3, 3) rotation and fit only s and t (a known orientation).
 
     Returns:
         s (float), R (3, 3) float64 with det +1, t (3,) float64.
@@ -167,6 +169,9 @@ def umeyama(
     rot = (u * d) @ vt
     var_s = (w * (xs**2).sum(1)).sum() / wsum
     scale = float((sig * d).sum() / var_s) if (with_scale and var_s > 0) else 1.0
+    if rotation is not None:
+        rot = np.asarray(rotation, dtype=np.float64)
+        scale = float((w * ((xs @ rot.T) * xd).sum(1)).sum() / wsum / var_s) if (with_scale and var_s > 0) else 1.0
     trans = mu_d - scale * rot @ mu_s
     return scale, rot, trans
 
@@ -345,7 +350,7 @@ def _keep_adaptive(dist: np.ndarray, low_q: float, factor: float, min_keep: floa
     return keep
 
 
-def _rodrigues(omega: np.ndarray) -> np.ndarray:
+def rodrigues(omega: np.ndarray) -> np.ndarray:
     """Rotation matrix of the axis-angle vector ``omega`` (radians)."""
     angle = float(np.linalg.norm(omega))
     if angle < 1e-12:
@@ -381,7 +386,7 @@ def _gauss_newton_step(a: np.ndarray, b: np.ndarray, normals: np.ndarray, w: np.
     hess = hess + 1e-9 * np.trace(hess) * np.eye(7)
     theta = -np.linalg.solve(hess, grad)
     ds = float(np.exp(np.clip(theta[0], -0.5, 0.5)))
-    d_rot = _rodrigues(theta[1:4])
+    d_rot = rodrigues(theta[1:4])
     dt = c + theta[4:] - ds * d_rot @ c
     return ds, d_rot, dt
 
@@ -432,7 +437,7 @@ def _gn_solve_batch(x: np.ndarray, diff: np.ndarray, normals: np.ndarray, w: np.
         hp[:, 0, 4:] = hp[:, 4:, 0] = xsum
         hp[:, 1:4, 1:4] = sq[:, None, None] * np.eye(3) - xx
         hp[:, 4:, 4:] = w.sum(1)[:, None, None] * np.eye(3)
-        hp[:, 1:4, 4:] = _skew(xsum)  # sum w (-[x]_x)^T = sum w [x]_x
+        hp[:, 1:4, 4:] = skew(xsum)  # sum w (-[x]_x)^T = sum w [x]_x
         hp[:, 4:, 1:4] = hp[:, 1:4, 4:].transpose(0, 2, 1)
         wd = diff * w[:, :, None]
         gp = np.concatenate([np.einsum("bki,bki->b", x, wd)[:, None], np.cross(x, wd).sum(1), wd.sum(1)], 1)
@@ -442,7 +447,7 @@ def _gn_solve_batch(x: np.ndarray, diff: np.ndarray, normals: np.ndarray, w: np.
     return -np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
 
 
-def _skew(vecs: np.ndarray) -> np.ndarray:
+def skew(vecs: np.ndarray) -> np.ndarray:
     """(B, 3) -> (B, 3, 3) cross-product matrices [v]_x."""
     out = np.zeros(vecs.shape[:-1] + (3, 3))
     out[..., 0, 1], out[..., 0, 2], out[..., 1, 2] = -vecs[..., 2], vecs[..., 1], -vecs[..., 0]
@@ -454,7 +459,7 @@ def _rodrigues_batch(omega: np.ndarray) -> np.ndarray:
     """(B, 3) axis-angle -> (B, 3, 3) rotations."""
     angle = np.linalg.norm(omega, axis=1)
     k = omega / np.maximum(angle, 1e-12)[:, None]
-    kx = _skew(k)
+    kx = skew(k)
     sin, cos = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
     return np.eye(3) + sin * kx + (1 - cos) * kx @ kx
 

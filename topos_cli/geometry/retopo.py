@@ -30,6 +30,7 @@ from scipy import sparse
 from scipy.sparse import linalg as splinalg
 from scipy.spatial import cKDTree
 
+from topos_cli.geometry import align
 from topos_cli.geometry.mesh_ops import face_normals, uniform_laplacian, vertex_normals
 
 
@@ -66,30 +67,9 @@ class Similarity:
 
 def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
             with_scale: bool = True, rotation: np.ndarray | None = None) -> Similarity:
-    """Weighted least-squares similarity with dst ~ s R src + t (Umeyama 1991).
-
-    Args:
-        src, dst: (N, 3) corresponding points.
-        weights: (N,) non-negative weights or None.
-        with_scale: estimate the scale (else 1).
-        rotation: keep this (3, 3) rotation fixed and fit only scale and translation.
-    """
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
-    w = w / max(w.sum(), 1e-12)
-    mu_s, mu_d = w @ src, w @ dst
-    xs, xd = src - mu_s, dst - mu_d
-    cov = (xd * w[:, None]).T @ xs
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[2, 2] = -1
-    rot = u @ sign @ vt
-    var_s = (w * (xs ** 2).sum(1)).sum()
-    scale = float(np.trace(np.diag(sig) @ sign) / var_s) if with_scale and var_s > 0 else 1.0
-    if rotation is not None:
-        rot = rotation
-        scale = float((w * ((xs @ rot.T) * xd).sum(1)).sum() / var_s) if with_scale and var_s > 0 else 1.0
-    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
+    """Weighted least-squares similarity dst ~ s R src + t (geometry.align.umeyama) as a `Similarity`;
+    `rotation` keeps that rotation fixed and fits only scale and translation."""
+    return Similarity(*align.umeyama(src, dst, weights, with_scale, rotation))
 
 
 def _principal_axes(points: np.ndarray) -> np.ndarray:
@@ -460,15 +440,6 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
     return verts, coeffs, corr
 
 
-def _skew(vecs: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) cross-product matrices [v]x."""
-    out = np.zeros((len(vecs), 3, 3))
-    out[:, 0, 1], out[:, 0, 2] = -vecs[:, 2], vecs[:, 1]
-    out[:, 1, 0], out[:, 1, 2] = vecs[:, 2], -vecs[:, 0]
-    out[:, 2, 0], out[:, 2, 1] = -vecs[:, 1], vecs[:, 0]
-    return out
-
-
 def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prior_std, prior_weight,
                       with_sim: bool, landmarks) -> tuple[np.ndarray, Similarity]:
     """One Gauss-Newton step over coefficients and (linearised) similarity of the scan points.
@@ -478,7 +449,7 @@ def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prio
     num_k = basis_vk.shape[2]
     b_rows = basis_vk[rows_v]  # (M, 3, K)
     resid = rows_p - base_verts[rows_v]  # (M, 3)
-    jac_sim = np.concatenate([-rows_p[:, :, None], _skew(rows_p), -np.repeat(np.eye(3)[None], len(rows_p), 0)],
+    jac_sim = np.concatenate([-rows_p[:, :, None], align.skew(rows_p), -np.repeat(np.eye(3)[None], len(rows_p), 0)],
                              2)  # (M, 3, 7): d(-p')/d(ds, w, t)
     if not with_sim:
         jac_sim = jac_sim[:, :, :0]
@@ -494,7 +465,7 @@ def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prio
     if landmarks is not None:
         lm_p, lm_v = landmarks
         lj = np.concatenate([basis_vk[lm_v], np.concatenate(
-            [-lm_p[:, :, None], _skew(lm_p), -np.repeat(np.eye(3)[None], len(lm_p), 0)], 2)[:, :, :jac.shape[2] - num_k]],
+            [-lm_p[:, :, None], align.skew(lm_p), -np.repeat(np.eye(3)[None], len(lm_p), 0)], 2)[:, :, :jac.shape[2] - num_k]],
             2).reshape(-1, jac.shape[2])
         lw = 10.0 * rows_w.sum() / max(len(rows_w), 1)
         ata += lw * lj.T @ lj
@@ -507,12 +478,7 @@ def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prio
     if not with_sim:
         return coeffs, Similarity()
     ds, omega, trans = sol[num_k], sol[num_k + 1:num_k + 4], sol[num_k + 4:]
-    angle = float(np.linalg.norm(omega))
-    rot = np.eye(3)
-    if angle > 1e-12:
-        axis = _skew((omega / angle)[None])[0]
-        rot = np.eye(3) + np.sin(angle) * axis + (1 - np.cos(angle)) * axis @ axis
-    return coeffs, Similarity(1.0 + float(ds), rot, trans)
+    return coeffs, Similarity(1.0 + float(ds), align.rodrigues(omega), trans)
 
 
 def project_on_bases(verts: np.ndarray, base_verts: np.ndarray, bases: np.ndarray, ridge: float = 1e-3) -> np.ndarray:

@@ -135,3 +135,40 @@ def test_unknown_preset_is_a_value_error_naming_the_known_ones():
 
     with pytest.raises(ValueError, match="unknown config 'nope'.*paper"):
         make_config("mesh-vae", None, preset="nope")
+
+
+def test_initial_posterior_is_narrow(tiny_template):
+    """Against posterior collapse: at initialisation the sampled latents stay close to the posterior mean."""
+    torch.manual_seed(0)
+    model = _dummy(tiny_template)
+    pts, nrm = _points(tiny_template)
+    with torch.no_grad():
+        mean, logvar = model.encode(pts, nrm)
+    assert abs(float(logvar.mean()) - model.config.init_logvar) < 1.0
+    assert float(mean.std()) > 20 * float((0.5 * logvar).exp().mean())
+
+
+def test_local_queries_see_only_each_anchors_nearest_points(tiny_template):
+    torch.manual_seed(0)
+    model = _dummy(tiny_template)
+    gen = np.random.default_rng(0)
+    idx = gen.choice(tiny_template.num_verts, 120, replace=False)
+    # distinct, jittered points: the template is mirror-symmetric, and distance ties make top-k unstable
+    pts = torch.tensor(tiny_template.verts[idx] + gen.normal(0, 0.01, (120, 3)), dtype=torch.float32)[None]
+    nrm = torch.nn.functional.normalize(pts - pts.mean(1, keepdim=True), dim=-1)
+    coords = model.normalize_coords(pts)
+    sqdist = torch.cdist(model.anchors[None], coords).square()
+    base = model._local_queries(coords, nrm, sqdist)
+    k = model.config.query_knn
+    used = sqdist.topk(k, dim=-1, largest=False).indices[0]  # (N, k)
+    unused = sorted(set(range(pts.shape[1])) - set(used.flatten().tolist()))
+    moved = coords.clone()
+    moved[0, unused[0]] += 10.0  # a point nobody's neighbour, moved away: nothing changes
+    sq2 = torch.cdist(model.anchors[None], moved).square()
+    torch.testing.assert_close(model._local_queries(moved, nrm, sq2), base)
+    moved = coords.clone()
+    moved[0, used[0, 0]] += 0.01  # anchor 0's nearest point: its query changes
+    sq2 = torch.cdist(model.anchors[None], moved).square()
+    changed = (model._local_queries(moved, nrm, sq2) - base).abs().sum(-1)[0]
+    assert changed[0] > 0
+    assert (changed == 0).sum() > 0  # anchors that do not have that point among their neighbours

@@ -109,7 +109,12 @@ class RetopoPipeline:
         import torch
 
         gen = np.random.default_rng(seed)
-        idx = gen.choice(len(cloud.points), min(len(cloud.points), 4096), replace=False)
+        # one point per voxel first: raw point clouds can be far denser in places (the encoder was trained on
+        # near-uniform surface samples)
+        cell = self.diag / 150.0
+        _, first = np.unique(np.floor(cloud.points / cell).astype(np.int64), axis=0, return_index=True)
+        pool = np.sort(first) if len(first) >= 1024 else np.arange(len(cloud.points))
+        idx = pool[gen.choice(len(pool), min(len(pool), 4096), replace=False)]
         with torch.no_grad():
             pts = torch.tensor(cloud.points[idx], dtype=torch.float32, device=self.device)[None]
             nrm = torch.tensor(cloud.normals[idx], dtype=torch.float32, device=self.device)[None]

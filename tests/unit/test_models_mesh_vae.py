@@ -172,3 +172,24 @@ def test_local_queries_see_only_each_anchors_nearest_points(tiny_template):
     changed = (model._local_queries(moved, nrm, sq2) - base).abs().sum(-1)[0]
     assert changed[0] > 0
     assert (changed == 0).sum() > 0  # anchors that do not have that point among their neighbours
+
+
+def test_checkpoint_from_before_new_config_fields_loads_with_its_architecture(tiny_template, tmp_path):
+    import json
+
+    old = build("mesh-vae", {"local_attention": False, "query_knn": 0}, tiny_template, preset="tiny")
+    args = {k: v for k, v in old.config.to_dict().items() if k not in ("local_attention", "query_knn",
+                                                                        "init_logvar", "query_scale")}
+    step_dir = save_checkpoint(tmp_path / "run", 1, "mesh-vae", args, tiny_template, old.state_dict())
+    loaded = load_model(tmp_path / "run", template=tiny_template)
+    assert loaded.config.local_attention is False and loaded.config.query_knn == 0
+    assert json.loads((step_dir / "model.json").read_text())["args"] == args
+
+
+def test_weights_of_another_architecture_are_a_one_line_error(tiny_template, tmp_path):
+    other = build("mesh-vae", {"local_attention": False, "query_knn": 0}, tiny_template, preset="tiny")
+    args = _dummy(tiny_template).config.to_dict()  # says: the new architecture
+    save_checkpoint(tmp_path / "run", 1, "mesh-vae", args, tiny_template, other.state_dict())
+    with pytest.raises(MissingWeights, match="does not fit model 'mesh-vae'") as info:
+        load_model(tmp_path / "run", template=tiny_template)
+    assert "\n" not in str(info.value)

@@ -118,11 +118,19 @@ def load_model(path: str | Path, template=None, device: str = "cpu"):
         raise TemplateMismatch(
             f"checkpoint {step_dir} was trained for template '{meta['template']}' (hash {meta['template_hash'][:12]}) "
             f"but template '{template.name}' has hash {template.hash[:12]}; use the matching template or retrain")
-    model = build(meta["name"], meta["args"], template)
+    from topos_cli.models.registry import LEGACY_ARGS
+
+    # config fields added after a checkpoint was written take the values that reproduce its architecture
+    model = build(meta["name"], {**LEGACY_ARGS.get(meta["name"], {}), **meta["args"]}, template)
     weights = step_dir / "model.safetensors"
     if not weights.is_file():
         raise MissingWeights(f"{weights} is missing")
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except (RuntimeError, ValueError) as exc:  # mismatched or corrupt tensors: the file is not this model's
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingWeights(f"{weights} does not fit model '{meta['name']}' with the recorded args ({first}); "
+                             "retrain it or use the topos version that wrote it") from None
     model.checkpoint_meta = meta
     return model.to(device).eval()
 

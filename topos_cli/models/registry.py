@@ -8,6 +8,10 @@ from topos_cli.models.mesh_vae import MeshVAE, MeshVAEConfig
 
 MODELS = {"mesh-vae": (MeshVAEConfig, MeshVAE)}
 
+# Values of config fields added later that reproduce the architecture of checkpoints written before them
+# (a checkpoint's `args` lists every field that existed when it was written).
+LEGACY_ARGS = {"mesh-vae": {"local_attention": False, "query_knn": 0}}
+
 # Named configurations (args of the config dataclass). `paper` follows TOPOS §3.1 / appendix A;
 # `small` trains on a laptop CPU and is the shipped default; `tiny` is for tests and tiny recipes.
 CONFIGS = {

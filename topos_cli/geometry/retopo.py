@@ -6,7 +6,9 @@ Three stages, each usable alone (the pipeline in `pipelines/retopo.py` chains th
    frame. Scale starts from the ratio of RMS radii (so mm, cm, m and inches all work), orientation from the
    24 axis permutations/sign flips that map the scan's principal axes onto the template's, each refined by
    trimmed similarity ICP (template -> scan, normal-compatible matches) and scored by the trimmed
-   template-to-scan distance. `up`/`front` (unit vectors in scan coordinates) skip the orientation search.
+   template-to-scan distance. When that whole-scan fit leaves much of the scan unexplained (a bust), the head
+   is searched for inside the scan (`_extra_hypotheses`). `up`/`front` (unit vectors in scan coordinates)
+   skip the orientation search.
 2. `fit_bases`: alternating least squares over the template's linear shape bases (identity + expression)
    and the similarity, with point-to-plane, distance-gated, normal-compatible correspondences in both
    directions and a Gaussian (ridge) prior on the coefficients. Tangential sliding cannot happen here: the

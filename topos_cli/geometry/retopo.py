@@ -148,7 +148,8 @@ def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray
 
 def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
              landmarks: tuple[np.ndarray, np.ndarray] | None = None, num_points: int = 1000,
-             trim: float = 0.6, final_trim: float = 0.9, min_explained: float = 0.75) -> tuple[Similarity, dict]:
+             trim: float = 0.6, final_trim: float = 0.9, min_explained: float = 0.75,
+             max_score: float = 0.025) -> tuple[Similarity, dict]:
     """Find the similarity that maps the scan (cloud, any units/pose) into the template frame.
 
     Args:
@@ -160,9 +161,10 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
         num_points: template points used for the ICP.
         trim: fraction of closest matches kept in the trimmed ICP of the orientation search (robust).
         final_trim: fraction kept in the final refinement (accurate; normal compatibility rejects the rest).
-        min_explained: when no centred, whole-scan-sized start puts this fraction of the scan points within 5%
-            of the template's diagonal of the template, the scan holds more than a head and smaller heads at
-            the scan's extremities are tried too (shoulders, torso, hair, background).
+        min_explained, max_score: when no centred, whole-scan-sized start puts this fraction of the scan points
+            within 5% of the template's diagonal of the template (the scan holds more than a head: shoulders,
+            torso, hair, background), or the best one's two-sided score exceeds `max_score` times the diagonal
+            (a poorly fitting shell), heads of other sizes at the scan's extremities are tried too.
 
     Returns:
         (Similarity scan->template, info dict with the candidate scores).
@@ -198,26 +200,33 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
                for rot in starts]
     t_diag = float(np.linalg.norm(tmpl_verts.max(0) - tmpl_verts.min(0)))
     tree = cKDTree(tmpl_verts)
+
+    def choose(results):
+        # the scores here are two-sided and less trimmed: a flipped head can hide its nose in a 60% trim, and
+        # on a bust the scan's own face must find template surface under it too
+        results = sorted(results, key=lambda r: r[1])
+        refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed) for sim0, *_ in results[:6]]
+        refined.sort(key=lambda r: r[1] + _reverse_score(cloud, r[0], tmpl_verts, tree))
+        finals = [_icp_similarity(full, tpts, tnrm, r[0], 10, final_trim) for r in refined[:3]]
+        return sorted([(sim, score + _reverse_score(cloud, sim, tmpl_verts, tree)) for sim, score in finals],
+                      key=lambda r: r[1])
+
     best = sorted(results, key=lambda r: r[1])[:3]
     explained = max(_scan_explained(cloud, r[0], tree, 0.05 * t_diag) for r in best)
-    info_extra = {"whole_scan_explained": round(explained, 4)}
-    if explained < min_explained:
-        # the scan is not just a head (shoulders, torso, hair, background): try smaller heads placed
-        # around the scan's extremities (farthest-point samples pulled inwards by a head radius)
-        results += _extra_hypotheses(cloud, tpts[::3], tnrm[::3], (tmpl_verts, tmpl_faces), pa_t,
-                                     starts[0] if fixed else None, start, s_mean, s_rms, t_rms, trim)
-    results.sort(key=lambda r: r[1])
-    # from here on the scores are two-sided and less trimmed: a flipped head can hide its nose in a 60% trim,
-    # and on a bust the scan's own face must find template surface under it too
-    refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed) for sim0, *_ in results[:6]]
-    refined.sort(key=lambda r: r[1] + _reverse_score(cloud, r[0], tmpl_verts, tree))
-    finals = [_icp_similarity(full, tpts, tnrm, r[0], 10, final_trim) for r in refined[:3]]
-    finals = sorted([(sim, score + _reverse_score(cloud, sim, tmpl_verts, tree)) for sim, score in finals],
-                    key=lambda r: r[1])
+    finals = choose(results)
+    info = {"whole_scan_explained": round(explained, 4), "whole_scan_score": round(finals[0][1], 4)}
+    if explained < min_explained or finals[0][1] > max_score * t_diag:
+        # the scan is not just a head (shoulders, torso, hair, background), or it is a shell that the whole-scan
+        # starts do not fit well: try heads of other sizes at the scan's extremities, oriented by local axes
+        # and by the best whole-scan rotations
+        results = results + _extra_hypotheses(
+            cloud, tpts[::3], tnrm[::3], (tmpl_verts, tmpl_faces), pa_t, starts[0] if fixed else None, start,
+            s_mean, s_rms, t_rms, trim, extra_rots=[r[2] for r in best])
+        finals = choose(results)
     sim, score = finals[0]
     sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim)
     return sim, {"method": "search" if len(starts) > 1 else "up-front", "score": score,
-                 "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None, **info_extra}
+                 "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None, **info}
 
 
 def _scan_explained(cloud: ScanCloud, sim: Similarity, tree: cKDTree, radius: float) -> float:
@@ -245,7 +254,7 @@ UNIT_CM = (0.1, 1.0, 2.54, 100.0)  # cm per scan unit for scans in mm, cm, inche
 
 
 def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s_rms, t_rms, trim,
-                      rels=(1.6, 2.2, 3.0), centers=16, keep=48):
+                      rels=(1.0, 1.6, 2.2, 3.0), centers=16, keep=48, extra_rots=()):
     """ICP runs for (smaller head, off-centre, rotation) hypotheses, for scans that hold more than a head.
 
     Head sizes: the scan's RMS radius divided by each of `rels`, plus the exact head size the common units
@@ -253,7 +262,8 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
     normal) under each of `centers` farthest-point samples, so one of them sits near the head's centre
     whatever else the scan holds. Its orientation candidates come from the principal axes of the scan cropped
     to a ball around that centre (the head alone, not the torso that dominates the whole scan's axes): the
-    24 axis permutations/flips, or `fixed_rot` when the orientation is given. Every hypothesis gets two ICP
+    24 axis permutations/flips, plus `extra_rots` (the best whole-scan orientations), or `fixed_rot` when the
+    orientation is given. Every hypothesis gets two ICP
     iterations; the best `keep` get ten more."""
     from topos_cli.geometry.mesh_ops import farthest_point_sampling
 
@@ -277,7 +287,7 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
                 if len(crop) < 30:
                     continue
                 pa_c = _principal_axes(crop)
-                rots = [pa_t.T @ cube @ pa_c for cube in cubes]
+                rots = [pa_t.T @ cube @ pa_c for cube in cubes] + list(extra_rots)
             for rot in rots:
                 sim = start(rot, rel, center)
                 # put the sample on the template's support point in its (rotated) normal direction: for a

@@ -109,11 +109,16 @@ class RetopoPipeline:
         import torch
 
         gen = np.random.default_rng(seed)
-        # one point per voxel first: raw point clouds can be far denser in places (the encoder was trained on
-        # near-uniform surface samples)
+        # the encoder was trained on heads alone, as near-uniform surface samples: drop what lies outside the
+        # template's box (shoulders, a chest, background) and keep one point per voxel of what remains
+        lo, hi = self.template.verts.min(0), self.template.verts.max(0)
+        pad = 0.05 * (hi - lo)
+        inside = np.flatnonzero(np.all((cloud.points > lo - pad) & (cloud.points < hi + pad), 1))
+        if len(inside) < 1024:
+            inside = np.arange(len(cloud.points))
         cell = self.diag / 150.0
-        _, first = np.unique(np.floor(cloud.points / cell).astype(np.int64), axis=0, return_index=True)
-        pool = np.sort(first) if len(first) >= 1024 else np.arange(len(cloud.points))
+        _, first = np.unique(np.floor(cloud.points[inside] / cell).astype(np.int64), axis=0, return_index=True)
+        pool = inside[np.sort(first)] if len(first) >= 1024 else inside
         idx = pool[gen.choice(len(pool), min(len(pool), 4096), replace=False)]
         with torch.no_grad():
             pts = torch.tensor(cloud.points[idx], dtype=torch.float32, device=self.device)[None]

@@ -254,7 +254,7 @@ UNIT_CM = (0.1, 1.0, 2.54, 100.0)  # cm per scan unit for scans in mm, cm, inche
 
 
 def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s_rms, t_rms, trim,
-                      rels=(1.0, 1.6, 2.2, 3.0), centers=16, keep=48, extra_rots=()):
+                      rels=(1.0, 1.6, 2.2, 3.0), centers=16, keep=16, extra_rots=()):
     """ICP runs for (smaller head, off-centre, rotation) hypotheses, for scans that hold more than a head.
 
     Head sizes: the scan's RMS radius divided by each of `rels`, plus the exact head size the common units

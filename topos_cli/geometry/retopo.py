@@ -263,8 +263,8 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
     whatever else the scan holds. Its orientation candidates come from the principal axes of the scan cropped
     to a ball around that centre (the head alone, not the torso that dominates the whole scan's axes): the
     24 axis permutations/flips, plus `extra_rots` (the best whole-scan orientations), or `fixed_rot` when the
-    orientation is given. Every hypothesis gets two ICP
-    iterations; the best `keep` get ten more."""
+    orientation is given. Every hypothesis is scored as placed, the best quarter
+    gets two ICP iterations, and the best `keep` three more plus five point-to-plane Gauss-Newton steps."""
     from topos_cli.geometry.mesh_ops import farthest_point_sampling
 
     step = max(1, len(cloud.points) // 2000)

@@ -238,11 +238,9 @@ def as_rgb01(img: np.ndarray) -> np.ndarray:
 
 def _image_pairs(pred: Path, gt: Path):
     """[(stem, pred, gt)], unmatched {pred, gt}: two image files, or two folders paired by stem."""
-    for path, what in ((pred, "prediction"), (gt, "ground truth")):
-        if not path.exists():
-            raise UsageError(f"{what} '{path}' does not exist")
-    if pred.is_dir() != gt.is_dir():
-        raise UsageError(f"give two image files or two folders, not '{pred}' and '{gt}'")
+    from topos_cli.metrics.pairs import check_pair_paths
+
+    check_pair_paths(pred, gt, "image")
     if pred.is_file():
         return [(pred.stem, pred, gt)], {"pred": [], "gt": []}
 

@@ -43,6 +43,15 @@ class Pairs:
         return {"pred": self.unmatched_pred, "gt": self.unmatched_gt}
 
 
+def check_pair_paths(pred: Path, gt: Path, kind: str) -> None:
+    """UsageError unless both paths exist and are both files or both folders (`kind`: 'mesh', 'image')."""
+    for path, what in ((pred, "prediction"), (gt, "ground truth")):
+        if not path.exists():
+            raise UsageError(f"{what} '{path}' does not exist")
+    if pred.is_dir() != gt.is_dir():
+        raise UsageError(f"give two {kind} files or two folders, not '{pred}' and '{gt}'")
+
+
 def resolve_pairs(pred: str | Path, gt: str | Path) -> Pairs:
     """Two mesh files (one pair) or two folders (paired by file stem; case-sensitive).
 
@@ -52,11 +61,7 @@ def resolve_pairs(pred: str | Path, gt: str | Path) -> Pairs:
     from topos_cli.io.mesh import list_meshes
 
     pred, gt = Path(pred), Path(gt)
-    for path, what in ((pred, "prediction"), (gt, "ground truth")):
-        if not path.exists():
-            raise UsageError(f"{what} '{path}' does not exist")
-    if pred.is_dir() != gt.is_dir():
-        raise UsageError(f"give two mesh files or two folders, not '{pred}' and '{gt}'")
+    check_pair_paths(pred, gt, "mesh")
     if pred.is_file():
         return Pairs(items=[(pred.stem, pred, gt)])
     by_stem = {}

@@ -164,3 +164,61 @@ def test_border_mask_marks_open_boundaries_only(tiny_template):
     open_faces = tiny_template.faces[1:]  # remove one triangle: a 3-vertex hole
     mask = rt.border_mask(tiny_template.num_verts, open_faces, rings=0)
     assert set(np.flatnonzero(mask)) == set(tiny_template.faces[0].tolist())
+
+
+def _hair_scan(seed: int, thickness: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random identity of the shipped template under a layer of hair (scalp, back and sides, a hairline
+    across the forehead), decimated: (scan verts, scan faces, the true head in template topology)."""
+    import fast_simplification
+
+    from topos_cli.geometry.mesh_ops import vertex_normals
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    rng = np.random.default_rng(seed)
+    head = tpl.verts + np.tensordot(rng.standard_normal(20), tpl.basis("identity")[:20], 1)
+    top, front, back = head[:, 1].max(), head[:, 2].max(), head[:, 2].min()
+    hairline = top - 5.0 - 10.0 * (front - head[:, 2]) / (front - back)  # lower at the back
+    cap = np.clip((head[:, 1] - hairline) / 2.0, 0.0, 1.0)
+    hair = head + vertex_normals(head, tpl.faces) * (thickness * cap)[:, None]
+    scan_v, scan_f = fast_simplification.simplify(hair.astype(np.float32), tpl.faces.astype(np.int32), 0.6)
+    return scan_v.astype(float), scan_f.astype(np.int64), head.astype(float)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hair_does_not_blow_up_the_fit(seed):
+    """2.5 cm of hair: the bases fit used to let the scale run away (the face ended 10-20 % of the diagonal off,
+    or no match was left and the solve was singular); the accumulated similarity now has a prior and scan
+    points outside the hair regions count less."""
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+
+    scan_v, scan_f, truth = _hair_scan(seed, 2.5)
+    rot = Rotation.random(random_state=20 + seed).as_matrix()
+    posed = 10.0 * scan_v @ rot.T + np.array([100.0, -40.0, 7.0])  # millimetres, arbitrary pose
+    pipe = RetopoPipeline.from_pretrained(use_vae=False)
+    res = pipe(posed, scan_f, options=RetopoOptions(vae=False), seed=0)
+    out = (res.verts - np.array([100.0, -40.0, 7.0])) @ rot / 10.0
+    tpl = pipe.template
+    face = np.concatenate([tpl.regions[r] for r in ("eye", "nose", "mouth", "chin", "cheek")])
+    diag = np.linalg.norm(truth.max(0) - truth.min(0))
+    err = np.linalg.norm(out - truth, axis=1)[face].mean() / diag
+    assert err < 0.03, err
+    assert res.report["ok"]
+    assert res.report["metrics"]["fscore"] > 0.9
+
+
+def test_bases_step_without_matches_is_no_step():
+    """No correspondence left (a scan far off): the solve returns no change instead of a singular-matrix error."""
+    basis = np.random.default_rng(0).normal(size=(50, 3, 4))
+    coeffs, step = rt._solve_bases_step(basis, np.zeros((50, 3)), np.zeros(0, np.int64), np.zeros((0, 3)),
+                                        np.zeros((0, 3)), np.zeros(0), np.ones(4), 1.0, True, None)
+    np.testing.assert_allclose(coeffs, 0.0)
+    np.testing.assert_allclose(step.matrix(), np.eye(4), atol=1e-12)
+
+
+def test_outside_weights_discount_only_far_outside_masked_points():
+    pts = np.array([[0, 0, 2.0], [0, 0, 0.3], [0, 0, -2.0], [0, 0, 2.0]])
+    nrm = np.tile([0, 0, 1.0], (4, 1))
+    mask = np.array([True, True, True, False])
+    w = rt._outside_weights(pts, nrm, np.zeros((4, 3)), np.arange(4), mask, 0.5)
+    np.testing.assert_allclose(w, [1.0 / (1.0 + 3.0 ** 2), 1.0, 1.0, 1.0])

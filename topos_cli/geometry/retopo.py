@@ -149,7 +149,7 @@ def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray
 def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
              landmarks: tuple[np.ndarray, np.ndarray] | None = None, num_points: int = 1000,
              trim: float = 0.6, final_trim: float = 0.9, min_explained: float = 0.75,
-             max_score: float = 0.025) -> tuple[Similarity, dict]:
+             max_score: float = 0.025, outside_mask: np.ndarray | None = None) -> tuple[Similarity, dict]:
     """Find the similarity that maps the scan (cloud, any units/pose) into the template frame.
 
     Args:
@@ -165,6 +165,7 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
             within 5% of the template's diagonal of the template (the scan holds more than a head: shoulders,
             torso, hair, background), or the best one's two-sided score exceeds `max_score` times the diagonal
             (a poorly fitting shell), heads of other sizes at the scan's extremities are tried too.
+        outside_mask: (V,) template vertices where hair may cover the skin (see `refine_similarity`).
 
     Returns:
         (Similarity scan->template, info dict with the candidate scores).
@@ -224,7 +225,7 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
             s_mean, s_rms, t_rms, trim, extra_rots=[r[2] for r in best])
         finals = choose(results)
     sim, score = finals[0]
-    sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim)
+    sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim, outside_mask=outside_mask)
     return sim, {"method": "search" if len(starts) > 1 else "up-front", "score": score,
                  "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None, **info}
 
@@ -250,6 +251,9 @@ def _reverse_score(cloud: ScanCloud, sim: Similarity, tmpl_verts: np.ndarray, tr
     return float(np.sort(dist)[: max(1, int(trim * len(dist)))].mean())
 
 
+# prior std of the similarity correction that the bases fit accumulates on top of the pre-alignment (scale,
+# radians, cm): without it, a head the bases cannot explain (hair) lets the scale drift until nothing matches
+SIM_PRIOR_STD = (0.05, 0.05, 1.0)
 UNIT_CM = (0.1, 1.0, 2.54, 100.0)  # cm per scan unit for scans in mm, cm, inches and m
 
 
@@ -310,22 +314,44 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
 
 
 def refine_similarity(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray, sim: Similarity,
-                      iters: int = 10, max_points: int = 3000) -> Similarity:
-    """Point-to-plane Gauss-Newton refinement of a scan->template similarity (converges where ICP crawls)."""
+                      iters: int = 10, max_points: int = 3000, outside_mask: np.ndarray | None = None,
+                      outside_tol: float = 0.5) -> Similarity:
+    """Point-to-plane Gauss-Newton refinement of a scan->template similarity (converges where ICP crawls).
+
+    outside_mask: (V,) template vertices where the scan may lie far outside the skin (hair): there, matches
+    more than `outside_tol` (template units) outside the template count less, so hair does not inflate the scale.
+    """
     nrm = vertex_normals(verts, faces)
     sub = np.linspace(0, len(verts) - 1, min(max_points, len(verts))).astype(np.int64)
     no_bases = np.zeros((len(verts), 3, 0))
+    wide_gate = 0.05 * float(np.linalg.norm(verts.max(0) - verts.min(0)))
     for _ in range(iters):
         cur = cloud.transformed(sim)
         dist, idx = cur.tree.query(verts[sub])
-        gate = 3.0 * np.median(dist) + 1e-9
+        gate = np.full(len(sub), 3.0 * np.median(dist) + 1e-9)
+        if outside_mask is not None:  # hair-free parts (the face) may be far off when hair set the scale
+            gate[~outside_mask[sub]] = max(gate[0], wide_gate)
         ok = (dist < gate) & ((cur.normals[idx] * nrm[sub]).sum(1) > 0.5)
         if ok.sum() < 10:
             break
-        _, step = _solve_bases_step(no_bases, verts, sub[ok], cur.points[idx[ok]], cur.normals[idx[ok]],
-                                    np.ones(int(ok.sum())), np.ones(0), 0.0, True, None)
+        pts, pn, vid = cur.points[idx[ok]], cur.normals[idx[ok]], sub[ok]
+        weight = _outside_weights(pts, pn, verts[vid], vid, outside_mask, outside_tol)
+        _, step = _solve_bases_step(no_bases, verts, vid, pts, pn, weight, np.ones(0), 0.0, True, None)
         sim = step.compose(sim)
     return sim
+
+
+def _outside_weights(points: np.ndarray, normals: np.ndarray, verts: np.ndarray, vid: np.ndarray,
+                     mask: np.ndarray | None, tol: float) -> np.ndarray:
+    """Per match weight: 1, or 1 / (1 + (excess / tol)^2) where a `mask` vertex has its scan point more than
+    `tol` outside it along the scan normal (a layer of hair over the skin is always outside)."""
+    weight = np.ones(len(points))
+    if mask is None:
+        return weight
+    excess = ((points - verts) * normals).sum(1) - tol
+    hit = mask[vid] & (excess > 0)
+    weight[hit] = 1.0 / (1.0 + (excess[hit] / tol) ** 2)
+    return weight
 
 
 def _correspondences(cloud: ScanCloud, verts: np.ndarray, nrm: np.ndarray, gate: float,
@@ -389,7 +415,8 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
               update_similarity: bool = True, max_points: int = 4000,
               prior_anneal: float = 10.0,
               init_coeffs: np.ndarray | None = None,
-              max_scale_change: float = 1.25) -> tuple[np.ndarray, np.ndarray, Similarity]:
+              max_scale_change: float = 1.25, outside_mask: np.ndarray | None = None,
+              outside_tol: float = 0.5) -> tuple[np.ndarray, np.ndarray, Similarity]:
     """Least-squares fit of linear shape bases (and a similarity) to a pre-aligned scan.
 
     Args:
@@ -410,12 +437,15 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
             coefficients far).
         init_coeffs: (K,) starting coefficients (e.g. a VAE decode projected on the bases): they shape the
             first correspondences only; the prior stays centred at zero.
-        max_scale_change: bound on the scale correction relative to the pre-alignment.
+        max_scale_change: bound on the scale correction relative to the pre-alignment. The correction also
+            has a Gaussian prior (`SIM_PRIOR_STD`), so that the coefficient prior cannot push it to drift.
+        outside_mask, outside_tol: hair regions and tolerance (see `refine_similarity`).
 
     Returns:
         (verts (V, 3), coefficients (K,), similarity correction applied to the cloud's frame).
     """
     num_k, num_v = bases.shape[0], base_verts.shape[0]
+    sim_precision = 1e-3 / np.array([SIM_PRIOR_STD[0]] + [SIM_PRIOR_STD[1]] * 3 + [SIM_PRIOR_STD[2]] * 3) ** 2
     basis_vk = np.ascontiguousarray(bases.transpose(1, 2, 0), dtype=float)  # (V, 3, K)
     coeffs = np.zeros(num_k)
     corr = Similarity()
@@ -441,19 +471,28 @@ def fit_bases(cloud: ScanCloud, base_verts: np.ndarray, faces: np.ndarray, bases
         rows_v = np.concatenate([subset[ok], vid])
         rows_p = np.concatenate([tgt[ok], rpts])
         rows_n = np.concatenate([tnrm[ok], rnrm])
-        rows_w = np.concatenate([w[ok], 0.5 * np.ones(len(vid))])
+        rows_w = np.concatenate([w[ok], 0.5 * vw[vid]])
+        rows_w = rows_w * _outside_weights(rows_p, rows_n, verts[rows_v], rows_v, outside_mask, outside_tol)
         coeffs, step_sim = _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prior_std,
                                              prior_weight * prior_anneal ** (1.0 - it / max(iters - 1, 1)),
                                              update_similarity and it < iters - 1,
-                                             None if landmarks is None else (cur_lm(corr), landmarks[1]))
+                                             None if landmarks is None else (cur_lm(corr), landmarks[1]),
+                                             sim_prior=(_similarity_params(corr), sim_precision))
         verts = base_verts + np.einsum("vck,k->vc", basis_vk, coeffs)
         corr = step_sim.compose(corr)
         corr.scale = float(np.clip(corr.scale, 1.0 / max_scale_change, max_scale_change))
     return verts, coeffs, corr
 
 
+def _similarity_params(sim: Similarity) -> np.ndarray:
+    """(7,) scale - 1, rotation vector, translation: the accumulated correction as the solver's unknowns."""
+    from scipy.spatial.transform import Rotation
+
+    return np.concatenate([[sim.scale - 1.0], Rotation.from_matrix(sim.rotation).as_rotvec(), sim.translation])
+
+
 def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prior_std, prior_weight,
-                      with_sim: bool, landmarks) -> tuple[np.ndarray, Similarity]:
+                      with_sim: bool, landmarks, sim_prior=None) -> tuple[np.ndarray, Similarity]:
     """One Gauss-Newton step over coefficients and (linearised) similarity of the scan points.
 
     Residual per match: x0_v + B_v c - (1 + ds) p - w x p - t, point-to-plane (n^T) plus 0.1 x point-to-point.
@@ -485,7 +524,11 @@ def _solve_bases_step(basis_vk, base_verts, rows_v, rows_p, rows_n, rows_w, prio
     reg = np.zeros(jac.shape[2])
     reg[:num_k] = prior_weight * rows_w.sum() * 1e-3 / prior_std ** 2
     reg[num_k:] = 1e-6 * rows_w.sum()
-    sol = np.linalg.solve(ata + np.diag(reg), atb)
+    if sim_prior is not None and jac.shape[2] > num_k:  # pull the accumulated correction back towards 0
+        current, precision = sim_prior
+        reg[num_k:] += precision * rows_w.sum()
+        atb[num_k:] -= precision * rows_w.sum() * current
+    sol = np.linalg.solve(ata + np.diag(reg + 1e-9), atb)  # the floor: no matches at all -> no step
     coeffs = sol[:num_k]
     if not with_sim:
         return coeffs, Similarity()

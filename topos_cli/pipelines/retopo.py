@@ -20,6 +20,7 @@ import numpy as np
 from topos_cli.geometry import retopo as rt
 from topos_cli.template import Template
 
+HAIR_REGIONS = ("scalp", "back_of_head", "temple", "forehead", "ear")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 
 
@@ -82,6 +83,14 @@ class RetopoPipeline:
         loops = sorted(loops, key=len, reverse=True)[1:] if loops else list(t.boundary_loops[1:])
         # eye and mouth loops stay clean; the longest open boundary (the neck cut) is left free
         self.stiffness = rt.stiffness_weights(t.num_verts, t.faces, loops, rings=2, boost=6.0)
+        # where hair may cover the skin: a scan far outside the head there is discounted when the pose, the scale
+        # and the shape are fitted (the surface refinement still follows it); templates without these regions
+        # get no such discount
+        hairy = [t.regions[name] for name in HAIR_REGIONS if name in t.regions]
+        self.hair_mask = None
+        if hairy:
+            self.hair_mask = np.zeros(t.num_verts, bool)
+            self.hair_mask[np.concatenate(hairy)] = True
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path | None = None, template=None, device: str = "cpu",
@@ -145,7 +154,7 @@ class RetopoPipeline:
         else:
             cloud = rt.ScanCloud(scan_verts, _pca_normals(scan_verts))
         sim, info = rt.prealign(cloud, t.verts.astype(np.float64), t.faces, up=opt.up, front=opt.front,
-                                landmarks=landmarks)
+                                landmarks=landmarks, outside_mask=self.hair_mask)
         timings["align"] = time.perf_counter() - t0
         local = rt.orient_normals(cloud.transformed(sim), t.verts.astype(np.float64), t.faces)
         prior, init = t.verts.astype(np.float64), None
@@ -161,7 +170,8 @@ class RetopoPipeline:
         if opt.bases and self.bases is not None:
             verts, coeffs, corr = rt.fit_bases(local, prior, t.faces, self.bases, self.prior_std, iters=opt.iters,
                                                gate=0.07 * self.diag, landmarks=lm_local,
-                                               prior_weight=opt.prior_weight, init_coeffs=init)
+                                               prior_weight=opt.prior_weight, init_coeffs=init,
+                                               outside_mask=self.hair_mask)
             sim = corr.compose(sim)
             local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
             lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])

@@ -72,12 +72,28 @@ def test_bad_obj_gives_one_line_mesh_error(tmp_path, content, message):
 def test_missing_unsupported_and_corrupt_files(tmp_path):
     with pytest.raises(MeshError, match="no such file"):
         load_mesh(tmp_path / "nope.obj")
-    (tmp_path / "x.xyz").write_text("1 2 3")
+    (tmp_path / "x.pcd").write_text("1 2 3")
     with pytest.raises(MeshError, match="unsupported"):
-        load_mesh(tmp_path / "x.xyz")
+        load_mesh(tmp_path / "x.pcd")
     (tmp_path / "c.ply").write_text("garbage")
     with pytest.raises(MeshError, match="cannot read PLY"):
         load_mesh(tmp_path / "c.ply")
+
+
+def test_ascii_point_clouds(tmp_path):
+    """.xyz / .pts: a count line skipped, extra columns ignored, commas allowed; garbage after data is an error."""
+    (tmp_path / "a.pts").write_text("3\n1 2 3 0.5 255 0 0\n4,5,6,0.1,0,0,0\n-1e1 0 2.5 1 1 1 1\n")
+    cloud = load_mesh(tmp_path / "a.pts", allow_points=True)
+    np.testing.assert_allclose(cloud.verts, [[1, 2, 3], [4, 5, 6], [-10, 0, 2.5]])
+    assert cloud.faces.shape == (0, 3)
+    with pytest.raises(MeshError, match="no faces"):
+        load_mesh(tmp_path / "a.pts")
+    (tmp_path / "b.xyz").write_text("# x y z\n1 2 3\n1 2 oops\n")
+    with pytest.raises(MeshError, match=r"b.xyz:3: expected"):
+        load_mesh(tmp_path / "b.xyz", allow_points=True)
+    (tmp_path / "c.xyz").write_text("just words here\n")
+    with pytest.raises(MeshError, match="no vertices"):
+        load_mesh(tmp_path / "c.xyz", allow_points=True)
 
 
 def test_stl_is_welded(tmp_path):

@@ -1,4 +1,5 @@
-"""Mesh files in and out: OBJ (own reader/writer), PLY, OFF, STL, GLB/glTF (trimesh, process=False).
+"""Mesh files in and out: OBJ (own reader/writer), PLY, OFF, STL, GLB/glTF (trimesh, process=False), and
+ASCII point clouds (.xyz, .pts: one point per line, x y z first).
 
 Every loader returns a `MeshData`; every error a user can cause becomes a one-line `MeshError`.
 Meshes in template topology round-trip bit-exactly in vertex order through OBJ and PLY (float32).
@@ -17,7 +18,8 @@ from topos_cli.io.fs import atomic_path
 from topos_cli.io.obj import ObjData, format_obj, read_obj
 from topos_cli.template import Template, triangulate_polys
 
-MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
+POINT_SUFFIXES = (".xyz", ".pts")  # ASCII point clouds: x y z [more columns], a count line is skipped
+MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf") + POINT_SUFFIXES
 WRITE_SUFFIXES = (".obj", ".ply", ".glb")
 
 
@@ -81,7 +83,12 @@ def load_mesh(path: str | Path, allow_points: bool = False) -> MeshData:
     if path.stat().st_size == 0:
         raise MeshError(f"{path} is empty (0 bytes)")
     try:
-        mesh = _read_obj(path) if suffix == ".obj" else _read_trimesh(path)
+        if suffix == ".obj":
+            mesh = _read_obj(path)
+        elif suffix in POINT_SUFFIXES:
+            mesh = _read_points(path)
+        else:
+            mesh = _read_trimesh(path)
     except MeshError:
         raise
     except Exception as exc:  # any parser failure on user data is a bad file, not a bug
@@ -129,6 +136,23 @@ def _read_obj(path: Path) -> MeshData:
         normals=None if normals is None else normals.astype(np.float32), colors=obj.colors,
         materials=None if obj.materials is None else obj.materials[owner],
         material_names=obj.material_names, texture=_mtl_texture(path, obj.mtllib))
+
+
+def _read_points(path: Path) -> MeshData:
+    """x y z per line (spaces, tabs or commas; more columns such as normals, intensity or colour are ignored);
+    lines with fewer than three numbers (a point count, a header) are skipped."""
+    rows = []
+    with open(path, errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            parts = line.replace(",", " ").split()
+            if len(parts) < 3 or parts[0].startswith(("#", "//")):
+                continue
+            try:
+                rows.append([float(v) for v in parts[:3]])
+            except ValueError:
+                if rows:  # text after the data started: a corrupt file, not a header
+                    raise MeshError(f"{path}:{number}: expected 'x y z', got {line.strip()[:60]!r}") from None
+    return MeshData(verts=np.asarray(rows, np.float32).reshape(-1, 3), faces=np.zeros((0, 3), np.int64))
 
 
 def _mtl_texture(obj_path: Path, mtllib: str | None) -> Path | None:

@@ -162,8 +162,11 @@ class RetopoPipeline:
             decoded = self.vae_prior(local, seed)
             if opt.bases and self.bases is not None:  # the VAE seeds the bases fit (first correspondences)
                 init = rt.project_on_bases(decoded, prior, self.bases)
-            else:
+            else:  # the decode takes the pre-alignment's residual pose error with it: re-fit the similarity
                 prior = decoded
+                corr = rt.refine_similarity(local, decoded, t.faces, rt.Similarity(), outside_mask=self.hair_mask)
+                sim = corr.compose(sim)
+                local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
         timings["vae"] = time.perf_counter() - t0 - timings["align"]
         lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
         verts, coeffs = prior, None

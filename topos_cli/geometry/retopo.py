@@ -253,7 +253,7 @@ def _reverse_score(cloud: ScanCloud, sim: Similarity, tmpl_verts: np.ndarray, tr
 
 # prior std of the similarity correction that the bases fit accumulates on top of the pre-alignment (scale,
 # radians, cm): without it, a head the bases cannot explain (hair) lets the scale drift until nothing matches
-SIM_PRIOR_STD = (0.05, 0.05, 1.0)
+SIM_PRIOR_STD = (0.05, 0.1, 2.0)
 UNIT_CM = (0.1, 1.0, 2.54, 100.0)  # cm per scan unit for scans in mm, cm, inches and m
 
 

@@ -68,7 +68,7 @@ def ssim(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, data_
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two Gaussians."""
-    covmean, _ = linalg.sqrtm(cov1 @ cov2, disp=False)
+    covmean = linalg.sqrtm(cov1 @ cov2)  # (`disp=False` is deprecated and goes in SciPy 1.18)
     if not np.isfinite(covmean).all():  # near-singular product: regularise as pytorch-fid does
         eps = 1e-6 * np.eye(len(cov1))
         covmean = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))

@@ -9,12 +9,13 @@ faces, or subdivided then decimated: near-isotropic and denser), some get normal
 front half (a face-only shell), and every one is put in a random pose (uniform rotation) and unit (mm, cm or
 m). The true template-topology head is the template's own rest shape moved by the same weights through the
 template's (resampled ICT) bases, so the per-vertex correspondence error against it is measurable.
-`--kind hair` (not in the default set) puts 1-3 cm of hair on every scan: the truth is the skin under it, so
-the per-vertex error is also reported on the face alone (`v2v_face_mean`: eyes, nose, mouth, cheeks, chin,
-brows, jaw), where no hair grows. Two kinds leave the ICT model's comfort zone: "warped" heads get a smooth random displacement field (six
+Two kinds leave the ICT model's comfort zone: "warped" heads get a smooth random displacement field (six
 Gaussian bumps, sigma 4 cm, ~0.5 cm amplitude) that no combination of the bases reproduces (the truth is the
 template moved by the same field: it lies on the ICT surface), and "bust" scans carry shoulders and a chest
 (an ellipsoid under the neck), so the scan's size and principal axes are not the head's.
+`--kind hair` (not in the default set) puts 1-3 cm of hair on every scan: the truth is the skin under it, so
+the per-vertex error is also reported on the face alone (`v2v_face_mean`: eyes, nose, mouth, cheeks, chin,
+brows, jaw), where no hair grows.
 
 Reported per method, per scan and on average: per-vertex error mean / p95 as % of the true head's
 bounding-box diagonal, Chamfer-L1 / normal consistency / F-score@1% to the scan surface (distances / scan
@@ -81,8 +82,6 @@ def make_scan(ict: dict, i: int, kind: str | None = None) -> dict:
     kind = kind or KINDS[i % len(KINDS)]
     warp = None
     if kind == "hair":  # 1-3 cm of hair over the scalp, the back and the sides, a hairline across the forehead
-        import trimesh
-
         top, front, back = verts[:, 1].max(), verts[:, 2].max(), verts[:, 2].min()
         hairline = top - rng.uniform(4.0, 6.5) - rng.uniform(9.0, 10.5) * (front - verts[:, 2]) / (front - back)
         cap = np.clip((verts[:, 1] - hairline) / 2.0, 0.0, 1.0)

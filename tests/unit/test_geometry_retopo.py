@@ -241,3 +241,33 @@ def test_vae_decode_gets_its_pose_refitted_without_the_bases():
     diag = np.linalg.norm(truth.max(0) - truth.min(0))
     err = np.linalg.norm((res.verts - shift) @ rot / 10.0 - truth, axis=1).mean() / diag
     assert err < 0.001, err  # 5.3 % of the diagonal with the pre-alignment's similarity alone
+
+
+def test_batched_pose_scores_match_the_icp_score(generator):
+    """The search scores its ~1700 hypotheses in one KD-tree query: the same numbers as one ICP call each."""
+    pts = generator.normal(size=(3000, 3))
+    cloud = rt.ScanCloud(10.0 * pts, pts / np.linalg.norm(pts, axis=1, keepdims=True))
+    tpts = generator.normal(size=(300, 3))
+    tnrm = tpts / np.linalg.norm(tpts, axis=1, keepdims=True)
+    sims = [rt.Similarity(float(generator.uniform(0.5, 2.0)), Rotation.random(random_state=i).as_matrix(),
+                          generator.normal(size=3)) for i in range(12)]
+    batched = rt._pose_scores(cloud, tpts, tnrm, sims, 0.6)
+    single = [rt._icp_similarity(cloud, tpts, tnrm, s, 0, 0.6)[1] for s in sims]
+    np.testing.assert_allclose(batched, single, rtol=1e-12)
+    assert len(set(np.round(single, 6))) == len(sims)  # distinct poses, distinct scores: the check has teeth
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_batched_icp_matches_one_icp_per_start(generator, fixed):
+    pts = generator.normal(size=(3000, 3)) * np.array([1.0, 1.3, 0.8])
+    cloud = rt.ScanCloud(10.0 * pts, pts / np.linalg.norm(pts, axis=1, keepdims=True))
+    tpts = generator.normal(size=(300, 3)) * np.array([1.0, 1.3, 0.8])
+    tnrm = tpts / np.linalg.norm(tpts, axis=1, keepdims=True)
+    sims = [rt.Similarity(float(generator.uniform(0.05, 0.2)), Rotation.random(random_state=i).as_matrix(),
+                          generator.normal(size=3)) for i in range(10)]
+    batched, scores = rt._icp_batch(cloud, tpts, tnrm, sims, 2, 0.6, fixed)
+    for sim, score, start in zip(batched, scores, sims, strict=True):
+        ref, ref_score = rt._icp_similarity(cloud, tpts, tnrm, start, 2, 0.6, fixed)
+        np.testing.assert_allclose(sim.matrix(), ref.matrix(), atol=1e-10)
+        assert score == pytest.approx(ref_score, rel=1e-10)
+        assert not np.allclose(sim.matrix(), start.matrix())  # the ICP moved it

@@ -146,6 +146,56 @@ def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray
     return sim, score
 
 
+def _pose_scores(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sims: list[Similarity],
+                 trim: float) -> np.ndarray:
+    """(H,) the score `_icp_similarity(..., iters=0)` gives each pose, in one KD-tree query for all of them."""
+    scales = np.array([s.scale for s in sims])
+    rots = np.stack([s.rotation for s in sims])  # (H, 3, 3)
+    trans = np.stack([s.translation for s in sims])
+    query = np.einsum("hpj,hji->hpi", tmpl_pts[None] - trans[:, None], rots) / scales[:, None, None]  # scan frame
+    dist, idx = cloud.tree.query(query.reshape(-1, 3))
+    dist = dist.reshape(len(sims), -1) * scales[:, None]  # template units
+    compat = np.abs(np.einsum("hpj,hij,pi->hp", cloud.normals[idx].reshape(*query.shape), rots, tmpl_nrm))
+    cost = dist + 0.5 * np.median(dist, axis=1, keepdims=True) * (1.0 - compat)
+    return np.sort(cost, axis=1)[:, : int(trim * len(tmpl_pts))].mean(1)
+
+
+def _icp_batch(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sims: list[Similarity], iters: int,
+               trim: float, fix_rotation: bool = False) -> tuple[list[Similarity], np.ndarray]:
+    """`_icp_similarity` for many starts at once (one KD-tree query per iteration for all): (sims, scores)."""
+    num, count = len(sims), len(tmpl_pts)
+    scales = np.array([1.0 / s.scale for s in sims])  # the ICP runs on the inverse (template -> scan)
+    rots = np.stack([s.rotation.T for s in sims])
+    trans = np.stack([-(s.rotation.T @ s.translation) / s.scale for s in sims])
+    for _ in range(iters):
+        query = scales[:, None, None] * np.einsum("pj,hij->hpi", tmpl_pts, rots) + trans[:, None]
+        dist, idx = cloud.tree.query(query.reshape(-1, 3))
+        dist, idx = dist.reshape(num, count), idx.reshape(num, count)
+        compat = np.einsum("hpj,hij,pi->hp", cloud.normals[idx], rots, tmpl_nrm)  # (n @ R_inv^T) . tn
+        compat = compat * np.where(np.median(compat, axis=1, keepdims=True) >= 0, 1.0, -1.0)
+        keep = compat > 0.3
+        keep[keep.sum(1) < 10] = True
+        cut = np.nanquantile(np.where(keep, dist, np.nan), trim, axis=1, keepdims=True)
+        w = (keep & (dist <= cut)).astype(float)
+        wsum = w.sum(1, keepdims=True)
+        dst = cloud.points[idx]  # (H, P, 3)
+        mu_s, mu_d = (w @ tmpl_pts) / wsum, np.einsum("hp,hpi->hi", w, dst) / wsum
+        xs, xd = tmpl_pts[None] - mu_s[:, None], dst - mu_d[:, None]
+        var_s = (w * (xs ** 2).sum(2)).sum(1) / wsum[:, 0]
+        if fix_rotation:
+            scales = np.einsum("hp,hpi,hpi->h", w, np.einsum("hpj,hij->hpi", xs, rots), xd) / wsum[:, 0] / var_s
+        else:
+            cov = np.einsum("hpi,hp,hpj->hij", xd, w, xs) / wsum[:, :, None]
+            u, sig, vt = np.linalg.svd(cov)
+            d = np.ones((num, 3))
+            d[np.linalg.det(u) * np.linalg.det(vt) < 0, 2] = -1.0
+            rots = (u * d[:, None]) @ vt
+            scales = (sig * d).sum(1) / var_s
+        trans = mu_d - scales[:, None] * np.einsum("hij,hj->hi", rots, mu_s)
+    out = [Similarity(float(s), r, t).inverse() for s, r, t in zip(scales, rots, trans, strict=True)]
+    return out, _pose_scores(cloud, tmpl_pts, tmpl_nrm, out, trim)
+
+
 def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
              landmarks: tuple[np.ndarray, np.ndarray] | None = None, num_points: int = 1000,
              trim: float = 0.6, final_trim: float = 0.9, min_explained: float = 0.75,
@@ -300,9 +350,13 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
                 sim.translation = support - sim.scale * rot @ p
                 hyps.append((sim, rot, rel, center))
     # coarse to fine: score all, two ICP iterations for the best quarter, ten more for the best `keep`
-    scored = sorted(((_icp_similarity(small, tpts, tnrm, h[0], 0, trim, fixed)[1], i) for i, h in enumerate(hyps)))
-    stage = [(*_icp_similarity(small, tpts, tnrm, hyps[i][0], 2, trim, fixed), i)
-             for _, i in scored[: max(keep, len(scored) // 4)]]
+    scores = np.concatenate([_pose_scores(small, tpts, tnrm, [h[0] for h in hyps[i:i + 512]], trim)
+                             for i in range(0, len(hyps), 512)]) if hyps else np.zeros(0)
+    scored = sorted(zip(scores.tolist(), range(len(hyps)), strict=True))
+    best = [i for _, i in scored[: max(keep, len(scored) // 4)]]
+    stage = [(sim, score, i) for start_at in range(0, len(best), 512)
+             for sim, score, i in zip(*_icp_batch(small, tpts, tnrm, [hyps[i][0] for i in best[start_at:start_at + 512]],
+                                                  2, trim, fixed), best[start_at:start_at + 512], strict=True)]
     stage.sort(key=lambda r: r[1])
     out = []
     for sim, _, i in stage[:keep]:

@@ -153,7 +153,7 @@ def _pose_scores(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, s
     rots = np.stack([s.rotation for s in sims])  # (H, 3, 3)
     trans = np.stack([s.translation for s in sims])
     query = np.einsum("hpj,hji->hpi", tmpl_pts[None] - trans[:, None], rots) / scales[:, None, None]  # scan frame
-    dist, idx = cloud.tree.query(query.reshape(-1, 3))
+    dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=-1)
     dist = dist.reshape(len(sims), -1) * scales[:, None]  # template units
     compat = np.abs(np.einsum("hpj,hij,pi->hp", cloud.normals[idx].reshape(*query.shape), rots, tmpl_nrm))
     cost = dist + 0.5 * np.median(dist, axis=1, keepdims=True) * (1.0 - compat)
@@ -169,7 +169,7 @@ def _icp_batch(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sim
     trans = np.stack([-(s.rotation.T @ s.translation) / s.scale for s in sims])
     for _ in range(iters):
         query = scales[:, None, None] * np.einsum("pj,hij->hpi", tmpl_pts, rots) + trans[:, None]
-        dist, idx = cloud.tree.query(query.reshape(-1, 3))
+        dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=-1)
         dist, idx = dist.reshape(num, count), idx.reshape(num, count)
         compat = np.einsum("hpj,hij,pi->hp", cloud.normals[idx], rots, tmpl_nrm)  # (n @ R_inv^T) . tn
         compat = compat * np.where(np.median(compat, axis=1, keepdims=True) >= 0, 1.0, -1.0)

@@ -350,13 +350,17 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
                 sim.translation = support - sim.scale * rot @ p
                 hyps.append((sim, rot, rel, center))
     # coarse to fine: score all, two ICP iterations for the best quarter, ten more for the best `keep`
+    # (batched KD-tree queries, in chunks of 512 hypotheses to bound memory)
+    if not hyps:
+        return []
     scores = np.concatenate([_pose_scores(small, tpts, tnrm, [h[0] for h in hyps[i:i + 512]], trim)
-                             for i in range(0, len(hyps), 512)]) if hyps else np.zeros(0)
-    scored = sorted(zip(scores.tolist(), range(len(hyps)), strict=True))
-    best = [i for _, i in scored[: max(keep, len(scored) // 4)]]
-    stage = [(sim, score, i) for start_at in range(0, len(best), 512)
-             for sim, score, i in zip(*_icp_batch(small, tpts, tnrm, [hyps[i][0] for i in best[start_at:start_at + 512]],
-                                                  2, trim, fixed), best[start_at:start_at + 512], strict=True)]
+                             for i in range(0, len(hyps), 512)])
+    best = np.argsort(scores, kind="stable")[: max(keep, len(hyps) // 4)]
+    stage = []
+    for start_at in range(0, len(best), 512):
+        ids = best[start_at:start_at + 512]
+        sims, icp_scores = _icp_batch(small, tpts, tnrm, [hyps[i][0] for i in ids], 2, trim, fixed)
+        stage += list(zip(sims, icp_scores, ids, strict=True))
     stage.sort(key=lambda r: r[1])
     out = []
     for sim, _, i in stage[:keep]:

@@ -120,72 +120,78 @@ class ScanCloud:
         return ScanCloud(sim.apply(self.points), self.normals @ sim.rotation.T)
 
 
+def _workers(query: np.ndarray) -> int:
+    """KD-tree query threads: all cores for the search's batched queries, one for small ones (thread start-up
+    costs more than it saves there)."""
+    return -1 if query.size > 150_000 else 1
+
+
 def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sim: Similarity,
                     iters: int, trim: float, fix_rotation: bool = False) -> tuple[Similarity, float]:
-    """Trimmed template->scan similarity ICP; returns the refined scan->template sim and its score."""
-    inv = sim.inverse()
-    score = np.inf
-    for _ in range(iters):
-        query = inv.apply(tmpl_pts)  # template points in scan frame
-        dist, idx = cloud.tree.query(query)
-        compat = (cloud.normals[idx] @ inv.rotation.T * tmpl_nrm).sum(1)
-        # scan normals may be flipped as a whole: accept either global sign, decided by the majority
-        compat = compat * (1.0 if np.median(compat) >= 0 else -1.0)
-        keep = compat > 0.3
-        if keep.sum() < 10:
-            keep[:] = True
-        cut = np.quantile(dist[keep], trim)
-        keep &= dist <= cut
-        inv = umeyama(tmpl_pts[keep], cloud.points[idx[keep]], rotation=inv.rotation if fix_rotation else None)
-        score = float(dist[keep].mean() * inv.scale ** -1) + (1.0 - keep.mean()) * 0.0
-    sim = inv.inverse()
-    dist, idx = cloud.tree.query(inv.apply(tmpl_pts))
-    dist = dist * sim.scale  # template units
-    compat = np.abs((cloud.normals[idx] @ sim.rotation.T * tmpl_nrm).sum(1))
-    score = float(np.sort(dist + 0.5 * np.median(dist) * (1.0 - compat))[: int(trim * len(dist))].mean())
-    return sim, score
+    """`_icp_batch` from one start: the refined scan->template similarity and its score."""
+    sims, scores = _icp_batch(cloud, tmpl_pts, tmpl_nrm, [sim], iters, trim, fix_rotation)
+    return sims[0], float(scores[0])
 
 
 def _pose_scores(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sims: list[Similarity],
                  trim: float) -> np.ndarray:
-    """(H,) the score `_icp_similarity(..., iters=0)` gives each pose, in one KD-tree query for all of them."""
+    """(H,) score of each scan->template pose, in one KD-tree query for all of them: the mean of the closest
+    `trim` fraction of template->scan distances (template units), each plus half the median distance times
+    (1 - |normal agreement|)."""
     scales = np.array([s.scale for s in sims])
     rots = np.stack([s.rotation for s in sims])  # (H, 3, 3)
     trans = np.stack([s.translation for s in sims])
     query = np.einsum("hpj,hji->hpi", tmpl_pts[None] - trans[:, None], rots) / scales[:, None, None]  # scan frame
-    dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=-1)
+    dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=_workers(query))
     dist = dist.reshape(len(sims), -1) * scales[:, None]  # template units
     compat = np.abs(np.einsum("hpj,hij,pi->hp", cloud.normals[idx].reshape(*query.shape), rots, tmpl_nrm))
     cost = dist + 0.5 * np.median(dist, axis=1, keepdims=True) * (1.0 - compat)
     return np.sort(cost, axis=1)[:, : int(trim * len(tmpl_pts))].mean(1)
 
 
+def _row_quantiles(values: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """Per row, the q-quantile (numpy's default linear method) of its first `counts` smallest values (the others
+    are +inf fillers)."""
+    ordered = np.sort(values, axis=1)
+    pos = q * (counts - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, counts - 1)
+    rows = np.arange(len(values))
+    a, b, t = ordered[rows, lo], ordered[rows, hi], pos - lo
+    return np.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t)  # numpy's lerp
+
+
 def _icp_batch(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sims: list[Similarity], iters: int,
                trim: float, fix_rotation: bool = False) -> tuple[list[Similarity], np.ndarray]:
-    """`_icp_similarity` for many starts at once (one KD-tree query per iteration for all): (sims, scores)."""
+    """Trimmed, normal-compatible template->scan similarity ICP from many starts at once (one KD-tree query per
+    iteration for all of them): the refined scan->template similarities and their `_pose_scores`.
+
+    Each iteration matches every template point to its nearest scan point, keeps the normal-compatible matches
+    (the scan's normals may be flipped as a whole: the majority sign decides), trims them to the closest `trim`
+    fraction and solves Umeyama on the rest (only scale and shift when `fix_rotation`)."""
     num, count = len(sims), len(tmpl_pts)
     scales = np.array([1.0 / s.scale for s in sims])  # the ICP runs on the inverse (template -> scan)
     rots = np.stack([s.rotation.T for s in sims])
     trans = np.stack([-(s.rotation.T @ s.translation) / s.scale for s in sims])
     for _ in range(iters):
-        query = scales[:, None, None] * np.einsum("pj,hij->hpi", tmpl_pts, rots) + trans[:, None]
-        dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=-1)
+        query = scales[:, None, None] * (tmpl_pts @ rots.transpose(0, 2, 1)) + trans[:, None]
+        dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=_workers(query))
         dist, idx = dist.reshape(num, count), idx.reshape(num, count)
-        compat = np.einsum("hpj,hij,pi->hp", cloud.normals[idx], rots, tmpl_nrm)  # (n @ R_inv^T) . tn
+        compat = ((cloud.normals[idx] @ rots.transpose(0, 2, 1)) * tmpl_nrm).sum(2)  # (n @ R_inv^T) . tn
         compat = compat * np.where(np.median(compat, axis=1, keepdims=True) >= 0, 1.0, -1.0)
         keep = compat > 0.3
         keep[keep.sum(1) < 10] = True
-        cut = np.nanquantile(np.where(keep, dist, np.nan), trim, axis=1, keepdims=True)
+        cut = _row_quantiles(np.where(keep, dist, np.inf), keep.sum(1), trim)[:, None]
         w = (keep & (dist <= cut)).astype(float)
         wsum = w.sum(1, keepdims=True)
         dst = cloud.points[idx]  # (H, P, 3)
-        mu_s, mu_d = (w @ tmpl_pts) / wsum, np.einsum("hp,hpi->hi", w, dst) / wsum
+        mu_s, mu_d = (w @ tmpl_pts) / wsum, (w[:, None] @ dst)[:, 0] / wsum
         xs, xd = tmpl_pts[None] - mu_s[:, None], dst - mu_d[:, None]
         var_s = (w * (xs ** 2).sum(2)).sum(1) / wsum[:, 0]
         if fix_rotation:
             scales = np.einsum("hp,hpi,hpi->h", w, np.einsum("hpj,hij->hpi", xs, rots), xd) / wsum[:, 0] / var_s
         else:
-            cov = np.einsum("hpi,hp,hpj->hij", xd, w, xs) / wsum[:, :, None]
+            cov = (xd * w[..., None]).transpose(0, 2, 1) @ xs / wsum[:, :, None]
             u, sig, vt = np.linalg.svd(cov)
             d = np.ones((num, 3))
             d[np.linalg.det(u) * np.linalg.det(vt) < 0, 2] = -1.0

@@ -15,7 +15,7 @@ template moved by the same field: it lies on the ICT surface), and "bust" scans 
 (an ellipsoid under the neck), so the scan's size and principal axes are not the head's.
 `--kind hair` (not in the default set) puts 1-3 cm of hair on every scan: the truth is the skin under it, so
 the per-vertex error is also reported on the face alone (`v2v_face_mean`: eyes, nose, mouth, cheeks, chin,
-brows, jaw), where no hair grows.
+brows, jaw), where no hair grows. `--kind hairy-bust` puts that hair on a bust (shoulders and chest).
 
 Reported per method, per scan and on average: per-vertex error mean / p95 as % of the true head's
 bounding-box diagonal, Chamfer-L1 / normal consistency / F-score@1% to the scan surface (distances / scan
@@ -67,7 +67,7 @@ def ict_skin_template(ict: dict, folder: Path) -> Path:
 def make_scan(ict: dict, i: int, kind: str | None = None) -> dict:
     """Scan i of the held-out set: weights, the re-tessellated posed scan, and what was done to it.
 
-    kind: force this kind (one of KINDS, or "hair") instead of KINDS[i % len(KINDS)].
+    kind: force this kind (one of KINDS, "hair" or "hairy-bust") instead of KINDS[i % len(KINDS)].
     """
     import fast_simplification
     import trimesh
@@ -81,7 +81,7 @@ def make_scan(ict: dict, i: int, kind: str | None = None) -> dict:
     verts = ict["neutral"] + np.tensordot(w_id, ict["identity"], 1) + np.tensordot(w_ex, ict["expression"], 1)
     kind = kind or KINDS[i % len(KINDS)]
     warp = None
-    if kind == "hair":  # 1-3 cm of hair over the scalp, the back and the sides, a hairline across the forehead
+    if kind in ("hair", "hairy-bust"):  # 1-3 cm of hair: scalp, back, sides, a hairline across the forehead
         top, front, back = verts[:, 1].max(), verts[:, 2].max(), verts[:, 2].min()
         hairline = top - rng.uniform(4.0, 6.5) - rng.uniform(9.0, 10.5) * (front - verts[:, 2]) / (front - back)
         cap = np.clip((verts[:, 1] - hairline) / 2.0, 0.0, 1.0)
@@ -109,7 +109,7 @@ def make_scan(ict: dict, i: int, kind: str | None = None) -> dict:
     if kind == "front-only":
         cent = sv[sf].mean(1)
         sf = sf[cent[:, 2] > np.percentile(sv[:, 2], 45)]
-    if kind == "bust":  # shoulders and chest under the neck: the scan is mostly not head
+    if kind in ("bust", "hairy-bust"):  # shoulders and chest under the neck: the scan is mostly not head
         torso = trimesh.creation.icosphere(subdivisions=4)
         tv = np.asarray(torso.vertices) * rng.uniform([18, 11, 9], [24, 15, 12]) + [0, -16 - rng.uniform(12, 16), -2]
         tf = np.asarray(torso.faces)[(tv[torso.faces][:, :, 1] > -40).all(1)] + len(sv)
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--json", default=None, help="write all rows to this JSON file")
-    parser.add_argument("--kind", default=None, choices=KINDS + ["hair"], help="make every scan of this kind")
+    parser.add_argument("--kind", default=None, choices=KINDS + ["hair", "hairy-bust"], help="make every scan of this kind")
     parser.add_argument("--methods", default=None, help="comma list of topos variants to run (default: all)")
     args = parser.parse_args()
 
@@ -168,7 +168,7 @@ def main() -> None:
     tpl = pipe.template
     tb = tpl.bases
     face = None
-    if args.kind == "hair":
+    if args.kind in ("hair", "hairy-bust"):
         names = [r for r in ("eye", "nose", "mouth", "cheek", "chin", "brow", "cheekbone", "jaw") if r in tpl.regions]
         face = np.concatenate([tpl.regions[r] for r in names]) if names else None
     rows = []

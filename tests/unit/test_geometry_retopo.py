@@ -207,6 +207,85 @@ def test_hair_does_not_blow_up_the_fit(seed):
     assert res.report["metrics"]["fscore"] > 0.9
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prealign_finds_a_hairy_head_on_a_bust(seed):
+    """Hair and shoulders together: the hair makes the head round (its own axes say nothing) and a smaller head
+    laid on the torso used to fit better than the right one (3 of 4 such scans came out upside down or on the
+    chest). The search now allows for hair over the hair regions, weighs the face more, reads 'up' from the
+    body and keeps distinct poses."""
+    import fast_simplification
+
+    from topos_cli.pipelines.retopo import RetopoPipeline
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    hair_v, hair_f, truth = _hair_scan(seed, 2.5)
+    torso = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    rng = np.random.default_rng(seed)
+    tv = np.asarray(torso.vertices) * rng.uniform([18, 11, 9], [24, 15, 12]) + [0.0, -30.0, -2.0]
+    tv, tf = fast_simplification.simplify(tv.astype(np.float32), np.asarray(torso.faces, np.int32), 0.3)
+    scan_v, scan_f = np.concatenate([hair_v, tv]), np.concatenate([hair_f, tf + len(hair_v)])
+    rot = Rotation.random(random_state=40 + seed).as_matrix()
+    scan_v = 10.0 * scan_v @ rot.T + np.array([100.0, -40.0, 7.0])  # millimetres, arbitrary pose
+    cloud = rt.sample_scan(scan_v, scan_f, 30000, np.random.default_rng(seed))
+    mask = RetopoPipeline(tpl).hair_mask
+    sim, info = rt.prealign(cloud, tpl.verts.astype(float), tpl.faces, outside_mask=mask)
+    angle = np.degrees(np.arccos(np.clip((np.trace(sim.rotation @ rot) - 1) / 2, -1, 1)))
+    assert angle < 10.0, info
+    assert sim.scale == pytest.approx(0.1, rel=0.1)
+
+
+def test_without_hair_takes_off_at_most_the_hair_depth_outside():
+    diff = np.array([[0.0, 1.0, 3.0], [0.0, 0.0, 7.0], [0.0, 0.0, -2.0], [1.0, 0.0, 3.0]])
+    normals = np.tile([0.0, 0.0, 1.0], (4, 1))
+    hair = rt.HairLayer(np.array([1.0, 1.0, 1.0, 0.0]), depth=5.0)
+    out = rt._without_hair(diff, normals, hair)
+    # outward 3 (< depth): gone; outward 7: 2 left; inward: kept; not a hair point: kept
+    np.testing.assert_allclose(out, [[0, 1, 0], [0, 0, 2], [0, 0, -2], [1, 0, 3]])
+    np.testing.assert_allclose(rt._without_hair(diff, normals, None), diff)
+
+
+def test_pose_scores_with_hair_count_the_face_more():
+    """A hair-region point 2 cm out (within the hair depth) costs nothing; the face's mean weighs twice the hair's."""
+    tnrm = np.array([[0.0, 0, 1], [0, 0, -1], [1, 0, 0], [-1, 0, 0]])
+    tpts = 10.0 * tnrm
+    hair = rt.HairLayer(np.array([1.0, 1.0, 0.0, 0.0]), depth=3.0)
+    scan = tnrm * np.array([[12.0], [12.0], [10.0], [10.5]])  # hair 2 cm out on top/bottom; face points 0, 0.5 off
+    cloud = rt.ScanCloud(scan, tnrm.copy())
+    got = rt._pose_scores(cloud, tpts, tnrm, [rt.Similarity()], 1.0, hair)
+    # hair group: 0 (the 2 cm are hair); face group (trim max(1.0, FACE_TRIM)): (0 + 0.5) / 2; weighted 1:2
+    np.testing.assert_allclose(got, [(0.0 + 2.0 * 0.25) / 3.0])
+    plain = rt._pose_scores(cloud, tpts, tnrm, [rt.Similarity()], 1.0)
+    assert plain[0] == pytest.approx((2.0 + 2.0 + 0.0 + 0.5) / 4)
+    far = rt.ScanCloud(tnrm * np.array([[12.0], [12.0], [11.0], [11.0]]), tnrm.copy())  # face points 1 cm off
+    got = rt._pose_scores(far, tpts, tnrm, [rt.Similarity()], 1.0, hair)
+    np.testing.assert_allclose(got, [(0.0 + 2.0 * 1.0) / 3.0])
+
+
+def test_distinct_suppresses_near_copies_of_a_pose():
+    base = rt.Similarity(1.0, np.eye(3), np.zeros(3))
+    tilt = Rotation.from_euler("x", 10, degrees=True).as_matrix()
+    turn = Rotation.from_euler("x", 90, degrees=True).as_matrix()
+    stage = [(base, 0.1), (rt.Similarity(1.0, tilt, np.zeros(3)), 0.2),  # near copy: dropped
+             (rt.Similarity(1.0, np.eye(3), np.array([0.0, 0.0, 5.0])), 0.3),  # moved 5 of 40: kept
+             (rt.Similarity(1.0, turn, np.zeros(3)), 0.4), (base, 0.5)]
+    kept = rt._distinct(stage, keep=10, diag=40.0)
+    assert [row[1] for row in kept] == [0.1, 0.3, 0.4]
+    assert [row[1] for row in rt._distinct(stage, keep=2, diag=40.0)] == [0.1, 0.3]
+
+
+def test_upright_rotations_take_the_body_axis_to_template_up():
+    up = np.array([1.0, 2.0, -0.5])
+    rots = rt._upright_rotations(up, radius=1.0, yaws=6)
+    assert len(rots) == 6
+    for rot in rots:
+        np.testing.assert_allclose(rot @ up / np.linalg.norm(up), [0, 1, 0], atol=1e-12)
+        np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+    fronts = np.array([rot[2] for rot in rots])  # the scan directions sent to +Z: 60 degrees apart
+    np.testing.assert_allclose(fronts[0] @ fronts[1], 0.5, atol=1e-12)
+    assert rt._upright_rotations(up, radius=5.0) == []
+
+
 def test_bases_step_without_matches_is_no_step():
     """No correspondence left (a scan far off): the solve returns no change instead of a singular-matrix error."""
     basis = np.random.default_rng(0).normal(size=(50, 3, 4))

@@ -6,9 +6,11 @@ Three stages, each usable alone (the pipeline in `pipelines/retopo.py` chains th
    frame. Scale starts from the ratio of RMS radii (so mm, cm, m and inches all work), orientation from the
    24 axis permutations/sign flips that map the scan's principal axes onto the template's, each refined by
    trimmed similarity ICP (template -> scan, normal-compatible matches) and scored by the trimmed
-   template-to-scan distance. When that whole-scan fit leaves much of the scan unexplained (a bust), the head
-   is searched for inside the scan (`_extra_hypotheses`). `up`/`front` (unit vectors in scan coordinates)
-   skip the orientation search.
+   template-to-scan distance (where the template has hair regions, up to `HAIR_DEPTH` of hair may lie over
+   them, and the hair-free face counts more: `HairLayer`). When that whole-scan fit leaves much of the scan
+   unexplained (a bust), the head is searched for inside the scan (`_extra_hypotheses`: head sizes and centres,
+   orientations from the cropped head's axes and from the body below it). `up`/`front` (unit vectors in scan
+   coordinates) skip the orientation search.
 2. `fit_bases`: alternating least squares over the template's linear shape bases (identity + expression)
    and the similarity, with point-to-plane, distance-gated, normal-compatible correspondences in both
    directions and a Gaussian (ridge) prior on the coefficients. Tangential sliding cannot happen here: the
@@ -126,27 +128,61 @@ def _workers(query: np.ndarray) -> int:
     return -1 if query.size > 150_000 else 1
 
 
+@dataclass
+class HairLayer:
+    """Where a layer of hair may lie over the template's skin: `mask` (P,) 1 at the template points of the
+    hair regions (scalp, back of head, temples, forehead, ears), 0 elsewhere; `depth` its largest thickness
+    (template units). The orientation search measures distances there to the skin pushed out by up to `depth`,
+    so a hairy head is not scored as a poorly fitting one (nor a smaller head on the torso as a better one)."""
+
+    mask: np.ndarray
+    depth: float
+
+    def subset(self, index) -> HairLayer:
+        return HairLayer(self.mask[index], self.depth)
+
+
+def _without_hair(diff: np.ndarray, normals: np.ndarray, hair: HairLayer | None) -> np.ndarray:
+    """Template->scan offsets `diff` (..., P, 3) less the hair: at hair points, the part of the offset along the
+    template's outward normal `normals` (..., P, 3) between 0 and the hair depth is taken off."""
+    if hair is None:
+        return diff
+    out = np.clip((diff * normals).sum(-1), 0.0, hair.depth) * hair.mask
+    return diff - out[..., None] * normals
+
+
 def _icp_similarity(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sim: Similarity,
-                    iters: int, trim: float, fix_rotation: bool = False) -> tuple[Similarity, float]:
+                    iters: int, trim: float, fix_rotation: bool = False,
+                    hair: HairLayer | None = None) -> tuple[Similarity, float]:
     """`_icp_batch` from one start: the refined scan->template similarity and its score."""
-    sims, scores = _icp_batch(cloud, tmpl_pts, tmpl_nrm, [sim], iters, trim, fix_rotation)
+    sims, scores = _icp_batch(cloud, tmpl_pts, tmpl_nrm, [sim], iters, trim, fix_rotation, hair)
     return sims[0], float(scores[0])
 
 
 def _pose_scores(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sims: list[Similarity],
-                 trim: float) -> np.ndarray:
+                 trim: float, hair: HairLayer | None = None) -> np.ndarray:
     """(H,) score of each scan->template pose, in one KD-tree query for all of them: the mean of the closest
-    `trim` fraction of template->scan distances (template units), each plus half the median distance times
-    (1 - |normal agreement|)."""
+    `trim` fraction of template->scan distances (template units; at `hair` points, to the skin pushed out by
+    the hair), each plus half the median distance times (1 - |normal agreement|)."""
     scales = np.array([s.scale for s in sims])
     rots = np.stack([s.rotation for s in sims])  # (H, 3, 3)
     trans = np.stack([s.translation for s in sims])
     query = np.einsum("hpj,hji->hpi", tmpl_pts[None] - trans[:, None], rots) / scales[:, None, None]  # scan frame
     dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=_workers(query))
     dist = dist.reshape(len(sims), -1) * scales[:, None]  # template units
+    if hair is not None:
+        diff = np.einsum("hpj,hij->hpi", cloud.points[idx].reshape(query.shape) - query, rots) * scales[:, None, None]
+        dist = np.linalg.norm(_without_hair(diff, tmpl_nrm[None], hair), axis=2)
     compat = np.abs(np.einsum("hpj,hij,pi->hp", cloud.normals[idx].reshape(*query.shape), rots, tmpl_nrm))
     cost = dist + 0.5 * np.median(dist, axis=1, keepdims=True) * (1.0 - compat)
-    return np.sort(cost, axis=1)[:, : int(trim * len(tmpl_pts))].mean(1)
+    if hair is None:
+        return np.sort(cost, axis=1)[:, : int(trim * len(tmpl_pts))].mean(1)
+    # the face and the hair regions count alike, and the face (no hair there: every head scan shows it) is
+    # trimmed less: with the allowance for hair, a smaller head on a torso fits the hair regions as well as the
+    # right one does, but not its whole face
+    groups = [(cost[:, hair.mask > 0], trim), (cost[:, hair.mask == 0], max(trim, FACE_TRIM))]
+    means = [np.sort(g, axis=1)[:, : max(1, int(t * g.shape[1]))].mean(1) for g, t in groups if g.shape[1]]
+    return means[0] if len(means) == 1 else (means[0] + FACE_WEIGHT * means[1]) / (1 + FACE_WEIGHT)
 
 
 def _row_quantiles(values: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
@@ -162,13 +198,15 @@ def _row_quantiles(values: np.ndarray, counts: np.ndarray, q: float) -> np.ndarr
 
 
 def _icp_batch(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sims: list[Similarity], iters: int,
-               trim: float, fix_rotation: bool = False) -> tuple[list[Similarity], np.ndarray]:
+               trim: float, fix_rotation: bool = False,
+               hair: HairLayer | None = None) -> tuple[list[Similarity], np.ndarray]:
     """Trimmed, normal-compatible template->scan similarity ICP from many starts at once (one KD-tree query per
     iteration for all of them): the refined scan->template similarities and their `_pose_scores`.
 
     Each iteration matches every template point to its nearest scan point, keeps the normal-compatible matches
     (the scan's normals may be flipped as a whole: the majority sign decides), trims them to the closest `trim`
-    fraction and solves Umeyama on the rest (only scale and shift when `fix_rotation`)."""
+    fraction and solves Umeyama on the rest (only scale and shift when `fix_rotation`). `hair` enters the scores
+    only: a hair allowance in the matches would let every head shrink inside its scan."""
     num, count = len(sims), len(tmpl_pts)
     scales = np.array([1.0 / s.scale for s in sims])  # the ICP runs on the inverse (template -> scan)
     rots = np.stack([s.rotation.T for s in sims])
@@ -199,7 +237,7 @@ def _icp_batch(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, sim
             scales = (sig * d).sum(1) / var_s
         trans = mu_d - scales[:, None] * np.einsum("hij,hj->hi", rots, mu_s)
     out = [Similarity(float(s), r, t).inverse() for s, r, t in zip(scales, rots, trans, strict=True)]
-    return out, _pose_scores(cloud, tmpl_pts, tmpl_nrm, out, trim)
+    return out, _pose_scores(cloud, tmpl_pts, tmpl_nrm, out, trim, hair)
 
 
 def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
@@ -216,12 +254,14 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
         landmarks: optional (scan_points (L, 3), template vertex ids (L,)) for a direct similarity fit.
         num_points: template points used for the ICP.
         trim: fraction of closest matches kept in the trimmed ICP of the orientation search (robust).
-        final_trim: fraction kept in the final refinement (accurate; normal compatibility rejects the rest).
+        final_trim: fraction kept in the ICP that follows a landmark fit.
         min_explained, max_score: when no centred, whole-scan-sized start puts this fraction of the scan points
             within 5% of the template's diagonal of the template (the scan holds more than a head: shoulders,
             torso, hair, background), or the best one's two-sided score exceeds `max_score` times the diagonal
             (a poorly fitting shell), heads of other sizes at the scan's extremities are tried too.
-        outside_mask: (V,) template vertices where hair may cover the skin (see `refine_similarity`).
+        outside_mask: (V,) template vertices where hair may cover the skin: the search lets a layer of hair up to
+            `HAIR_DEPTH` of the diagonal lie over them (`HairLayer`), the final polish discounts matches far
+            outside them (`refine_similarity`).
 
     Returns:
         (Similarity scan->template, info dict with the candidate scores).
@@ -232,13 +272,16 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
     nrm = vertex_normals(tmpl_verts, tmpl_faces)
     sub = np.linspace(0, len(tmpl_verts) - 1, min(num_points, len(tmpl_verts))).astype(np.int64)
     tpts, tnrm = tmpl_verts[sub].astype(float), nrm[sub].astype(float)
+    t_diag = float(np.linalg.norm(tmpl_verts.max(0) - tmpl_verts.min(0)))
+    hair_v = None if outside_mask is None else HairLayer(outside_mask.astype(float), HAIR_DEPTH * t_diag)
+    hair = None if hair_v is None else hair_v.subset(sub)
     t_mean = tmpl_verts.mean(0)
     t_rms = np.sqrt(((tmpl_verts - t_mean) ** 2).sum(1).mean())
     s_mean = cloud.points.mean(0)
     s_rms = np.sqrt(((cloud.points - s_mean) ** 2).sum(1).mean())
     if landmarks is not None and len(landmarks[1]) >= 3:
         sim0 = umeyama(landmarks[0], tmpl_verts[landmarks[1]])
-        sim, score = _icp_similarity(full, tpts, tnrm, sim0, 20, final_trim)
+        sim, score = _icp_similarity(full, tpts, tnrm, sim0, 20, final_trim, hair=hair)
         return sim, {"method": "landmarks", "score": score}
     pa_t = _principal_axes(tmpl_verts)
     if up is not None or front is not None:
@@ -253,35 +296,43 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
         return Similarity(scale, rot, t_mean - scale * rot @ center)
 
     fixed = len(starts) == 1  # --up/--front given: the search is over scale and position only
-    results = [_icp_similarity(cloud, tpts, tnrm, start(rot, 1.0), 8, trim, fixed) + (rot, 1.0, s_mean)
-               for rot in starts]
-    t_diag = float(np.linalg.norm(tmpl_verts.max(0) - tmpl_verts.min(0)))
+    sims, scores = _icp_batch(cloud, tpts, tnrm, [start(rot, 1.0) for rot in starts], 8, trim, fixed, hair)
+    results = [(sim, float(score), rot, 1.0, s_mean) for sim, score, rot in zip(sims, scores, starts, strict=True)]
     tree = cKDTree(tmpl_verts)
+
+    def reverse(sim):
+        return _reverse_score(cloud, sim, tmpl_verts, tree, hair=hair_v, normals=nrm)
 
     def choose(results):
         # the scores here are two-sided and less trimmed: a flipped head can hide its nose in a 60% trim, and
         # on a bust the scan's own face must find template surface under it too
-        results = sorted(results, key=lambda r: r[1])
-        refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed) for sim0, *_ in results[:6]]
-        refined.sort(key=lambda r: r[1] + _reverse_score(cloud, r[0], tmpl_verts, tree))
-        finals = [_icp_similarity(full, tpts, tnrm, r[0], 10, final_trim) for r in refined[:3]]
-        return sorted([(sim, score + _reverse_score(cloud, sim, tmpl_verts, tree)) for sim, score in finals],
-                      key=lambda r: r[1])
+        results = _distinct(sorted(results, key=lambda r: r[1]), 6, t_diag)
+        refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed, hair) for sim0, *_ in results]
+        refined.sort(key=lambda r: r[1] + reverse(r[0]))
+        # the last polish is point-to-plane with a distance gate: a less trimmed ICP drags a front-only shell's
+        # head (half of it has no data under it) out of shape
+        finals = [refine_similarity(full, tmpl_verts, tmpl_faces, r[0], outside_mask=outside_mask) for r in refined[:3]]
+        finals = list(zip(finals, _pose_scores(full, tpts, tnrm, finals, trim, hair), strict=True))
+        finals = sorted([(sim, score + reverse(sim)) for sim, score in finals], key=lambda r: r[1])
+        # the winner polished to convergence (under hair, ten steps leave it short)
+        sim = refine_similarity(full, tmpl_verts, tmpl_faces, finals[0][0], iters=15, outside_mask=outside_mask)
+        return [(sim, _pose_scores(full, tpts, tnrm, [sim], trim, hair)[0] + reverse(sim))] + finals[1:]
 
     best = sorted(results, key=lambda r: r[1])[:3]
     explained = max(_scan_explained(cloud, r[0], tree, 0.05 * t_diag) for r in best)
-    finals = choose(results)
-    info = {"whole_scan_explained": round(explained, 4), "whole_scan_score": round(finals[0][1], 4)}
-    if explained < min_explained or finals[0][1] > max_score * t_diag:
+    finals = None if explained < min_explained else choose(results)  # a bust needs the search below anyway
+    info = {"whole_scan_explained": round(explained, 4),
+            "whole_scan_score": None if finals is None else round(finals[0][1], 4)}
+    if finals is None or finals[0][1] > max_score * t_diag:
         # the scan is not just a head (shoulders, torso, hair, background), or it is a shell that the whole-scan
         # starts do not fit well: try heads of other sizes at the scan's extremities, oriented by local axes
         # and by the best whole-scan rotations
         results = results + _extra_hypotheses(
             cloud, tpts[::3], tnrm[::3], (tmpl_verts, tmpl_faces), pa_t, starts[0] if fixed else None, start,
-            s_mean, s_rms, t_rms, trim, extra_rots=[r[2] for r in best])
+            s_mean, s_rms, t_rms, trim, extra_rots=[r[2] for r in best],
+            hair=None if hair is None else hair.subset(slice(None, None, 3)), outside_mask=outside_mask)
         finals = choose(results)
     sim, score = finals[0]
-    sim = refine_similarity(full, tmpl_verts, tmpl_faces, sim, outside_mask=outside_mask)
     return sim, {"method": "search" if len(starts) > 1 else "up-front", "score": score,
                  "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None, **info}
 
@@ -294,27 +345,73 @@ def _scan_explained(cloud: ScanCloud, sim: Similarity, tree: cKDTree, radius: fl
 
 
 def _reverse_score(cloud: ScanCloud, sim: Similarity, tmpl_verts: np.ndarray, tree: cKDTree,
-                   trim: float = 0.9) -> float:
+                   trim: float = 0.9, hair: HairLayer | None = None, normals: np.ndarray | None = None) -> float:
     """Trimmed mean distance (template units) from the scan points inside the template's box (above its
-    lowest tenth: the neck cut, where scans go on into shoulders) to the template vertices."""
+    lowest tenth: the neck cut, where scans go on into shoulders) to the template vertices (at `hair` vertices,
+    with (V, 3) vertex `normals`: to the skin pushed out by the hair)."""
     pts = sim.apply(cloud.points)
     lo, hi = tmpl_verts.min(0), tmpl_verts.max(0)
     lo = lo + np.array([0.0, 0.1, 0.0]) * (hi - lo)
     inside = np.all((pts > lo) & (pts < hi), 1)
     if inside.sum() < 20:
         return float(np.linalg.norm(hi - lo))
-    dist, _ = tree.query(pts[inside])
+    dist, vid = tree.query(pts[inside])
+    if hair is not None:
+        dist = np.linalg.norm(_without_hair(pts[inside] - tmpl_verts[vid], normals[vid], hair.subset(vid)), axis=1)
     return float(np.sort(dist)[: max(1, int(trim * len(dist)))].mean())
 
 
 # prior std of the similarity correction that the bases fit accumulates on top of the pre-alignment (scale,
 # radians, cm): without it, a head the bases cannot explain (hair) lets the scale drift until nothing matches
 SIM_PRIOR_STD = (0.05, 0.1, 2.0)
+# the orientation search's scores, where the template has hair regions (`HairLayer`): the face (hair-free) points
+# are trimmed less and weigh FACE_WEIGHT times the hair regions' points
+FACE_TRIM = 0.9
+FACE_WEIGHT = 2.0
+HAIR_DEPTH = 0.1  # thickest hair the orientation search allows for over the hair regions, fraction of the diagonal
 UNIT_CM = (0.1, 1.0, 2.54, 100.0)  # cm per scan unit for scans in mm, cm, inches and m
 
 
+def _distinct(stage: list, keep: int, diag: float, max_deg: float = 20.0, max_shift: float = 0.05) -> list:
+    """The first `keep` of the (similarity, ...) tuples in `stage` (best first) that differ from every one kept
+    before by more than `max_deg` degrees of rotation or `max_shift` of the diagonal `diag` in where they put the
+    template's origin: near copies of one pose would otherwise fill every place (non-maximum suppression)."""
+    kept, where = [], []
+    for row in stage:
+        sim = row[0]
+        at = sim.inverse().apply(np.zeros((1, 3)))[0] * sim.scale  # the template origin, scan frame, template units
+        near = False
+        for other, pos in zip(kept, where, strict=True):
+            cos = (np.trace(other[0].rotation.T @ sim.rotation) - 1.0) / 2.0
+            if cos > np.cos(np.radians(max_deg)) and np.linalg.norm(pos - at) < max_shift * diag:
+                near = True
+                break
+        if not near:
+            kept.append(row)
+            where.append(at)
+            if len(kept) == keep:
+                break
+    return kept
+
+
+def _upright_rotations(up: np.ndarray, radius: float, yaws: int = 12) -> list[np.ndarray]:
+    """Rotations that take `up` (scan frame: from the whole scan's centroid to a head centre candidate) to the
+    template's +Y, at `yaws` headings about it: a head sits on its body (a bust's torso is below the head), and a
+    rounded head (hair) has no principal axes to orient it. None when the centre is within `radius` of the
+    centroid (no body direction to read)."""
+    if np.linalg.norm(up) < radius:
+        return []
+    up = up / np.linalg.norm(up)
+    side = np.eye(3)[np.argmin(np.abs(up))]
+    f0 = side - up * (side @ up)
+    f0 /= np.linalg.norm(f0)
+    f1 = np.cross(up, f0)
+    angles = 2 * np.pi * np.arange(yaws) / yaws
+    return [_frame_from_up_front(up, np.cos(a) * f0 + np.sin(a) * f1) for a in angles]
+
+
 def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s_rms, t_rms, trim,
-                      rels=(1.0, 1.6, 2.2, 3.0), centers=16, keep=16, extra_rots=()):
+                      rels=(1.0, 1.6, 2.2, 3.0), centers=16, keep=16, extra_rots=(), hair=None, outside_mask=None):
     """ICP runs for (smaller head, off-centre, rotation) hypotheses, for scans that hold more than a head.
 
     Head sizes: the scan's RMS radius divided by each of `rels`, plus the exact head size the common units
@@ -323,8 +420,10 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
     whatever else the scan holds. Its orientation candidates come from the principal axes of the scan cropped
     to a ball around that centre (the head alone, not the torso that dominates the whole scan's axes): the
     24 axis permutations/flips, plus `extra_rots` (the best whole-scan orientations), or `fixed_rot` when the
-    orientation is given. Every hypothesis is scored as placed, the best quarter
-    gets two ICP iterations, and the best `keep` three more plus five point-to-plane Gauss-Newton steps."""
+    orientation is given; for heads smaller than the scan also `_upright_rotations`. Every hypothesis is scored as
+    placed, the best quarter (at most 512) gets two ICP iterations, and the best `keep` distinct ones three more
+    plus five point-to-plane Gauss-Newton steps.
+    `hair`, `outside_mask`: see `prealign`."""
     from topos_cli.geometry.mesh_ops import farthest_point_sampling
 
     step = max(1, len(cloud.points) // 2000)
@@ -348,6 +447,8 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
                     continue
                 pa_c = _principal_axes(crop)
                 rots = [pa_t.T @ cube @ pa_c for cube in cubes] + list(extra_rots)
+                if rel > 1.15:
+                    rots += _upright_rotations(center - s_mean, radius)
             for rot in rots:
                 sim = start(rot, rel, center)
                 # put the sample on the template's support point in its (rotated) normal direction: for a
@@ -355,25 +456,25 @@ def _extra_hypotheses(cloud, tpts, tnrm, tmpl, pa_t, fixed_rot, start, s_mean, s
                 support = tpts[np.argmax(tpts @ (rot @ n))]
                 sim.translation = support - sim.scale * rot @ p
                 hyps.append((sim, rot, rel, center))
-    # coarse to fine: score all, two ICP iterations for the best quarter, ten more for the best `keep`
+    # coarse to fine: score all, two ICP iterations for the best quarter, more for the best `keep` distinct ones
     # (batched KD-tree queries, in chunks of 512 hypotheses to bound memory)
     if not hyps:
         return []
-    scores = np.concatenate([_pose_scores(small, tpts, tnrm, [h[0] for h in hyps[i:i + 512]], trim)
+    scores = np.concatenate([_pose_scores(small, tpts, tnrm, [h[0] for h in hyps[i:i + 512]], trim, hair)
                              for i in range(0, len(hyps), 512)])
-    best = np.argsort(scores, kind="stable")[: max(keep, len(hyps) // 4)]
+    best = np.argsort(scores, kind="stable")[: max(keep, min(len(hyps) // 4, 512))]
     stage = []
     for start_at in range(0, len(best), 512):
         ids = best[start_at:start_at + 512]
-        sims, icp_scores = _icp_batch(small, tpts, tnrm, [hyps[i][0] for i in ids], 2, trim, fixed)
+        sims, icp_scores = _icp_batch(small, tpts, tnrm, [hyps[i][0] for i in ids], 2, trim, fixed, hair)
         stage += list(zip(sims, icp_scores, ids, strict=True))
     stage.sort(key=lambda r: r[1])
     out = []
-    for sim, _, i in stage[:keep]:
-        sim = _icp_similarity(small, tpts, tnrm, sim, 3, trim, fixed)[0]
+    for sim, _, i in _distinct(stage, keep, float(np.linalg.norm(np.ptp(tmpl[0], 0)))):
+        sim = _icp_similarity(small, tpts, tnrm, sim, 3, trim, fixed, hair)[0]
         if not fixed:  # point-to-plane Gauss-Newton converges where point-to-point ICP crawls
-            sim = refine_similarity(small, tmpl[0], tmpl[1], sim, iters=5, max_points=600)
-        out.append(_icp_similarity(small, tpts, tnrm, sim, 0, trim, fixed) + hyps[i][1:])
+            sim = refine_similarity(small, tmpl[0], tmpl[1], sim, iters=5, max_points=600, outside_mask=outside_mask)
+        out.append(_icp_similarity(small, tpts, tnrm, sim, 0, trim, fixed, hair) + hyps[i][1:])
     return out
 
 
@@ -390,15 +491,17 @@ def refine_similarity(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray, si
     no_bases = np.zeros((len(verts), 3, 0))
     wide_gate = 0.05 * float(np.linalg.norm(verts.max(0) - verts.min(0)))
     for _ in range(iters):
-        cur = cloud.transformed(sim)
-        dist, idx = cur.tree.query(verts[sub])
+        # the template into the scan's frame, not the scan into the template's (no new KD-tree per step)
+        dist, idx = cloud.tree.query(sim.inverse().apply(verts[sub]))
+        dist = dist * sim.scale  # template units
+        near_nrm = cloud.normals[idx] @ sim.rotation.T
         gate = np.full(len(sub), 3.0 * np.median(dist) + 1e-9)
         if outside_mask is not None:  # hair-free parts (the face) may be far off when hair set the scale
             gate[~outside_mask[sub]] = max(gate[0], wide_gate)
-        ok = (dist < gate) & ((cur.normals[idx] * nrm[sub]).sum(1) > 0.5)
+        ok = (dist < gate) & ((near_nrm * nrm[sub]).sum(1) > 0.5)
         if ok.sum() < 10:
             break
-        pts, pn, vid = cur.points[idx[ok]], cur.normals[idx[ok]], sub[ok]
+        pts, pn, vid = sim.apply(cloud.points[idx[ok]]), near_nrm[ok], sub[ok]
         weight = _outside_weights(pts, pn, verts[vid], vid, outside_mask, outside_tol)
         _, step = _solve_bases_step(no_bases, verts, vid, pts, pn, weight, np.ones(0), 0.0, True, None)
         sim = step.compose(sim)

@@ -169,8 +169,9 @@ def _pose_scores(cloud: ScanCloud, tmpl_pts: np.ndarray, tmpl_nrm: np.ndarray, s
     trans = np.stack([s.translation for s in sims])
     query = np.einsum("hpj,hji->hpi", tmpl_pts[None] - trans[:, None], rots) / scales[:, None, None]  # scan frame
     dist, idx = cloud.tree.query(query.reshape(-1, 3), workers=_workers(query))
-    dist = dist.reshape(len(sims), -1) * scales[:, None]  # template units
-    if hair is not None:
+    if hair is None:
+        dist = dist.reshape(len(sims), -1) * scales[:, None]  # template units
+    else:
         diff = np.einsum("hpj,hij->hpi", cloud.points[idx].reshape(query.shape) - query, rots) * scales[:, None, None]
         dist = np.linalg.norm(_without_hair(diff, tmpl_nrm[None], hair), axis=2)
     compat = np.abs(np.einsum("hpj,hij,pi->hp", cloud.normals[idx].reshape(*query.shape), rots, tmpl_nrm))
@@ -304,8 +305,8 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
         return _reverse_score(cloud, sim, tmpl_verts, tree, hair=hair_v, normals=nrm)
 
     def choose(results):
-        # the scores here are two-sided and less trimmed: a flipped head can hide its nose in a 60% trim, and
-        # on a bust the scan's own face must find template surface under it too
+        # the choice adds a reverse term (scan points inside the template's box must lie on the template): on a
+        # bust the scan's own face must find template surface under it too
         results = _distinct(sorted(results, key=lambda r: r[1]), 6, t_diag)
         refined = [_icp_similarity(cloud, tpts, tnrm, sim0, 15, trim, fixed, hair) for sim0, *_ in results]
         refined.sort(key=lambda r: r[1] + reverse(r[0]))

@@ -142,6 +142,58 @@ def test_stiffness_weights_boost_loops_and_rings(tiny_template):
     assert (k == 1.0).sum() == tiny_template.num_verts - len(nbrs)
 
 
+def test_stiffness_weights_regions_take_the_largest_boost(tiny_template):
+    region = np.array([0, 1])
+    k = rt.stiffness_weights(tiny_template.num_verts, tiny_template.faces, [np.array([0])], rings=0, boost=5.0,
+                             regions=[(region, 50.0)])
+    assert k[0] == 50.0 and k[1] == 50.0  # the region's boost beats the loop's on vertex 0
+    assert (k == 1.0).sum() == tiny_template.num_verts - 2
+
+
+def test_refine_keeps_an_ear_under_hair_in_one_piece():
+    """Hair over an ear reads as a smooth lump; the refinement moves the ear onto it without folding it."""
+    from topos_cli.geometry.mesh_ops import face_normals, uniform_laplacian
+    from topos_cli.pipelines.retopo import RetopoPipeline
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    verts, faces, ear = tpl.verts.astype(float), tpl.faces, tpl.regions["ear"]
+    lap = uniform_laplacian(len(verts), faces).tocsr()
+    deg = np.asarray(lap.diagonal())[:, None]
+    lump = verts.copy()
+    for _ in range(60):  # the ear melts into its neighbours' average
+        lump[ear] = ((deg * lump - lap @ lump) / deg)[ear]
+    cloud = rt.sample_scan(lump, faces, 20000, np.random.default_rng(0))
+    ear_faces = np.isin(faces, ear).all(1)
+    diag = float(np.linalg.norm(verts.max(0) - verts.min(0)))
+
+    def folded(stiffness):
+        out = rt.refine(cloud, verts, faces, stiffness=stiffness, gate=0.02 * diag)
+        turn = (face_normals(verts, faces)[ear_faces] * face_normals(out, faces)[ear_faces]).sum(1)
+        return (turn < 0.5).mean(), np.linalg.norm(out - lump, axis=1)[ear].mean()
+
+    fold_free, gap_free = folded(None)
+    fold, gap = folded(RetopoPipeline(tpl).stiffness)
+    assert fold_free > 0.1  # uniform stiffness: over a tenth of the ear's faces turn by more than 60 degrees
+    assert fold < 0.01
+    assert gap < gap_free + 0.05  # and it still moves onto the lump (cm)
+
+
+def test_correspondences_beyond_the_scan_edge_are_dropped():
+    """A flat scan patch x in [0, 1]: a vertex 0.3 beyond its edge matches the edge sideways (rejected with a
+    0.1 tangent tolerance); a vertex above the patch matches straight down (kept)."""
+    g = np.linspace(0.0, 1.0, 21)
+    pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    cloud = rt.ScanCloud(np.c_[pts, np.zeros(len(pts))], np.tile([0.0, 0.0, 1.0], (len(pts), 1)))
+    verts = np.array([[0.5, 0.5, 0.2], [1.3, 0.5, 0.2]])
+    nrm = np.tile([0.0, 0.0, 1.0], (2, 1))
+    _, _, w_all = rt._correspondences(cloud, verts, nrm, gate=1.0)
+    tgt, _, w = rt._correspondences(cloud, verts, nrm, gate=1.0, max_tangent=0.1)
+    assert w_all[1] > 0 and w[1] == 0  # beyond the edge: only the tangent test drops it
+    assert w[0] > 0
+    np.testing.assert_allclose(tgt[0], [0.5, 0.5, 0.0])
+
+
 def test_project_on_bases_recovers_coefficients(tiny_template):
     bases = tiny_template.basis("identity").astype(float)
     coeffs = np.linspace(-2, 2, len(bases))

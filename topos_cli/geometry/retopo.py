@@ -523,13 +523,22 @@ def _outside_weights(points: np.ndarray, normals: np.ndarray, verts: np.ndarray,
 
 
 def _correspondences(cloud: ScanCloud, verts: np.ndarray, nrm: np.ndarray, gate: float,
-                     normal_cos: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Template->scan matches: scan point, scan normal and weight per vertex (0 where rejected)."""
+                     normal_cos: float = 0.5, max_tangent: float | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Template->scan matches: scan point, scan normal and weight per vertex (0 where rejected).
+
+    max_tangent: reject a match whose scan point lies more than this far from the vertex along the scan's
+    tangent plane. Beyond the edge of a partial scan, a vertex's nearest sample is on that edge, sideways
+    of it: pulled onto the edge's tangent plane, such vertices would raise a lip along every scan border.
+    """
     dist, idx = cloud.tree.query(verts, distance_upper_bound=gate)
     ok = np.isfinite(dist)
     idx = np.where(ok, idx, 0)
     snrm = cloud.normals[idx]
     ok &= (snrm * nrm).sum(1) > normal_cos
+    if max_tangent is not None:
+        off = cloud.points[idx] - verts
+        ok &= np.linalg.norm(off - (off * snrm).sum(1, keepdims=True) * snrm, axis=1) < max_tangent
     weight = ok * np.exp(-0.5 * (np.where(ok, dist, 0) / gate * 2.0) ** 2)
     return cloud.points[idx], snrm, weight
 
@@ -713,24 +722,24 @@ def project_on_bases(verts: np.ndarray, base_verts: np.ndarray, bases: np.ndarra
 
 
 def stiffness_weights(num_verts: int, faces: np.ndarray, loops: list[np.ndarray], rings: int = 2,
-                      boost: float = 8.0) -> np.ndarray:
-    """(V,) stiffness multipliers: `boost` on the given boundary loops and their `rings`-ring, 1 elsewhere."""
+                      boost: float = 8.0, regions: list[tuple[np.ndarray, float]] = ()) -> np.ndarray:
+    """(V,) stiffness multipliers: `boost` on the given boundary loops and their `rings`-ring, each region's own
+    boost on its vertices and their `rings`-ring (the largest boost wins where they meet), 1 elsewhere."""
     k = np.ones(num_verts)
-    if not loops:
-        return k
-    adj = uniform_laplacian(num_verts, faces)
-    adj = (adj != 0).astype(float)
-    mask = np.zeros(num_verts)
-    mask[np.concatenate(loops)] = 1.0
-    for _ in range(rings):
-        mask = np.minimum(1.0, adj @ mask)
-    return k + (boost - 1.0) * mask
+    adj = (uniform_laplacian(num_verts, faces) != 0).astype(float)
+    for ids, gain in ([(np.concatenate(loops), boost)] if loops else []) + list(regions):
+        mask = np.zeros(num_verts)
+        mask[np.asarray(ids, np.int64)] = 1.0
+        for _ in range(rings):
+            mask = np.minimum(1.0, adj @ mask)
+        k = np.maximum(k, 1.0 + (gain - 1.0) * mask)
+    return k
 
 
 def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiffness: np.ndarray | None = None,
            alphas: tuple[float, ...] = (5.0, 1.0, 0.2), iters_per_alpha: int = 2, gate: float = 1.0,
            landmarks: tuple[np.ndarray, np.ndarray] | None = None,
-           vertex_weight: np.ndarray | None = None, anchor: float = 0.02) -> np.ndarray:
+           vertex_weight: np.ndarray | None = None, anchor: float = 0.02, tangent_tol: float = 2.0) -> np.ndarray:
     """Laplacian-regularised displacement fit of a template-topology head onto a pre-aligned scan.
 
     Args:
@@ -745,6 +754,9 @@ def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiff
         vertex_weight: (V,) optional data weight multiplier.
         anchor: weight pulling every vertex towards the prior (zero displacement); where the scan has no
             data it keeps the smoothness term from extrapolating the displacement away from the prior.
+        tangent_tol: a vertex's match is dropped when its scan point lies more than this many spacings (the
+            larger of the scan's sample spacing and the head's median edge) sideways of it: the vertex is
+            beyond the edge of the scan's data.
 
     Returns:
         (V, 3) refined vertices.
@@ -758,12 +770,16 @@ def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiff
     bilap = (lap.T @ kdiag @ lap).tocsc()
     vw = np.ones(num_v) if vertex_weight is None else vertex_weight
     border = border_mask(num_v, faces)
+    probe = cloud.points[:: max(1, len(cloud.points) // 2000)]
+    spacing = float(np.median(cloud.tree.query(probe, k=2)[0][:, 1]))  # scan sample spacing
+    edge_spacing = float(np.median(np.linalg.norm(x0[faces[:, 0]] - x0[faces[:, 1]], axis=1)))
+    max_tangent = tangent_tol * max(spacing, edge_spacing)
     disp = np.zeros_like(x0)
     for alpha in alphas:
         for _ in range(iters_per_alpha):
             verts = x0 + disp
             nrm = vertex_normals(verts, faces)
-            tgt, tnrm, w = _correspondences(cloud, verts, nrm, gate)
+            tgt, tnrm, w = _correspondences(cloud, verts, nrm, gate, max_tangent=max_tangent)
             w = w * vw
             # foot of the vertex on the scan's tangent plane: a normal-only pull, no sliding
             foot = verts + ((tgt - verts) * tnrm).sum(1, keepdims=True) * tnrm

@@ -21,6 +21,7 @@ from topos_cli.geometry import retopo as rt
 from topos_cli.template import Template
 
 HAIR_REGIONS = ("scalp", "back_of_head", "temple", "forehead", "ear")
+REGION_STIFFNESS = {"ear": 300.0}  # smoothness multiplier of the surface refinement per template region
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 
 
@@ -81,8 +82,11 @@ class RetopoPipeline:
         loops = [np.asarray(v, np.int64) for v in (t.meta.get("boundaries") or {}).values()
                  if isinstance(v, list) and v and not isinstance(v[0], list)]
         loops = sorted(loops, key=len, reverse=True)[1:] if loops else list(t.boundary_loops[1:])
-        # eye and mouth loops stay clean; the longest open boundary (the neck cut) is left free
-        self.stiffness = rt.stiffness_weights(t.num_verts, t.faces, loops, rings=2, boost=6.0)
+        # eye and mouth loops stay clean; the longest open boundary (the neck cut) is left free. Ears move almost
+        # as one piece: they are thin folds beside the head that scans catch badly (hair, occlusion), and free
+        # per-vertex pulls fold the concha onto the skin behind them
+        regions = [(t.regions[name], gain) for name, gain in REGION_STIFFNESS.items() if name in t.regions]
+        self.stiffness = rt.stiffness_weights(t.num_verts, t.faces, loops, rings=2, boost=6.0, regions=regions)
         # where hair may cover the skin: a scan far outside the head there is discounted when the pose, the scale
         # and the shape are fitted (the surface refinement still follows it); templates without these regions
         # get no such discount

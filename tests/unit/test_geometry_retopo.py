@@ -287,6 +287,25 @@ def test_prealign_finds_a_hairy_head_on_a_bust(seed):
     assert sim.scale == pytest.approx(0.1, rel=0.1)
 
 
+def test_a_scan_that_does_not_show_its_front_is_flagged_ambiguous():
+    """An ellipsoid of head size fits a head facing +z or -z equally: the report must say so; a real head's
+    other orientations score far worse (no warning)."""
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+
+    pipe = RetopoPipeline.from_pretrained(use_vae=False)
+    fast = RetopoOptions(bases=False, refine=False, points=8000)
+    blob = trimesh.creation.icosphere(4)
+    res = pipe(blob.vertices * [90.0, 110.0, 100.0], blob.faces, options=fast)  # mm
+    other = res.report["alignment"]["other_orientation"]
+    assert other is not None and other["degrees"] > 45.0
+    assert not res.report["ok"] and any("ambiguous orientation" in w for w in res.report["warnings"])
+    verts, faces = _bust(0)
+    res = pipe(verts, faces, options=fast)
+    other = res.report["alignment"]["other_orientation"]
+    assert other is None or other["score"] > 1.1 * res.report["alignment"]["score"]
+    assert not any("ambiguous" in w for w in res.report["warnings"])
+
+
 def test_without_hair_takes_off_at_most_the_hair_depth_outside():
     diff = np.array([[0.0, 1.0, 3.0], [0.0, 0.0, 7.0], [0.0, 0.0, -2.0], [1.0, 0.0, 3.0]])
     normals = np.tile([0.0, 0.0, 1.0], (4, 1))

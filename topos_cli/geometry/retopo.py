@@ -334,8 +334,18 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
             hair=None if hair is None else hair.subset(slice(None, None, 3)), outside_mask=outside_mask)
         finals = choose(results)
     sim, score = finals[0]
+    # the best final candidate that turns the head another way: when it scores about as well, the scan does not
+    # show which way the head faces (a symmetric blob, a scan of the back of a head)
+    other = [(s, _degrees_between(sim.rotation, r.rotation)) for r, s in finals[1:]]
+    other = [o for o in other if o[1] > OTHER_ORIENTATION_DEG]
     return sim, {"method": "search" if len(starts) > 1 else "up-front", "score": score,
-                 "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None, **info}
+                 "candidates": len(results), "runner_up": finals[1][1] if len(finals) > 1 else None,
+                 "other_orientation": {"score": other[0][0], "degrees": other[0][1]} if other else None, **info}
+
+
+def _degrees_between(rot_a: np.ndarray, rot_b: np.ndarray) -> float:
+    """Angle of the rotation that takes rot_a to rot_b, in degrees."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(rot_a.T @ rot_b) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def _scan_explained(cloud: ScanCloud, sim: Similarity, tree: cKDTree, radius: float) -> float:
@@ -369,6 +379,7 @@ SIM_PRIOR_STD = (0.05, 0.1, 2.0)
 # are trimmed less and weigh FACE_WEIGHT times the hair regions' points
 FACE_TRIM = 0.9
 FACE_WEIGHT = 2.0
+OTHER_ORIENTATION_DEG = 45.0  # a final candidate turned further than this from the winner is another orientation
 HAIR_DEPTH = 0.1  # thickest hair the orientation search allows for over the hair regions, fraction of the diagonal
 UNIT_CM = (0.1, 1.0, 2.54, 100.0)  # cm per scan unit for scans in mm, cm, inches and m
 
@@ -383,8 +394,7 @@ def _distinct(stage: list, keep: int, diag: float, max_deg: float = 20.0, max_sh
         at = sim.inverse().apply(np.zeros((1, 3)))[0] * sim.scale  # the template origin, scan frame, template units
         near = False
         for other, pos in zip(kept, where, strict=True):
-            cos = (np.trace(other[0].rotation.T @ sim.rotation) - 1.0) / 2.0
-            if cos > np.cos(np.radians(max_deg)) and np.linalg.norm(pos - at) < max_shift * diag:
+            if _degrees_between(other[0].rotation, sim.rotation) < max_deg and np.linalg.norm(pos - at) < max_shift * diag:
                 near = True
                 break
         if not near:

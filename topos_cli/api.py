@@ -379,7 +379,8 @@ def retopo(input: str | Path, out: str | Path, template: str | Path | None = Non
         template: template name or folder (default: the checkpoint's template, else topos-head).
         checkpoint: VAE checkpoint folder (default: the shipped retopo-vae-small when present).
         landmarks: JSON file {"points": [[x, y, z], ...], "vertices": [template vertex ids]} or
-            {"landmarks": [{"vertex": id, "point": [x, y, z]}, ...]} in scan coordinates (single scan only).
+            {"landmarks": [{"vertex": id, "point": [x, y, z]}, ...]} in scan coordinates, or a menpo LJSON
+            file of the 68 iBUG points (single scan only).
         up, front: scan-space axes like "+Z", "-Y" or "0,0,1" (skip the automatic orientation search).
         frame: "scan" (output lies on the scan, scan units) or "template" (canonical, cm).
         vae / refine: enable the VAE prior and the non-rigid refinement.
@@ -478,7 +479,14 @@ def _parse_axis(text: str | None, flag: str) -> tuple[float, float, float] | Non
 def _read_landmarks(path: str | Path, tpl: Template) -> tuple[np.ndarray, np.ndarray]:
     """Scan landmarks JSON -> (points (L, 3), template vertex ids (L,))."""
     data = _read_json(path)
-    if isinstance(data, dict) and "landmarks" in data:
+    if isinstance(data, dict) and ("groups" in data or isinstance(data.get("landmarks"), dict)):  # menpo LJSON
+        from topos_cli.io.landmarks import ljson_to_ibug68
+
+        if len(tpl.landmarks) != 68:
+            raise UsageError(f"{path}: LJSON gives iBUG-68 points, and template {tpl.name} has "
+                             f"{len(tpl.landmarks)} landmarks, not 68")
+        pts, ids = ljson_to_ibug68(data, str(path)), tpl.landmarks
+    elif isinstance(data, dict) and "landmarks" in data:
         items = data["landmarks"]
         try:
             pts = [it["point"] for it in items]

@@ -122,3 +122,27 @@ def test_train_vae_two_steps_then_resume(tmp_path, tiny_template_dir):
                "+Z", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.splitlines()[0])["vae_step"] == 4
+
+
+def test_retopo_landmarks_ljson_pin_the_turn_a_sphere_cannot_show(tmp_path, tiny_template, tiny_template_dir):
+    """A round head turned 40 degrees about its up axis: its surface cannot show the turn, its landmarks can."""
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.from_euler("y", 40, degrees=True).as_matrix()
+    verts = tiny_template.verts.astype(float) @ rot.T * 10.0 + [5.0, -3.0, 20.0]  # mm
+    scan = tmp_path / "turned.obj"
+    trimesh.Trimesh(verts, tiny_template.faces, process=False).export(scan)
+    points = verts[tiny_template.landmarks]
+    (tmp_path / "turned.ljson").write_text(json.dumps({"landmarks": {"points": points.tolist()}, "labels": []}))
+    (tmp_path / "short.ljson").write_text(json.dumps({"landmarks": {"points": points[:60].tolist()}}))
+    common = ("-t", tiny_template_dir, "--up", "+Y", "--front", "+Z")
+    errors = {}
+    for name, extra in (("free", ()), ("pinned", ("--landmarks", tmp_path / "turned.ljson"))):
+        res = _run("retopo", scan, "-o", tmp_path / f"{name}.obj", *common, *extra)
+        assert res.exit_code == 0, res.output
+        fitted = load_mesh(tmp_path / f"{name}.obj").verts[tiny_template.landmarks]
+        errors[name] = np.linalg.norm(fitted - points, axis=1).mean()
+    assert errors["free"] > 30.0  # mm: without landmarks the head keeps the --front it was given
+    assert errors["pinned"] < 5.0
+    res = _run("retopo", scan, "-o", tmp_path / "x.obj", *common, "--landmarks", tmp_path / "short.ljson")
+    assert res.exit_code == 2 and "68" in res.output and "Traceback" not in res.output

@@ -32,7 +32,8 @@ def retopo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.obj/.ply/.glb) or, for many scans, a folder.")],
     template: TemplateOpt = None,
     checkpoint: Annotated[Path | None, typer.Option(help="VAE checkpoint folder (default: the shipped one).")] = None,
-    landmarks: Annotated[Path | None, typer.Option(help="Scan landmarks JSON (optional; tightens the fit).")] = None,
+    landmarks: Annotated[Path | None, typer.Option(
+        help="Scan landmarks: JSON, or menpo LJSON with the 68 iBUG points (optional; tightens the fit).")] = None,
     up: Annotated[str | None, typer.Option(help="Scan's up axis (+Y, -Z, 0,0,1): skips the orientation search.")] = None,
     front: Annotated[str | None, typer.Option(help="Scan's facing axis (+Z, -X, ...).")] = None,
     frame: Annotated[str, typer.Option(help="Output frame: 'scan' (on the scan) or 'template' (canonical cm).")] = "scan",

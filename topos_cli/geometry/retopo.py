@@ -814,6 +814,6 @@ def sample_scan(verts: np.ndarray, faces: np.ndarray, count: int, rng: np.random
     """Area-weighted samples with face normals; for point clouds without faces use ScanCloud directly."""
     from topos_cli.geometry.mesh_ops import sample_surface
 
-    pts, fidx, _ = sample_surface(verts.astype(float), faces, count, rng)
-    fn = face_normals(verts.astype(float), faces)[fidx]
-    return ScanCloud(pts, fn)
+    verts = verts.astype(float)
+    pts, fidx, _ = sample_surface(verts, faces, count, rng)
+    return ScanCloud(pts, face_normals(verts, faces[fidx]))  # the sampled faces' normals only

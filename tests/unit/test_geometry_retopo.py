@@ -54,6 +54,34 @@ def test_prealign_finds_pose_and_units_of_a_remeshed_scan(seed):
     assert np.abs(sim.apply(scan_v) - _head_like(4)[0]).max() < 1.5
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prealign_finds_a_face_shell_wound_inwards(seed):
+    """The shipped head's front half (a face-only shell), decimated, with its faces wound inwards (as a mirrored
+    export leaves them) and turned at random: its normals point into the head, and the search must still face
+    it the right way."""
+    import fast_simplification
+
+    from topos_cli.pipelines.retopo import RetopoPipeline
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    front = tpl.faces[(tpl.verts[tpl.faces][:, :, 2] > 2.0).all(1)]
+    hv, hf = fast_simplification.simplify(tpl.verts, front.astype(np.int32), 0.5)
+    rot = Rotation.random(random_state=seed).as_matrix()
+    scan_v = 10.0 * hv @ rot.T  # mm
+    cloud = rt.sample_scan(scan_v, np.asarray(hf)[:, ::-1], 20000, np.random.default_rng(seed))
+    sim, info = rt.prealign(cloud, tpl.verts.astype(float), tpl.faces, outside_mask=RetopoPipeline(tpl).hair_mask)
+    assert rt._degrees_between(sim.rotation, rot.T) < 1.0, info  # wound outwards: 0.1 deg; inwards, unfixed: 4-10
+
+
+def test_outward_normals_flips_only_an_inward_scan():
+    verts, faces = _head_like(3)
+    out = rt.sample_scan(verts, faces, 2000, np.random.default_rng(0))
+    inward = rt.ScanCloud(out.points, -out.normals)
+    np.testing.assert_array_equal(rt.outward_normals(inward).normals, out.normals)
+    assert rt.outward_normals(out) is out
+
+
 def _bust(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The shipped head, decimated (another topology), on a broad 'torso' ellipsoid under its neck (a bust):
     the scan's principal axes and size are the torso's, not the head's."""

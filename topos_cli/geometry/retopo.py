@@ -267,7 +267,7 @@ def prealign(cloud: ScanCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *
     Returns:
         (Similarity scan->template, info dict with the candidate scores).
     """
-    full = cloud
+    full = cloud = outward_normals(cloud)
     if len(cloud.points) > 6000:  # the search needs coverage, not density
         cloud = ScanCloud(cloud.points[:: len(cloud.points) // 6000 + 1], cloud.normals[:: len(cloud.points) // 6000 + 1])
     nrm = vertex_normals(tmpl_verts, tmpl_faces)
@@ -585,6 +585,14 @@ def border_mask(num_verts: int, faces: np.ndarray, rings: int = 1) -> np.ndarray
     for _ in range(rings):
         mask = (adj @ mask.astype(float)) > 0
     return mask
+
+
+def outward_normals(cloud: ScanCloud) -> ScanCloud:
+    """Flip all scan normals if most of them point towards the scan's centroid (the scan's faces are wound
+    inwards, or it was mirrored). Heads, face shells and busts are curved round their centroid, so outward
+    normals point away from it; the search's normal tests and hair allowance need them outward."""
+    away = ((cloud.points - cloud.points.mean(0)) * cloud.normals).sum(1)
+    return ScanCloud(cloud.points, -cloud.normals) if np.sign(away).sum() < 0 else cloud
 
 
 def orient_normals(cloud: ScanCloud, verts: np.ndarray, faces: np.ndarray) -> ScanCloud:

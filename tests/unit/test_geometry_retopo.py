@@ -74,6 +74,63 @@ def test_prealign_finds_a_face_shell_wound_inwards(seed):
     assert rt._degrees_between(sim.rotation, rot.T) < 1.0, info  # wound outwards: 0.1 deg; inwards, unfixed: 4-10
 
 
+def _head_in_a_room(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shipped head, decimated, above a floor slab and in front of a wall (1 cm thick, 1.2 m wide: the head
+    is a twentieth of the scan's area), turned at random, in mm: (verts, faces, rotation)."""
+    import fast_simplification
+
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    hv, hf = fast_simplification.simplify(tpl.verts, tpl.faces.astype(np.int32), 0.7)
+    floor = trimesh.creation.box(extents=[120.0, 1.0, 120.0]).subdivide().subdivide()
+    wall = trimesh.creation.box(extents=[120.0, 90.0, 1.0]).subdivide().subdivide()
+    parts = [(hv, hf), (np.asarray(floor.vertices) + [0, -25.0, 0], floor.faces),
+             (np.asarray(wall.vertices) + [0, 20.0, -40.0], wall.faces)]
+    offsets = np.cumsum([0] + [len(v) for v, _ in parts[:-1]])
+    rot = Rotation.random(random_state=seed).as_matrix()
+    verts = 10.0 * np.concatenate([v for v, _ in parts]) @ rot.T
+    return verts, np.concatenate([np.asarray(f) + o for (_, f), o in zip(parts, offsets, strict=True)]), rot
+
+
+def test_find_planes_takes_the_floor_and_the_wall_not_the_head():
+    verts, faces, rot = _head_in_a_room(0)
+    cloud = rt.sample_scan(verts, faces, 12000, np.random.default_rng(0))
+    planes = rt.find_planes(cloud)
+    axes = sorted(np.argmax(np.abs(p.normal @ rot)) for p in planes)
+    assert axes == [1, 2]  # the floor (normal along y) and the wall (along z), in the room's frame
+    rest = rt.without_planes(cloud, planes)
+    assert np.abs(rest.points @ rot).max(0)[1] < 200.0  # what is left is the head (about 150 mm up from its centre)
+    head = rt.sample_scan(10.0 * _head_like(3)[0], _head_like(3)[1], 6000, np.random.default_rng(0))
+    assert rt.find_planes(head) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_head_in_front_of_a_floor_and_a_wall_is_found(seed):
+    """Before the planes were taken out, the search laid the head into the room's corner (130-140 deg off)."""
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+
+    verts, faces, rot = _head_in_a_room(seed)
+    pipe = RetopoPipeline.from_pretrained(use_vae=False)
+    res = pipe(verts, faces, options=RetopoOptions(bases=False, refine=False, points=12000))
+    assert res.report["background_planes"] == 2
+    assert rt._degrees_between(res.similarity.rotation, rot.T) < 2.0
+    assert res.report["ok"], res.report["warnings"]
+
+
+def test_a_head_not_found_is_reported(monkeypatch):
+    """Without the plane removal the room's corner wins the search, and the refinement lays the head flat into
+    it (median distance to the scan fine, 57 % of it on the scan): the report must not call that fit ok."""
+    from topos_cli.pipelines.retopo import POOR_POSE_SCORE, RetopoOptions, RetopoPipeline
+
+    verts, faces, _ = _head_in_a_room(0)
+    monkeypatch.setattr(rt, "find_planes", lambda cloud, **kw: [])
+    pipe = RetopoPipeline.from_pretrained(use_vae=False)
+    res = pipe(verts, faces, options=RetopoOptions(points=12000))
+    assert res.report["alignment"]["score"] > POOR_POSE_SCORE * pipe.diag
+    assert not res.report["ok"] and any("best head pose found" in w for w in res.report["warnings"])
+
+
 def test_outward_normals_flips_only_an_inward_scan():
     verts, faces = _head_like(3)
     out = rt.sample_scan(verts, faces, 2000, np.random.default_rng(0))

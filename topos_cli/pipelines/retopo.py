@@ -24,6 +24,12 @@ HAIR_REGIONS = ("scalp", "back_of_head", "temple", "forehead", "ear")
 # the pre-alignment's best other orientation scoring within this factor of the winner's makes the fit ambiguous
 # (measured: 1.0 on an ellipsoid; on 38 benchmark and real scans, all oriented right, 1.14 and above)
 AMBIGUOUS_ORIENTATION = 1.05
+# a pre-alignment score (trimmed mean distance, template units) above this fraction of the template's diagonal,
+# with less than POOR_POSE_PRECISION of the fitted head on the scan, is a head that was not found (measured: good
+# fits score 2.0 % and under, with 0.93-0.99 on the scan, front-only shells 0.47; a head laid into the corner of a
+# floor and a wall 4.8 % and 0.55, a box 4.3 %)
+POOR_POSE_SCORE = 0.03
+POOR_POSE_PRECISION = 0.8
 REGION_STIFFNESS = {"ear": 300.0}  # smoothness multiplier of the surface refinement per template region
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 
@@ -158,8 +164,19 @@ class RetopoPipeline:
         scan_verts = np.asarray(scan_verts, np.float64)
         if scan_faces is not None and len(scan_faces):
             cloud = rt.sample_scan(scan_verts, scan_faces, opt.points, rng)
+            planes = rt.find_planes(cloud)
+            if planes:  # background planes (floor, wall): the rest of the scan gets the whole point budget
+                centres = scan_verts[scan_faces].mean(1)
+                on = np.any([plane.holds(centres) for plane in planes], axis=0)
+                if not on.all():
+                    scan_faces = scan_faces[~on]
+                    cloud = rt.sample_scan(scan_verts, scan_faces, opt.points, rng)
         else:
             cloud = rt.ScanCloud(scan_verts, _pca_normals(scan_verts))
+            planes = rt.find_planes(cloud)
+            rest = rt.without_planes(cloud, planes) if planes else cloud
+            if len(rest.points) >= 100:
+                cloud, scan_verts = rest, rest.points
         sim, info = rt.prealign(cloud, t.verts.astype(np.float64), t.faces, up=opt.up, front=opt.front,
                                 landmarks=landmarks, outside_mask=self.hair_mask)
         timings["align"] = time.perf_counter() - t0
@@ -193,12 +210,21 @@ class RetopoPipeline:
         timings["refine"] = time.perf_counter() - t0 - sum(timings.values())
         out = verts if opt.frame == "template" else sim.inverse().apply(verts)
         report = self._report(local, verts, prior_verts, sim, info, coeffs, opt)
+        report["background_planes"] = len(planes)  # removed before the fit; the metrics below leave them out
         report["metrics"] = _scan_metrics(sim.inverse().apply(verts), t.faces, scan_verts, scan_faces, seed)
-        if report["metrics"].get("precision", 1.0) < opt.min_precision:
+        precision, score = report["metrics"].get("precision", 1.0), info.get("score")
+        if precision < opt.min_precision:
             report["ok"] = False
             report["warnings"].append(
-                f"poor fit: only {report['metrics']['precision']:.0%} of the fitted head lies on the scan; if the "
+                f"poor fit: only {precision:.0%} of the fitted head lies on the scan; if the "
                 "scan holds more than a head (shoulders, torso), pass --up/--front or --landmarks")
+        elif (info.get("method") != "landmarks" and score is not None and score > POOR_POSE_SCORE * self.diag
+              and precision < POOR_POSE_PRECISION):  # no head pose explains the scan, and the fit shows it
+            report["ok"] = False
+            report["warnings"].append(
+                f"poor fit: the best head pose found stays {score / self.diag * 100:.1f}% of its diagonal from the "
+                f"scan and {1 - precision:.0%} of the fitted head is off it; if the scan holds more than a head, "
+                "pass --up/--front or --landmarks")
         timings["total"] = time.perf_counter() - t0
         report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         return RetopoResult(out.astype(np.float32), verts.astype(np.float32), sim, report)

@@ -118,6 +118,17 @@ def test_a_head_in_front_of_a_floor_and_a_wall_is_found(seed):
     assert res.report["ok"], res.report["warnings"]
 
 
+def test_planes_come_out_of_a_point_cloud_too():
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+
+    verts, faces, rot = _head_in_a_room(1)
+    points = rt.sample_scan(verts, faces, 40000, np.random.default_rng(0)).points  # no faces, no normals
+    res = RetopoPipeline.from_pretrained(use_vae=False)(points, None,
+                                                        options=RetopoOptions(bases=False, refine=False))
+    assert res.report["background_planes"] == 2
+    assert rt._degrees_between(res.similarity.rotation, rot.T) < 2.0
+
+
 def test_a_head_not_found_is_reported(monkeypatch):
     """Without the plane removal the room's corner wins the search, and the refinement lays the head flat into
     it (median distance to the scan fine, 57 % of it on the scan): the report must not call that fit ok."""

@@ -42,6 +42,19 @@ def test_obj_keeps_quads_uv_seams_and_materials(tmp_path):
     assert (tmp_path / "q.mtl").is_file()
 
 
+def test_glb_splits_uv_seams_and_welds_them_back_in_vertex_order(tmp_path):
+    verts = np.random.default_rng(1).random((7, 3)).astype(np.float32)
+    faces, _ = triangulate_polys(np.array([[0, 1, 2, 3], [1, 4, 5, 2], [2, 5, 6, -1]]))
+    uv = np.random.default_rng(2).random((9, 2)).astype(np.float32)
+    uv_faces, _ = triangulate_polys(np.array([[0, 1, 2, 3], [4, 5, 6, 7], [7, 6, 8, -1]]))  # vertices 1, 2: 2 uvs
+    path = save_mesh(tmp_path / "seam.glb", MeshData(verts=verts, faces=faces, uv=uv, uv_faces=uv_faces))
+    raw = next(iter(trimesh.load(path, process=False).geometry.values()))
+    assert len(raw.vertices) == 9  # glTF: one uv per vertex, so the seam's two vertices are split
+    back = load_mesh(path)
+    assert np.array_equal(back.verts, verts) and np.array_equal(back.faces, faces)
+    np.testing.assert_allclose(back.uv[back.uv_faces], uv[uv_faces], atol=1e-6)  # glTF flips v: 1 - (1 - v)
+
+
 def test_atomic_write_leaves_no_partial_file(tmp_path, sphere, monkeypatch):
     import topos_cli.io.mesh as mesh_io
 

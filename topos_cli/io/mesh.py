@@ -21,6 +21,7 @@ from topos_cli.template import Template, triangulate_polys
 POINT_SUFFIXES = (".xyz", ".pts")  # ASCII point clouds: x y z [more columns], a count line is skipped
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf") + POINT_SUFFIXES
 WRITE_SUFFIXES = (".obj", ".ply", ".glb")
+GLB_VERTEX_ID = "_VERTEX_ID"  # glTF vertex attribute: the mesh vertex each uv-seam copy was split from
 
 
 @dataclass
@@ -187,7 +188,15 @@ def _read_trimesh(path: Path) -> MeshData:
     uv = None if uv is None or len(uv) != len(verts) else np.asarray(uv, np.float32)
     cached = loaded._cache.cache.get("vertex_normals") if hasattr(loaded, "_cache") else None
     normals = np.asarray(cached, np.float32) if cached is not None and len(cached) == len(verts) else None
-    return MeshData(verts=verts, faces=faces, uv=uv, uv_faces=None if uv is None else faces.copy(), normals=normals)
+    uv_faces = None if uv is None else faces.copy()
+    source = (getattr(loaded, "vertex_attributes", None) or {}).get(GLB_VERTEX_ID)
+    if source is not None and len(source) == len(verts):  # copies split at uv seams by _write_glb: weld them
+        ids = np.rint(np.asarray(source, np.float64).reshape(-1)).astype(np.int64)
+        if ids.min() >= 0 and np.bincount(ids).min() > 0:
+            welded = np.zeros((ids.max() + 1, 3), np.float32)
+            welded[ids] = verts
+            verts, faces, normals = welded, ids[faces], None
+    return MeshData(verts=verts, faces=faces, uv=uv, uv_faces=uv_faces, normals=normals)
 
 
 def save_mesh(path: str | Path, mesh: MeshData, texture: np.ndarray | str | Path | None = None) -> Path:
@@ -296,7 +305,10 @@ def _write_glb(tmp: Path, mesh: MeshData, texture) -> None:
             pairs = np.stack([mesh.faces.ravel(), mesh.uv_faces.ravel()], 1)
             uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
             verts, uv, faces = mesh.verts[uniq[:, 0]], mesh.uv[uniq[:, 1]], inv.reshape(-1, 3)
+            source = uniq[:, 0]
     tm = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+    if len(verts) != len(mesh.verts):  # each copy names its vertex: readers (topos too) can weld them back
+        tm.vertex_attributes[GLB_VERTEX_ID] = source.astype(np.float32)  # exact up to 2^24 vertices
     if uv is not None:
         image = None
         if texture is not None:

@@ -6,7 +6,7 @@ Each SCAN (a mesh or point cloud) needs its 68 iBUG landmarks beside it, as menp
 annotated on the scan. The scans of menpo3d (BSD-3: a textured laser scan of a person, "james", and a
 53k-vertex mean face, "template") are such a pair; they are not in this repository:
 
-    pip download menpo3d==0.8.6 --no-deps --no-binary :all: -d /tmp/menpo3d
+    pip download menpo3d==0.8.6 --no-deps --no-build-isolation --no-binary :all: -d /tmp/menpo3d
     tar xzf /tmp/menpo3d/menpo3d-0.8.6.tar.gz -C /tmp/menpo3d
     python benchmarks/retopo_landmarks.py /tmp/menpo3d/menpo3d-0.8.6/menpo3d/data/{james.obj,template.ply}
 

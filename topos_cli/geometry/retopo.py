@@ -605,9 +605,8 @@ def find_planes(cloud: ScanCloud, *, max_planes: int = 3, tol: float = 0.004, mi
     """Large planes in a scan (a floor, a wall, a turntable, a flat cap closing a cut): RANSAC over sampled
     triples, at most `max_planes` times, each plane kept only when more than `min_fraction` of all the scan's
     points lie within `tol` of the scan's diagonal of it with normals along it (all points that near it go).
-    No part of a head is that flat;
-    a background plane makes the head a small part of the scan and draws the search onto itself.
-    Deterministic (a fixed internal seed)."""
+    No part of a head is that flat; a background plane makes the head a small part of the scan and draws the
+    search onto itself. Deterministic (a fixed internal seed)."""
     pts, nrm = cloud.points, cloud.normals
     dist_tol = tol * float(np.linalg.norm(pts.max(0) - pts.min(0)))
     rng = np.random.default_rng(0)

@@ -121,6 +121,11 @@ class ScanCloud:
     def transformed(self, sim: Similarity) -> ScanCloud:
         return ScanCloud(sim.apply(self.points), self.normals @ sim.rotation.T)
 
+    def spacing(self, probes: int = 2000) -> float:
+        """Median distance from a sample to its nearest other sample (over about `probes` of them)."""
+        probe = self.points[:: max(1, len(self.points) // probes)]
+        return float(np.median(self.tree.query(probe, k=2)[0][:, 1]))
+
 
 def _workers(query: np.ndarray) -> int:
     """KD-tree query threads: all cores for the search's batched queries, one for small ones (thread start-up
@@ -848,10 +853,8 @@ def refine(cloud: ScanCloud, init_verts: np.ndarray, faces: np.ndarray, *, stiff
     bilap = (lap.T @ kdiag @ lap).tocsc()
     vw = np.ones(num_v) if vertex_weight is None else vertex_weight
     border = border_mask(num_v, faces)
-    probe = cloud.points[:: max(1, len(cloud.points) // 2000)]
-    spacing = float(np.median(cloud.tree.query(probe, k=2)[0][:, 1]))  # scan sample spacing
     edge_spacing = float(np.median(np.linalg.norm(x0[faces[:, 0]] - x0[faces[:, 1]], axis=1)))
-    max_tangent = tangent_tol * max(spacing, edge_spacing)
+    max_tangent = tangent_tol * max(cloud.spacing(), edge_spacing)
     disp = np.zeros_like(x0)
     for alpha in alphas:
         for _ in range(iters_per_alpha):

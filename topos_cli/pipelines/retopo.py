@@ -232,8 +232,7 @@ class RetopoPipeline:
     def _report(self, local, verts, prior_verts, sim, info, coeffs, opt) -> dict:
         t = self.template
         dist_t2s, _ = local.tree.query(verts)  # template -> scan, in cm
-        spacing = float(np.median(local.tree.query(local.points[:: max(1, len(local.points) // 2000)], k=2)[0][:, 1]))
-        near = max(0.01 * self.diag, 2.0 * spacing)  # sparse samples must not read as missing data
+        near = max(0.01 * self.diag, 2.0 * local.spacing())  # sparse samples must not read as missing data
         supported = float((dist_t2s < near).mean())  # fraction of the head with scan data under it
         close = dist_t2s < 5 * near
         median = float(np.median(dist_t2s[close])) if close.any() else float("inf")

@@ -520,7 +520,8 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
               template: str | Path | None = None, steps: int = 1000, batch: int = 8, lr: float = 1e-3,
               points: int = 2048, seed: int = 0, resume: bool = False, device: str = "auto",
               ckpt_every: int = 200, log_every: int = 10, time_limit: float = 0.0, workers: int = 0,
-              ema_decay: float = 0.999, kl_warmup: int = 1000, on_log=None) -> dict:
+              ema_decay: float = 0.999, kl_warmup: int = 1000, init: str | Path | None = None,
+              loss_weights: dict | None = None, on_log=None) -> dict:
     """Train TOPOS-VAE (`topos train vae`); checkpoints in OUT (step-XXXXXXXXX/, latest, log.jsonl).
 
     Args:
@@ -532,13 +533,17 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         device: auto, cpu, cuda. ckpt_every/log_every: in steps. time_limit: seconds (0: none).
         ema_decay: decay of the EMA weights that inference loads (lower for short runs).
         kl_warmup: steps over which the KL weight ramps from 0 to its value (against posterior collapse).
+        init: checkpoint folder whose (EMA) weights a new run starts from, with a fresh optimizer and its own
+            step count (fine-tuning); the architecture is the checkpoint's. Ignored when resuming a run.
+        loss_weights: overrides of the paper's loss weights, e.g. {"vertex": 10}; a resumed run keeps those it
+            was started with unless given again.
 
     Returns:
         The last log record.
     """
     import torch
 
-    from topos_cli.io.checkpoint import read_model_json
+    from topos_cli.io.checkpoint import load_model, read_model_json
     from topos_cli.io.manifest import run_meta, write_meta
     from topos_cli.models.registry import build
     from topos_cli.train.data import HeadSource, ScanDataset, ScanSimConfig
@@ -553,10 +558,20 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     if steps < 1 or batch < 1:
         raise UsageError("--steps and --batch must be >= 1")
     tpl = load_template(template)
+    extra = {}
     if resume and (out / "latest").is_file():
         meta = read_model_json(out)
         model = build(meta["name"], meta["args"], tpl)
         config = meta.get("config", config)
+        loss_weights = meta.get("loss_weights") if loss_weights is None else loss_weights
+        extra = {k: meta[k] for k in ("init",) if k in meta}
+    elif init is not None:
+        if args:
+            raise UsageError("--args cannot change the architecture of an --init checkpoint; drop one of them")
+        model = load_model(init, tpl).train()
+        start = model.checkpoint_meta
+        config = start.get("config", config)
+        extra = {"init": {"path": str(init), "step": start.get("step"), "git": start.get("git")}}
     else:
         try:
             model = build("mesh-vae", args, tpl, preset=config)
@@ -564,15 +579,25 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
             raise UsageError(str(exc)) from None
     if "identity" not in tpl.bases and (data is None or str(data) == "synthetic"):
         raise UsageError(f"template '{tpl.name}' has no identity basis to synthesise heads; pass --data DIR")
+    from topos_cli.train.vae import loss_weights as _weights
+
+    try:
+        _weights(loss_weights)
+    except ValueError as exc:
+        raise UsageError(f"--loss-weights: {exc}") from None
+    if loss_weights:
+        extra["loss_weights"] = loss_weights
     torch.manual_seed(seed)
     dataset = ScanDataset(HeadSource(tpl, data), seed=seed, sim=ScanSimConfig(num_points=points))
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ckpt_every=ckpt_every, log_every=log_every,
                       time_limit=time_limit, workers=workers, warmup=min(100, max(1, steps // 20)),
                       ema_decay=ema_decay)
     out.mkdir(parents=True, exist_ok=True)
-    write_meta(out, run_meta("train vae", seed=seed, template=tpl, data=str(data), config=config, args=args))
-    return train(VaeTask(model, tpl, kl_warmup), dataset, cfg, out, device=_torch_device(device), resume=resume,
-                 meta={"config": config, "data": str(data) if data else "synthetic"}, on_log=on_log)
+    write_meta(out, run_meta("train vae", seed=seed, template=tpl, data=str(data), config=config, args=args,
+                             init=str(init) if init is not None else None, loss_weights=loss_weights))
+    return train(VaeTask(model, tpl, kl_warmup, loss_weights), dataset, cfg, out, device=_torch_device(device),
+                 resume=resume, meta={"config": config, "data": str(data) if data else "synthetic", **extra},
+                 on_log=on_log)
 
 
 # ------------------------------------------------------------------------------------------- align, metrics

@@ -124,6 +124,43 @@ def test_train_vae_two_steps_then_resume(tmp_path, tiny_template_dir):
     assert json.loads(res.stdout.splitlines()[0])["vae_step"] == 4
 
 
+def test_train_vae_init_fine_tunes_a_checkpoint_with_its_own_loss_weights(tmp_path, tiny_template, tiny_template_dir):
+    import torch
+
+    from topos_cli.io.checkpoint import load_model, read_model_json
+
+    common = ("-t", tiny_template_dir, "--batch", 2, "--points", 128, "--ckpt-every", 1, "--log-every", 1,
+              "--device", "cpu")
+    res = _run("train", "vae", "-o", tmp_path / "base", "--config", "tiny", "--steps", 3, *common)
+    assert res.exit_code == 0, res.output
+    ft = tmp_path / "ft"
+    res = _run("train", "vae", "-o", ft, "--init", tmp_path / "base", "--steps", 1, "--lr", 0.0, "--kl-warmup", 0,
+               "--loss-weights", '{"vertex": 10}', "--seed", 1, *common)
+    assert res.exit_code == 0, res.output
+    meta = read_model_json(ft)
+    assert meta["step"] == 1 and meta["init"]["step"] == 3 and meta["loss_weights"] == {"vertex": 10}
+    base, tuned = load_model(tmp_path / "base", tiny_template), load_model(ft, tiny_template)
+    for (name, a), b in zip(base.state_dict().items(), tuned.state_dict().values(), strict=True):
+        if not name.startswith("latent_"):  # lr 0: the weights are the checkpoint's (the latent statistics move)
+            assert torch.equal(a, b), name
+    first = json.loads((ft / "log.jsonl").read_text().splitlines()[0])
+    assert first["total"] == pytest.approx(10 * first["vertex"] + first["normal"] + 5 * first["angle"]
+                                           + 5 * first["dihedral"] + 1e-3 * first["kl"], rel=1e-4)
+    res = _run("train", "vae", "-o", ft, "--resume", "--steps", 2, "--lr", 0.0, "--kl-warmup", 0, "--seed", 1, *common)
+    assert res.exit_code == 0, res.output  # the run keeps the weights it was started with
+    last = json.loads((ft / "log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and last["total"] == pytest.approx(
+        10 * last["vertex"] + last["normal"] + 5 * last["angle"] + 5 * last["dihedral"] + 1e-3 * last["kl"], rel=1e-4)
+    for extra, word in ((("--loss-weights", '{"chamfer": 1}'), "unknown loss term"),
+                        (("--loss-weights", "[1, 2]"), "JSON object"),
+                        (("--args", '{"depth": 2}'), "--init checkpoint"),
+                        (("--loss-weights", "{vertex"), "not valid JSON")):
+        res = _run("train", "vae", "-o", tmp_path / "bad", "--init", tmp_path / "base", "--steps", 1, *common, *extra)
+        assert res.exit_code == 2 and word in res.output and "Traceback" not in res.output, res.output
+    res = _run("train", "vae", "-o", tmp_path / "bad", "--init", tmp_path / "nothing", "--steps", 1, *common)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+
+
 def test_retopo_landmarks_ljson_pin_the_turn_a_sphere_cannot_show(tmp_path, tiny_template, tiny_template_dir):
     """A round head turned 40 degrees about its up axis: its surface cannot show the turn, its landmarks can."""
     from scipy.spatial.transform import Rotation

@@ -128,6 +128,24 @@ def test_vae_losses_zero_for_identical_meshes_and_kl_warmup(tiny_template):
     assert float(signed_dihedral(verts, faces, edges).abs().max()) < 0.6  # convex, no folds
 
 
+def test_loss_weight_overrides_reweight_the_total_and_reject_unknown_terms(tiny_template):
+    from topos_cli.train.vae import LOSS_WEIGHTS, interior_edges, loss_weights, vae_losses
+
+    verts = torch.tensor(tiny_template.verts)[None]
+    moved = verts + torch.linspace(0.0, 1.0, verts.shape[1])[None, :, None]  # a non-rigid change: every term > 0
+    faces, edges = torch.from_numpy(tiny_template.faces), interior_edges(tiny_template.faces)
+    mean, logvar = torch.ones(1, 4, 2), torch.zeros(1, 4, 2)
+    paper = vae_losses(moved, verts, mean, logvar, faces, edges, 10.0)
+    heavy = vae_losses(moved, verts, mean, logvar, faces, edges, 10.0, weights=loss_weights({"vertex": 10}))
+    assert float(paper["vertex"]) > 0.01
+    assert float(heavy["total"] - paper["total"]) == pytest.approx(8.0 * float(paper["vertex"]), rel=1e-5)
+    assert loss_weights(None) == LOSS_WEIGHTS and loss_weights({"kl": 0})["kl"] == 0.0
+    for bad, word in (({"chamfer": 1.0}, "unknown loss term 'chamfer'"), ({"vertex": -1}, ">= 0"),
+                      ({"vertex": "ten"}, ">= 0")):
+        with pytest.raises(ValueError, match=word):
+            loss_weights(bad)
+
+
 def test_unknown_preset_is_a_value_error_naming_the_known_ones():
     import pytest
 

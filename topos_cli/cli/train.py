@@ -15,6 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="Train topos models (checkpoint fol
 VAE_EPILOG = epilog(
     "topos train vae --data data/aug --config small --out runs/vae --steps 20000\n\n"
     "topos train vae --config tiny --out runs/tiny --steps 2 && topos train vae --out runs/tiny --resume --steps 4\n\n"
+    "topos train vae --init runs/vae --loss-weights '{\"vertex\": 10}' --out runs/vae-ft --steps 1500 --seed 1\n\n"
     "torchrun --nproc-per-node 8 -m topos_cli train vae --data data/aug --config paper --out runs/paper --device cuda"
 )
 
@@ -39,6 +40,10 @@ def vae(
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     ema_decay: Annotated[float, typer.Option(help="EMA decay of the inference weights.")] = 0.999,
     kl_warmup: Annotated[int, typer.Option(help="Steps over which the KL weight ramps up from 0 (against posterior collapse).")] = 1000,
+    init: Annotated[Path | None, typer.Option(help="Start a new run from this checkpoint's weights (fine-tuning; "
+                                                    "fresh optimizer, its architecture).")] = None,
+    loss_weights: Annotated[str | None, typer.Option(help="JSON overrides of the paper's loss weights (vertex 2, normal "
+                                                          "1, angle 5, dihedral 5, kl 1e-3), e.g. '{\"vertex\": 10}'.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     json: JsonOpt = False,
@@ -48,13 +53,19 @@ def vae(
     from topos_cli.errors import UsageError
     from topos_cli.utils.log import console, emit_json
 
-    try:
-        overrides = jsonlib.loads(args) if args else None
-    except jsonlib.JSONDecodeError as exc:
-        raise UsageError(f"--args is not valid JSON: {exc.msg}") from None
-    last = api.train_vae(data, out, config=config, args=overrides, template=template, steps=steps, batch=batch,
-                         lr=lr, points=points, seed=seed, resume=resume, device=device, ckpt_every=ckpt_every,
-                         log_every=log_every, time_limit=time_limit, workers=workers,
-                         ema_decay=ema_decay, kl_warmup=kl_warmup)
+    def parse(text: str | None, flag: str) -> dict | None:
+        try:
+            value = jsonlib.loads(text) if text else None
+        except jsonlib.JSONDecodeError as exc:
+            raise UsageError(f"{flag} is not valid JSON: {exc.msg}") from None
+        if value is not None and not isinstance(value, dict):
+            raise UsageError(f"{flag} must be a JSON object, e.g. '{{\"vertex\": 10}}'")
+        return value
+
+    last = api.train_vae(data, out, config=config, args=parse(args, "--args"), template=template, steps=steps,
+                         batch=batch, lr=lr, points=points, seed=seed, resume=resume, device=device,
+                         ckpt_every=ckpt_every, log_every=log_every, time_limit=time_limit, workers=workers,
+                         ema_decay=ema_decay, kl_warmup=kl_warmup, init=init,
+                         loss_weights=parse(loss_weights, "--loss-weights"))
     emit_json({"out": str(out.resolve()), **last}) if json else print(out)
     console.print(f"train vae: step {last.get('step')} loss {last.get('total')} -> {out}")

@@ -1,8 +1,9 @@
 """TOPOS-VAE losses (paper §3.1): vertex L2, face-normal, face-angle, signed dihedral angle, KL.
 
-Weights 2, 1, 5, 5, 1e-3 (paper). Distances are in the model's normalised units (template RMS radius = 1) so
-the loss does not depend on the template's size. Face angles compare interior-angle cosines; the dihedral
-term compares signed dihedral angles on interior edges (discrete curvature).
+Weights 2, 1, 5, 5, 1e-3 (paper); a run may override some (`topos train vae --loss-weights`). Distances are in the
+model's normalised units (template RMS radius = 1) so the loss does not depend on the template's size. Face
+angles compare interior-angle cosines; the dihedral term compares signed dihedral angles on interior edges
+(discrete curvature).
 """
 
 from __future__ import annotations
@@ -67,8 +68,21 @@ def signed_dihedral(verts: torch.Tensor, faces: torch.Tensor, edges: InteriorEdg
     return torch.atan2((torch.cross(n1, n2, dim=-1) * axis).sum(-1), (n1 * n2).sum(-1).clamp(-1, 1))
 
 
+def loss_weights(overrides: dict | None = None) -> dict[str, float]:
+    """The paper's weights with `overrides` applied; ValueError names an unknown term or a negative weight."""
+    weights = dict(LOSS_WEIGHTS)
+    for key, value in (overrides or {}).items():
+        if key not in LOSS_WEIGHTS:
+            raise ValueError(f"unknown loss term '{key}'; the terms are {', '.join(LOSS_WEIGHTS)}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+            raise ValueError(f"loss weight '{key}' must be a number >= 0, got {value!r}")
+        weights[key] = float(value)
+    return weights
+
+
 def vae_losses(pred: torch.Tensor, gt: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-               faces: torch.Tensor, edges: InteriorEdges, radius: float, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
+               faces: torch.Tensor, edges: InteriorEdges, radius: float, kl_scale: float = 1.0,
+               weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
     """All loss terms and their weighted sum under 'total'.
 
     Args:
@@ -76,7 +90,9 @@ def vae_losses(pred: torch.Tensor, gt: torch.Tensor, mean: torch.Tensor, logvar:
         mean, logvar: (B, N, d) posterior.
         faces: (F, 3) int64; edges: interior edges of `faces`; radius: cm per normalised unit.
         kl_scale: multiplier of the KL weight (KL warm-up against posterior collapse).
+        weights: weight per term (default: the paper's, LOSS_WEIGHTS).
     """
+    weights = weights or LOSS_WEIGHTS
     pred_n, gt_n = pred / radius, gt / radius
     terms = {
         "vertex": (pred_n - gt_n).norm(dim=-1).mean(),
@@ -85,7 +101,7 @@ def vae_losses(pred: torch.Tensor, gt: torch.Tensor, mean: torch.Tensor, logvar:
         "dihedral": (signed_dihedral(pred_n, faces, edges) - signed_dihedral(gt_n, faces, edges)).abs().mean(),
         "kl": 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean(),
     }
-    terms["total"] = sum(LOSS_WEIGHTS[k] * v * (kl_scale if k == "kl" else 1.0) for k, v in terms.items())
+    terms["total"] = sum(weights[k] * v * (kl_scale if k == "kl" else 1.0) for k, v in terms.items())
     return terms
 
 
@@ -94,8 +110,8 @@ class VaeTask:
 
     name = "mesh-vae"
 
-    def __init__(self, model, template, kl_warmup: int = 0):
-        self.model, self.template = model, template
+    def __init__(self, model, template, kl_warmup: int = 0, weights: dict[str, float] | None = None):
+        self.model, self.template, self.weights = model, template, loss_weights(weights)
         self.kl_warmup, self.step = kl_warmup, 0  # the loop sets `step` before each batch
         self.faces = torch.from_numpy(template.faces)
         self.edges = interior_edges(template.faces)
@@ -114,4 +130,4 @@ class VaeTask:
             self.model.latent_std.lerp_(var.sqrt(), mom)
         kl_scale = min(1.0, self.step / self.kl_warmup) if self.kl_warmup > 0 else 1.0
         return vae_losses(out["verts"].float(), batch["verts"], out["mean"].float(), out["logvar"].float(),
-                          self.faces, self.edges, self.model.radius, kl_scale)
+                          self.faces, self.edges, self.model.radius, kl_scale, self.weights)

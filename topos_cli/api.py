@@ -521,7 +521,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
               points: int = 2048, seed: int = 0, resume: bool = False, device: str = "auto",
               ckpt_every: int = 200, log_every: int = 10, time_limit: float = 0.0, workers: int = 0,
               ema_decay: float = 0.999, kl_warmup: int = 1000, init: str | Path | None = None,
-              loss_weights: dict | None = None, on_log=None) -> dict:
+              loss_weights: dict | None = None, warmup: int | None = None, on_log=None) -> dict:
     """Train TOPOS-VAE (`topos train vae`); checkpoints in OUT (step-XXXXXXXXX/, latest, log.jsonl).
 
     Args:
@@ -537,6 +537,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
             step count (fine-tuning); the architecture is the checkpoint's. Ignored when resuming a run.
         loss_weights: overrides of the paper's loss weights, e.g. {"vertex": 10}; a resumed run keeps those it
             was started with unless given again.
+        warmup: learning-rate warm-up steps (default: min(100, steps / 20)).
 
     Returns:
         The last log record.
@@ -590,7 +591,8 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     torch.manual_seed(seed)
     dataset = ScanDataset(HeadSource(tpl, data), seed=seed, sim=ScanSimConfig(num_points=points))
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ckpt_every=ckpt_every, log_every=log_every,
-                      time_limit=time_limit, workers=workers, warmup=min(100, max(1, steps // 20)),
+                      time_limit=time_limit, workers=workers,
+                      warmup=min(100, max(1, steps // 20)) if warmup is None else max(0, warmup),
                       ema_decay=ema_decay)
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, run_meta("train vae", seed=seed, template=tpl, data=str(data), config=config, args=args,

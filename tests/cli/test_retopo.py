@@ -104,9 +104,11 @@ def test_train_vae_two_steps_then_resume(tmp_path, tiny_template_dir):
     run = tmp_path / "run"
     base = ("train", "vae", "-o", run, "-t", tiny_template_dir, "--config", "tiny", "--batch", 2, "--points", 128,
             "--ckpt-every", 2, "--log-every", 1, "--device", "cpu")
-    res = _run(*base, "--steps", 2, "--json")
+    res = _run(*base, "--steps", 2, "--warmup", 4, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["step"] == 2
+    first = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert first["lr"] == pytest.approx(1e-3 * 2 / 4)  # after one step of a 4-step linear warm-up
     assert (run / "latest").read_text().strip() == "step-000000002"
     res = _run(*base, "--steps", 3)
     assert res.exit_code == 2  # existing run without --resume

@@ -44,6 +44,7 @@ def vae(
                                                     "fresh optimizer, its architecture).")] = None,
     loss_weights: Annotated[str | None, typer.Option(help="JSON overrides of the paper's loss weights (vertex 2, normal "
                                                           "1, angle 5, dihedral 5, kl 1e-3), e.g. '{\"vertex\": 10}'.")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default: min(100, steps/20)).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     json: JsonOpt = False,
@@ -66,6 +67,6 @@ def vae(
                          batch=batch, lr=lr, points=points, seed=seed, resume=resume, device=device,
                          ckpt_every=ckpt_every, log_every=log_every, time_limit=time_limit, workers=workers,
                          ema_decay=ema_decay, kl_warmup=kl_warmup, init=init,
-                         loss_weights=parse(loss_weights, "--loss-weights"))
+                         loss_weights=parse(loss_weights, "--loss-weights"), warmup=warmup)
     emit_json({"out": str(out.resolve()), **last}) if json else print(out)
     console.print(f"train vae: step {last.get('step')} loss {last.get('total')} -> {out}")

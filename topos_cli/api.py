@@ -572,7 +572,9 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         model = load_model(init, tpl).train()
         start = model.checkpoint_meta
         config = start.get("config", config)
-        extra = {"init": {"path": str(init), "step": start.get("step"), "git": start.get("git")}}
+        # the steps behind the starting weights (a fine-tune of a fine-tune counts both)
+        steps_before = int(start.get("step") or 0) + int((start.get("init") or {}).get("step") or 0)
+        extra = {"init": {"path": str(init), "step": steps_before, "git": start.get("git")}}
     else:
         try:
             model = build("mesh-vae", args, tpl, preset=config)

@@ -153,6 +153,12 @@ def test_train_vae_init_fine_tunes_a_checkpoint_with_its_own_loss_weights(tmp_pa
     last = json.loads((ft / "log.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and last["total"] == pytest.approx(
         10 * last["vertex"] + last["normal"] + 5 * last["angle"] + 5 * last["dihedral"] + 1e-3 * last["kl"], rel=1e-4)
+    scan = tmp_path / "scan.obj"
+    trimesh.creation.icosphere(3, radius=100.0).export(scan)
+    res = _run("retopo", scan, "-o", tmp_path / "fit.obj", "--checkpoint", ft, "-t", tiny_template_dir, "--up", "+Y",
+               "--front", "+Z", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[0])["vae_step"] == 3 + 2  # the prior's steps and the fine-tune's
     for extra, word in ((("--loss-weights", '{"chamfer": 1}'), "unknown loss term"),
                         (("--loss-weights", "[1, 2]"), "JSON object"),
                         (("--args", '{"depth": 2}'), "--init checkpoint"),

@@ -250,13 +250,20 @@ class RetopoPipeline:
             "alignment": {**sim.to_dict(), "method": info.get("method"), "score": info.get("score"),
                           "other_orientation": info.get("other_orientation")},
             "vae": bool(opt.vae and self.vae is not None),
-            "vae_step": (getattr(self.vae, "checkpoint_meta", {}) or {}).get("step") if self.vae is not None else None,
+            "vae_step": None if self.vae is None else _trained_steps(getattr(self.vae, "checkpoint_meta", None)),
             "bases_coefficients": None if coeffs is None else int(len(coeffs)),
             "head_supported": supported,
             "median_distance_pct": median / self.diag * 100,
             "refine_shift_pct": float(np.linalg.norm(verts - prior_verts, axis=1).mean() / self.diag * 100),
             "ok": not warnings, "warnings": warnings,
         }
+
+
+def _trained_steps(meta: dict | None) -> int | None:
+    """Optimisation steps behind a checkpoint: its own plus those of the checkpoint it was fine-tuned from."""
+    if not meta or meta.get("step") is None:
+        return None
+    return int(meta["step"]) + int((meta.get("init") or {}).get("step") or 0)
 
 
 def _scan_metrics(verts, faces, scan_verts, scan_faces, seed: int) -> dict:

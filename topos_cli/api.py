@@ -544,7 +544,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     """
     import torch
 
-    from topos_cli.io.checkpoint import load_model, read_model_json
+    from topos_cli.io.checkpoint import load_model, read_model_json, trained_steps
     from topos_cli.io.manifest import run_meta, write_meta
     from topos_cli.models.registry import build
     from topos_cli.train.data import HeadSource, ScanDataset, ScanSimConfig
@@ -572,9 +572,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         model = load_model(init, tpl).train()
         start = model.checkpoint_meta
         config = start.get("config", config)
-        # the steps behind the starting weights (a fine-tune of a fine-tune counts both)
-        steps_before = int(start.get("step") or 0) + int((start.get("init") or {}).get("step") or 0)
-        extra = {"init": {"path": str(init), "step": steps_before, "git": start.get("git")}}
+        extra = {"init": {"path": str(init), "step": trained_steps(start), "git": start.get("git")}}
     else:
         try:
             model = build("mesh-vae", args, tpl, preset=config)

@@ -93,6 +93,14 @@ def read_model_json(path: str | Path) -> dict:
     return meta
 
 
+def trained_steps(meta: dict | None) -> int | None:
+    """Optimisation steps behind a checkpoint's model.json: its own plus those of the checkpoint it was
+    fine-tuned from (`init.step`, itself cumulative)."""
+    if not meta or meta.get("step") is None:
+        return None
+    return int(meta["step"]) + int((meta.get("init") or {}).get("step") or 0)
+
+
 def load_model(path: str | Path, template=None, device: str = "cpu"):
     """Build the model recorded in a checkpoint folder and load its EMA weights (strict), in eval mode.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from topos_cli.geometry import retopo as rt
+from topos_cli.io.checkpoint import trained_steps
 from topos_cli.template import Template
 
 HAIR_REGIONS = ("scalp", "back_of_head", "temple", "forehead", "ear")
@@ -250,20 +251,13 @@ class RetopoPipeline:
             "alignment": {**sim.to_dict(), "method": info.get("method"), "score": info.get("score"),
                           "other_orientation": info.get("other_orientation")},
             "vae": bool(opt.vae and self.vae is not None),
-            "vae_step": None if self.vae is None else _trained_steps(getattr(self.vae, "checkpoint_meta", None)),
+            "vae_step": None if self.vae is None else trained_steps(getattr(self.vae, "checkpoint_meta", None)),
             "bases_coefficients": None if coeffs is None else int(len(coeffs)),
             "head_supported": supported,
             "median_distance_pct": median / self.diag * 100,
             "refine_shift_pct": float(np.linalg.norm(verts - prior_verts, axis=1).mean() / self.diag * 100),
             "ok": not warnings, "warnings": warnings,
         }
-
-
-def _trained_steps(meta: dict | None) -> int | None:
-    """Optimisation steps behind a checkpoint: its own plus those of the checkpoint it was fine-tuned from."""
-    if not meta or meta.get("step") is None:
-        return None
-    return int(meta["step"]) + int((meta.get("init") or {}).get("step") or 0)
 
 
 def _scan_metrics(verts, faces, scan_verts, scan_faces, seed: int) -> dict:

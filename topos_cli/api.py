@@ -565,7 +565,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         model = build(meta["name"], meta["args"], tpl)
         config = meta.get("config", config)
         loss_weights = meta.get("loss_weights") if loss_weights is None else loss_weights
-        extra = {k: meta[k] for k in ("init",) if k in meta}
+        extra = {"init": meta["init"]} if "init" in meta else {}
     elif init is not None:
         if args:
             raise UsageError("--args cannot change the architecture of an --init checkpoint; drop one of them")

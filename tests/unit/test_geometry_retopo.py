@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from topos_cli.geometry import retopo as rt
@@ -487,6 +488,58 @@ def test_vae_decode_gets_its_pose_refitted_without_the_bases():
     diag = np.linalg.norm(truth.max(0) - truth.min(0))
     err = np.linalg.norm((res.verts - shift) @ rot / 10.0 - truth, axis=1).mean() / diag
     assert err < 0.001, err  # 5.3 % of the diagonal with the pre-alignment's similarity alone
+
+
+def test_vae_only_rounds_encode_again_in_the_refitted_pose():
+    """Each VAE round after the first encodes the scan in the pose re-fitted to the previous decode: the
+    clouds the encoder sees move onto the truth (a perfect decoder, so the re-fit lands there)."""
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    rng = np.random.default_rng(4)
+    truth = (tpl.verts + np.tensordot(2.0 * rng.standard_normal(10), tpl.basis("identity")[:10], 1)).astype(float)
+    seen, tree = [], cKDTree(truth)
+
+    def prior(cloud, seed):
+        seen.append(tree.query(cloud.points)[0].mean())
+        return truth
+
+    pipe = RetopoPipeline(tpl, vae=object())
+    pipe.vae_prior = prior
+    rot = Rotation.random(random_state=4).as_matrix()
+    pipe(10.0 * truth @ rot.T, tpl.faces, options=RetopoOptions(bases=False, refine=False, vae_rounds=3, points=2000))
+    assert len(seen) == 3
+    # the floor: the same surface samples (same seed and count) of the truth itself in its own frame
+    floor = tree.query(rt.sample_scan(truth, tpl.faces, 2000, np.random.default_rng(0)).points)[0].mean()
+    assert seen[0] > 2 * floor and seen[1] < 1.02 * floor and seen[2] < 1.02 * floor, (seen, floor)
+
+
+def test_vae_prior_averages_the_posterior_means_of_its_draws():
+    """`draws` point subsets go through the encoder as one batch; the decoder gets their mean latent."""
+    import torch
+
+    from topos_cli.geometry.retopo import ScanCloud
+    from topos_cli.pipelines.retopo import RetopoPipeline
+    from topos_cli.template import load_template
+
+    class Spy:
+        def encode(self, pts, nrm):
+            self.pts = pts
+            return pts.mean(1), None  # a "latent" per draw: the subset's centroid
+
+        def decode(self, z):
+            self.z = z
+            return torch.zeros(1, 5, 3)
+
+    tpl = load_template()
+    pts = np.random.default_rng(0).uniform(tpl.verts.min(0), tpl.verts.max(0), (20000, 3))
+    spy = Spy()
+    pipe = RetopoPipeline(tpl, vae=spy)
+    pipe.vae_prior(ScanCloud(pts, np.tile([0.0, 0.0, 1.0], (len(pts), 1))), seed=0, draws=3)
+    assert spy.pts.shape == (3, 4096, 3)
+    assert not torch.equal(spy.pts[0], spy.pts[1])  # independent subsets
+    torch.testing.assert_close(spy.z, spy.pts.mean(1).mean(0, keepdim=True))
 
 
 def _reference_score(cloud, tpts, tnrm, sim, trim):

@@ -46,6 +46,8 @@ class RetopoOptions:
         bases: fit the template's identity/expression bases (when it has them).
         refine: run the non-rigid refinement.
         iters: bases-fit iterations.
+        vae_rounds: without the bases fit, alternate this many VAE encodes with similarity re-fits to the
+            decoded head (each encode sees the scan in a better pose).
         gate: refinement correspondence gate, in % of the template's bounding-box diagonal.
         frame: "scan" (output lies on the input scan) or "template" (canonical frame, cm).
         poor_fit: a fit whose template-side distance to the scan has median above this (% of diagonal)
@@ -62,6 +64,7 @@ class RetopoOptions:
     bases: bool = True
     refine: bool = True
     iters: int = 12
+    vae_rounds: int = 3
     gate: float = 2.0
     frame: str = "scan"
     poor_fit: float = 1.0
@@ -127,8 +130,12 @@ class RetopoPipeline:
                 pass
         return cls(tpl, None, device)
 
-    def vae_prior(self, cloud: rt.ScanCloud, seed: int) -> np.ndarray:
-        """Decode the posterior mean of the (template-frame) scan samples: (V, 3) float64."""
+    def vae_prior(self, cloud: rt.ScanCloud, seed: int, draws: int = 4) -> np.ndarray:
+        """Decode the posterior mean of the (template-frame) scan samples: (V, 3) float64.
+
+        draws: independent point subsets encoded as one batch; their posterior means are averaged (the
+            encoder's answer varies with the sampling; the average is the steadier estimate).
+        """
         import torch
 
         gen = np.random.default_rng(seed)
@@ -142,12 +149,12 @@ class RetopoPipeline:
         cell = self.diag / 150.0
         _, first = np.unique(np.floor(cloud.points[inside] / cell).astype(np.int64), axis=0, return_index=True)
         pool = inside[np.sort(first)] if len(first) >= 1024 else inside
-        idx = pool[gen.choice(len(pool), min(len(pool), 4096), replace=False)]
+        idx = np.stack([pool[gen.choice(len(pool), min(len(pool), 4096), replace=False)] for _ in range(draws)])
         with torch.no_grad():
-            pts = torch.tensor(cloud.points[idx], dtype=torch.float32, device=self.device)[None]
-            nrm = torch.tensor(cloud.normals[idx], dtype=torch.float32, device=self.device)[None]
+            pts = torch.tensor(cloud.points[idx], dtype=torch.float32, device=self.device)
+            nrm = torch.tensor(cloud.normals[idx], dtype=torch.float32, device=self.device)
             mean, _ = self.vae.encode(pts, nrm)
-            return self.vae.decode(mean)[0].double().cpu().numpy()
+            return self.vae.decode(mean.mean(0, keepdim=True))[0].double().cpu().numpy()
 
     def __call__(self, scan_verts: np.ndarray, scan_faces: np.ndarray | None, *, options: RetopoOptions | None = None,
                  landmarks: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0) -> RetopoResult:
@@ -187,11 +194,15 @@ class RetopoPipeline:
             decoded = self.vae_prior(local, seed)
             if opt.bases and self.bases is not None:  # the VAE seeds the bases fit (first correspondences)
                 init = rt.project_on_bases(decoded, prior, self.bases)
-            else:  # the decode takes the pre-alignment's residual pose error with it: re-fit the similarity
+            else:  # the decode takes the pre-alignment's residual pose error with it: re-fit the similarity,
+                for round_ in range(max(opt.vae_rounds, 1)):  # and encode again in the better pose
+                    if round_:
+                        decoded = self.vae_prior(local, seed)
+                    corr = rt.refine_similarity(local, decoded, t.faces, rt.Similarity(),
+                                                outside_mask=self.hair_mask)
+                    sim = corr.compose(sim)
+                    local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
                 prior = decoded
-                corr = rt.refine_similarity(local, decoded, t.faces, rt.Similarity(), outside_mask=self.hair_mask)
-                sim = corr.compose(sim)
-                local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
         timings["vae"] = time.perf_counter() - t0 - timings["align"]
         lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
         verts, coeffs = prior, None

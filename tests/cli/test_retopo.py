@@ -112,11 +112,13 @@ def test_train_vae_two_steps_then_resume(tmp_path, tiny_template_dir):
     assert (run / "latest").read_text().strip() == "step-000000002"
     res = _run(*base, "--steps", 3)
     assert res.exit_code == 2  # existing run without --resume
+    with open(run / "log.jsonl", "a") as fh:  # a step logged after the last checkpoint by a run that was stopped
+        fh.write(json.dumps({"step": 3, "total": 1.0}) + "\n")
     res = _run(*base, "--steps", 4, "--resume", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["step"] == 4
-    logs = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
-    assert logs == [1, 2, 3, 4]
+    logs = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logs] == [1, 2, 3, 4] and logs[2]["total"] != 1.0  # step 3 logged once, anew
     out = tmp_path / "fit.obj"
     scan = tmp_path / "scan.obj"
     trimesh.creation.icosphere(3, radius=100.0).export(scan)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from topos_cli.io.fs import write_text
+
 
 @dataclass
 class TrainConfig:
@@ -56,6 +58,17 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
         return (step + 1) / max(cfg.warmup, 1)
     progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
     return max(0.0, 1.0 - progress) ** cfg.power
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the log records past `step`: a run stopped after its last checkpoint logged steps that the
+    resumed run does again, and the log should hold each step once."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        write_text(path, "".join(keep))
 
 
 @torch.no_grad()
@@ -121,6 +134,8 @@ def train(task, dataset, cfg: TrainConfig, out: str | Path, *, device: str = "cp
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
+        if rank == 0:
+            _trim_log(out / "log.jsonl", start)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if "cuda" in device else None)

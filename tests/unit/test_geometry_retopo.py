@@ -515,31 +515,43 @@ def test_vae_only_rounds_encode_again_in_the_refitted_pose():
     assert seen[0] > 2 * floor and seen[1] < 1.02 * floor and seen[2] < 1.02 * floor, (seen, floor)
 
 
-def test_vae_prior_averages_the_posterior_means_of_its_draws():
-    """`draws` point subsets go through the encoder as one batch; the decoder gets their mean latent."""
+def test_vae_prior_averages_the_posterior_means_of_its_draws_and_their_mirror_images():
+    """`draws` point subsets, and the same subsets mirrored (x -> -x), go through the encoder as one batch; the
+    decoder gets each half's mean latent, and the mirrored head comes back through the symmetry map."""
     import torch
 
     from topos_cli.geometry.retopo import ScanCloud
     from topos_cli.pipelines.retopo import RetopoPipeline
     from topos_cli.template import load_template
 
+    tpl = load_template()
+
     class Spy:
         def encode(self, pts, nrm):
             self.pts = pts
-            return pts.mean(1), None  # a "latent" per draw: the subset's centroid
+            return pts.mean(1), None  # a "latent" per subset: its centroid
 
         def decode(self, z):
             self.z = z
-            return torch.zeros(1, 5, 3)
+            return torch.as_tensor(tpl.verts, dtype=torch.float32)[None] + z[:, None] * torch.tensor([1.0, 2.0, 3.0])
 
-    tpl = load_template()
-    pts = np.random.default_rng(0).uniform(tpl.verts.min(0), tpl.verts.max(0), (20000, 3))
+    pts = np.random.default_rng(0).uniform(tpl.verts.min(0), tpl.verts.max(0), (20000, 3)) + [2.0, 1.0, 0.0]
     spy = Spy()
     pipe = RetopoPipeline(tpl, vae=spy)
-    pipe.vae_prior(ScanCloud(pts, np.tile([0.0, 0.0, 1.0], (len(pts), 1))), seed=0, draws=3)
-    assert spy.pts.shape == (3, 4096, 3)
+    cloud = ScanCloud(pts, np.tile([0.0, 0.0, 1.0], (len(pts), 1)))
+    out = pipe.vae_prior(cloud, seed=0, draws=3)
+    flip = torch.tensor([-1.0, 1.0, 1.0])
+    assert spy.pts.shape == (6, 4096, 3)
     assert not torch.equal(spy.pts[0], spy.pts[1])  # independent subsets
-    torch.testing.assert_close(spy.z, spy.pts.mean(1).mean(0, keepdim=True))
+    torch.testing.assert_close(spy.pts[3:], spy.pts[:3] * flip)
+    torch.testing.assert_close(spy.z, torch.stack([spy.pts[:3].mean((0, 1)), spy.pts[3:].mean((0, 1))]))
+    # the mirrored decode, mirrored back, agrees with the direct one (a symmetric template, an x-odd offset)
+    direct = tpl.verts + spy.z[0].numpy() * [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(out, direct, atol=0.01)
+    assert np.abs(out - direct).max() > 0  # both halves were used
+    plain = pipe.vae_prior(cloud, seed=0, draws=3, mirror=False)
+    assert spy.pts.shape == (3, 4096, 3)
+    np.testing.assert_allclose(plain, direct, atol=1e-5)
 
 
 def _reference_score(cloud, tpts, tnrm, sim, trim):

@@ -130,11 +130,13 @@ class RetopoPipeline:
                 pass
         return cls(tpl, None, device)
 
-    def vae_prior(self, cloud: rt.ScanCloud, seed: int, draws: int = 4) -> np.ndarray:
+    def vae_prior(self, cloud: rt.ScanCloud, seed: int, draws: int = 4, mirror: bool = True) -> np.ndarray:
         """Decode the posterior mean of the (template-frame) scan samples: (V, 3) float64.
 
         draws: independent point subsets encoded as one batch; their posterior means are averaged (the
             encoder's answer varies with the sampling; the average is the steadier estimate).
+        mirror: when the template has a symmetry map, also encode the subsets mirrored (x -> -x), decode, mirror
+            the head back through the map and average it with the direct one.
         """
         import torch
 
@@ -150,11 +152,18 @@ class RetopoPipeline:
         _, first = np.unique(np.floor(cloud.points[inside] / cell).astype(np.int64), axis=0, return_index=True)
         pool = inside[np.sort(first)] if len(first) >= 1024 else inside
         idx = np.stack([pool[gen.choice(len(pool), min(len(pool), 4096), replace=False)] for _ in range(draws)])
+        pts, nrm = cloud.points[idx], cloud.normals[idx]
+        sym = self.template.symmetry if mirror else None
+        flip = np.array([-1.0, 1.0, 1.0])
+        if sym is not None:
+            pts, nrm = np.concatenate([pts, pts * flip]), np.concatenate([nrm, nrm * flip])
         with torch.no_grad():
-            pts = torch.tensor(cloud.points[idx], dtype=torch.float32, device=self.device)
-            nrm = torch.tensor(cloud.normals[idx], dtype=torch.float32, device=self.device)
-            mean, _ = self.vae.encode(pts, nrm)
-            return self.vae.decode(mean.mean(0, keepdim=True))[0].double().cpu().numpy()
+            mean, _ = self.vae.encode(torch.tensor(pts, dtype=torch.float32, device=self.device),
+                                      torch.tensor(nrm, dtype=torch.float32, device=self.device))
+            heads = self.vae.decode(mean.reshape(-1, draws, *mean.shape[1:]).mean(1)).double().cpu().numpy()
+        if sym is None:
+            return heads[0]
+        return 0.5 * (heads[0] + (heads[1] * flip)[sym])
 
     def __call__(self, scan_verts: np.ndarray, scan_faces: np.ndarray | None, *, options: RetopoOptions | None = None,
                  landmarks: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0) -> RetopoResult:

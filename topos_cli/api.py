@@ -367,7 +367,7 @@ def _render_device(device: str, backend: str) -> str:
 def retopo(input: str | Path, out: str | Path, template: str | Path | None = None,
            checkpoint: str | Path | None = None, landmarks: str | Path | None = None,
            up: str | None = None, front: str | None = None, frame: str = "scan", vae: bool = True,
-           refine: bool = True, iters: int = 12, points: int = 30000, format: str = "ply", seed: int = 0,
+           bases: bool = True, refine: bool = True, iters: int = 12, points: int = 30000, format: str = "ply", seed: int = 0,
            device: str = "cpu", strict: bool = False, shard: str | None = None, force: bool = False) -> BatchResult:
     """Fit the template to scans of any topology, units and pose (`topos retopo`).
 
@@ -383,7 +383,7 @@ def retopo(input: str | Path, out: str | Path, template: str | Path | None = Non
             file of the 68 iBUG points (single scan only).
         up, front: scan-space axes like "+Z", "-Y" or "0,0,1" (skip the automatic orientation search).
         frame: "scan" (output lies on the scan, scan units) or "template" (canonical, cm).
-        vae / refine: enable the VAE prior and the non-rigid refinement.
+        vae / bases / refine: enable the VAE prior, the bases fit and the non-rigid refinement.
         iters: bases-fit iterations; points: scan samples used by the fit.
         format: mesh format of batch outputs (ply, obj, glb).
         strict: a poor fit is an error (exit 2 for one scan, a failure in batch mode) instead of a warning.
@@ -400,7 +400,7 @@ def retopo(input: str | Path, out: str | Path, template: str | Path | None = Non
     if frame not in ("scan", "template"):
         raise UsageError(f"--frame must be 'scan' or 'template', got '{frame}'")
     options = RetopoOptions(up=_parse_axis(up, "--up"), front=_parse_axis(front, "--front"), points=points,
-                            vae=vae, refine=refine, iters=iters, frame=frame)
+                            vae=vae, bases=bases, refine=refine, iters=iters, frame=frame)
     out = Path(out)
     single = str(input) != "-" and Path(input).is_file()
     if single and out.suffix.lower() not in (".obj", ".ply", ".glb"):

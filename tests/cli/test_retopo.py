@@ -47,6 +47,11 @@ def test_retopo_single_scan_json_report(tmp_path, tiny_template, tiny_template_d
     assert mesh.uv is not None
     scan = load_mesh(scan_path)
     assert np.abs(mesh.verts.mean(0) - scan.verts.mean(0)).max() < 2.0  # output lies on the scan (mm)
+    assert rec["bases_coefficients"] == len(tiny_template.bases["identity"]) + len(tiny_template.bases["expression"])
+    res = _run("retopo", scan_path, "-o", tmp_path / "nb.obj", "-t", tiny_template_dir, "--up", "+Y", "--front", "+Z",
+               "--no-bases", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[0])["bases_coefficients"] is None
 
 
 def test_retopo_is_bit_identical_for_a_seed(tmp_path, tiny_template_dir, scan_path):

@@ -38,6 +38,7 @@ def retopo(
     front: Annotated[str | None, typer.Option(help="Scan's facing axis (+Z, -X, ...).")] = None,
     frame: Annotated[str, typer.Option(help="Output frame: 'scan' (on the scan) or 'template' (canonical cm).")] = "scan",
     vae: Annotated[bool, typer.Option(help="Use the VAE prior.")] = True,
+    bases: Annotated[bool, typer.Option(help="Fit the template's identity/expression bases (when it has them).")] = True,
     refine: Annotated[bool, typer.Option(help="Non-rigid refinement onto the scan.")] = True,
     iters: Annotated[int, typer.Option(help="Bases-fit iterations.")] = 12,
     points: Annotated[int, typer.Option(help="Scan samples used by the fit.")] = 30000,
@@ -54,7 +55,7 @@ def retopo(
     from topos_cli.utils.log import console, emit_json, emit_line
 
     result = api.retopo(input, out, template=template, checkpoint=checkpoint, landmarks=landmarks, up=up,
-                        front=front, frame=frame, vae=vae, refine=refine, iters=iters, points=points,
+                        front=front, frame=frame, vae=vae, bases=bases, refine=refine, iters=iters, points=points,
                         format=format, seed=seed, device=device, strict=strict, shard=shard, force=force)
     for rec in result.records:
         emit_json(rec) if json else emit_line(rec["mesh"])

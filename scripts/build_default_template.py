@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from head_expressions import expression_prior  # noqa: E402
 from head_geometry import ear_clip, even_odd, flip_for_quality  # noqa: E402
 from head_regions import REGION_RULES, make_regions, region_bases  # noqa: E402
 from head_report import fit_error, notice_text, pack_uv, readme_text, signed_areas, uv_report  # noqa: E402
@@ -689,6 +690,7 @@ def write_folder(out: Path, ict_path: Path, res: dict) -> None:
         "boundaries": loops,
         "augment": {"pick": 3, "regions": {k: {"basis": f"region_{k}", "lower": 0.0, "upper": 1.0}
                                            for k in PAPER_REGIONS}},
+        "expression_prior": expression_prior([str(s) for s in res["bases"]["expression_names"]]),
         "bases": {
             "identity": {"count": 100, "distribution": "normal",
                          "note": "ICT identity modes resampled: verts + w @ identity, w ~ N(0, I)"},

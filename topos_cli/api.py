@@ -148,7 +148,7 @@ def augment(input: str | Path | None, out: str | Path, template: str | Path | No
         base_verts = loaded[key]
         if isinstance(base_verts, Exception):
             continue
-        coeffs = {} if copy < 0 else sample_coefficients(tpl, config, item_rng(seed, item_id))
+        coeffs = {} if copy < 0 else sample_coefficients(tpl, config, item_rng(seed, item_id), base_verts)
         rel = Path("items") / item_id / "mesh.ply"
         record = {k: v for k, v in base.items() if k not in ("verts", "mesh", "id", "root")}
         record.update({"id": item_id, "parent": key, "mesh": str(out / rel), "template": tpl.name,
@@ -542,12 +542,11 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     Returns:
         The last log record.
     """
-    import torch
-
     from topos_cli.io.checkpoint import load_model, read_model_json, trained_steps
     from topos_cli.io.manifest import run_meta, write_meta
     from topos_cli.models.registry import build
     from topos_cli.train.data import HeadSource, ScanDataset, ScanSimConfig
+    from topos_cli.train.determinism import seed_everything
     from topos_cli.train.loop import TrainConfig, train
     from topos_cli.train.vae import VaeTask
 
@@ -559,6 +558,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     if steps < 1 or batch < 1:
         raise UsageError("--steps and --batch must be >= 1")
     tpl = load_template(template)
+    seed_everything(seed)  # before the model is built: its initial weights come from the global torch RNG
     extra = {}
     if resume and (out / "latest").is_file():
         meta = read_model_json(out)
@@ -588,7 +588,6 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         raise UsageError(f"--loss-weights: {exc}") from None
     if loss_weights:
         extra["loss_weights"] = loss_weights
-    torch.manual_seed(seed)
     dataset = ScanDataset(HeadSource(tpl, data), seed=seed, sim=ScanSimConfig(num_points=points))
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ckpt_every=ckpt_every, log_every=log_every,
                       time_limit=time_limit, workers=workers,

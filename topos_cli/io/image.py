@@ -42,6 +42,33 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_photo(path: str | Path) -> np.ndarray:
+    """Read a photo upright: EXIF orientation applied (phone pictures), as stored otherwise (H, W[, C]).
+
+    UsageError if missing, not a picture format or undecodable; `faces.detect.as_rgb8` normalises channels.
+    """
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such image file")
+    if path.suffix.lower() not in PHOTO_SUFFIXES:
+        raise UsageError(f"{path}: not a photo ({path.suffix or 'no suffix'}); give one of "
+                         f"{', '.join(PHOTO_SUFFIXES)}")
+    try:
+        img = np.asarray(iio.imread(path, rotate=True))
+    except Exception as exc:  # any decoder failure on user data is a bad file
+        raise UsageError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+    if img.ndim == 4:  # animated or multi-page: the first frame
+        img = img[0]
+    if img.ndim not in (2, 3) or img.size == 0:
+        raise UsageError(f"{path}: expected a 2D image, got shape {img.shape}")
+    return img
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.dtype == np.uint8:

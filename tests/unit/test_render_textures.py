@@ -56,3 +56,39 @@ def test_synthesis_is_seeded_and_records_its_parameters(tiny_template):
     dark = synthesize(atlas, np.random.default_rng(1), tone=15, makeup=0.0)
     light = synthesize(atlas, np.random.default_rng(1), tone=0, makeup=0.0)
     assert dark.albedo.mean() < 0.6 * light.albedo.mean()
+
+
+def test_padding_is_a_smooth_pull_push_fill_not_stair_steps():
+    from topos_cli.render.textures import fill_padding
+
+    size = 64
+    rows, cols = np.mgrid[0:size, 0:size]
+    covered = (rows - 20) ** 2 + (cols - 24) ** 2 < 12 ** 2  # one island
+    image = np.where(covered, cols / size, 0.0)  # a ramp inside, garbage (zeros) outside
+    filled = fill_padding(image, covered)
+    assert np.array_equal(filled[covered], image[covered])  # charts untouched
+    inside = image[covered]
+    assert inside.min() - 1e-9 <= filled.min() and filled.max() <= inside.max() + 1e-9  # no new colours
+    jumps = np.abs(np.diff(filled, axis=1))[:, :][~covered[:, 1:] & ~covered[:, :-1]]
+    assert jumps.max() < 0.05  # a smooth continuation: no step larger than a few ramp texels (1/64 each)
+    rgb = fill_padding(np.stack([image] * 3, -1), covered)
+    np.testing.assert_allclose(rgb[..., 1], filled)
+
+
+def test_tattoos_stay_inside_one_chart(tiny_template):
+    """The toy sphere's UVs are cut at u = 0/1: a tattoo disc across that seam must be moved."""
+    from scipy import ndimage
+
+    t = tiny_template
+    atlas = build_atlas(t.verts, t.faces, t.uv, t.uv_faces, t.regions, None, size=64)
+    pts = atlas.position.reshape(-1, 3) / atlas.scale * 20.0
+    placed = moved = 0
+    for seed in range(40):
+        p = synthesize(atlas, np.random.default_rng(seed), makeup=1.0).params
+        if "tattoo" not in p or "center" not in p["tattoo"]:
+            continue
+        disc = (np.linalg.norm(pts - np.asarray(p["tattoo"]["center"]), axis=1) < p["tattoo"]["radius"] + 1e-6)
+        assert ndimage.label(disc.reshape(64, 64) & atlas.covered, structure=np.ones((3, 3)))[1] == 1
+        placed += 1
+        moved += p["tattoo"]["placements"] > 1
+    assert placed >= 4 and moved >= 1

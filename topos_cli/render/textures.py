@@ -13,6 +13,11 @@
 * procedural makeup: blush, lipstick, eyeliner/eyelashes, eyeshadow and occasional tattoos;
 * roughness/specular maps perturbed per sample (oilier T-zone, glossy lipstick, matte brows).
 
+Texels outside the UV charts (the padding that bilinear and mip filtering read at chart borders) are filled
+by pull-push from the charts (`fill_padding`): smooth continuations of each island's border colour instead
+of copies of the nearest texel's procedural values, which smeared stair-steps into the padding. Decals
+(tattoos) are placed only where their 3-D footprint is one connected piece of one chart, so no seam cuts them.
+
 Facial features are placed from the 68 iBUG landmarks when the template has them (lips, eyes, brows are
 polygons in the frontal x-y plane of the template, +Y up, face along +Z), otherwise from region names.
 Everything is numpy and seeded through the given `np.random.Generator`.
@@ -26,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 SKIN_TONES = 16
+TATTOO_TRIES = 20  # places a tattoo may try before it is skipped (a disc crosses a seam ~30 % of the time)
 _LAMBDA = np.array([650.0, 550.0, 450.0])  # nm, for R, G, B
 _MU_MEL = 49.4 * (_LAMBDA / 550.0) ** -1.0  # melanin, effective broadband RGB absorption (/mm)
 _MU_HB = 0.7 * np.array([0.2, 23.0, 33.6]) + 0.3 * np.array([2.0, 28.6, 55.6])  # blood, 70% oxygenated (/mm)
@@ -289,8 +295,12 @@ def synthesize(atlas: UVAtlas, rng: np.random.Generator, tone: int | None = None
     normal = _normal_map(-dips - 0.15 * _uv_noise(rng, s, 1.5 * s / 512), strength=float(rng.uniform(0.02, 0.06)))
     albedo *= np.exp(0.03 * _uv_noise(rng, s, 0.5))[..., None]
     albedo = _hair(rng, albedo, m, p, s)
-    albedo = _makeup(rng, albedo, m, p, makeup, pts)
+    albedo = _makeup(rng, albedo, m, p, makeup, pts, atlas.covered)
     rough, spec = _material(rng, m, p, s)
+    covered = atlas.covered
+    albedo, rough, spec = (fill_padding(a, covered) for a in (albedo, rough, spec))
+    normal = fill_padding(normal, covered)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-8)
     srgb = np.where(albedo <= 0.0031308, 12.92 * albedo, 1.055 * np.clip(albedo, 0, 1) ** (1 / 2.4) - 0.055)
     to8 = lambda a: (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)  # noqa: E731
     return TextureSample(to8(srgb), to8(rough), to8(spec / 2), p, to8(normal * 0.5 + 0.5))
@@ -318,7 +328,7 @@ def _hair(rng, albedo, m, p, s):
     return albedo
 
 
-def _makeup(rng, albedo, m, p, prob, pts):
+def _makeup(rng, albedo, m, p, prob, pts, covered):
     """Blush, lipstick, eyeliner/lashes, eyeshadow and tattoos, each with its own probability."""
     if rng.random() < prob:
         name = str(rng.choice(sorted(BLUSHES)))
@@ -336,20 +346,68 @@ def _makeup(rng, albedo, m, p, prob, pts):
         p["eyeliner"] = {"opacity": float(rng.uniform(0.6, 0.95))}
         albedo = _mix(albedo, (0.01, 0.01, 0.012), m["eyeliner"] * p["eyeliner"]["opacity"])
     if rng.random() < prob / 5:
-        albedo = _tattoo(rng, albedo, m, p, pts)
+        albedo = _tattoo(rng, albedo, m, p, pts, covered)
     return albedo
 
 
-def _tattoo(rng, albedo, m, p, pts):
-    """Ink lines: level sets of a random smooth field inside a random disc on the skin."""
+def _tattoo(rng, albedo, m, p, pts, covered):
+    """Ink lines: level sets of a random smooth field inside a random disc on the skin, placed where the
+    disc's texels are one connected piece of one chart (a disc over a seam would be cut along it)."""
     s = albedo.shape[0]
     ink = str(rng.choice(sorted(INKS)))
-    centre = pts[int(rng.integers(len(pts)))]
-    radius = float(rng.uniform(1.5, 3.5))
+    on_chart = np.flatnonzero(covered.reshape(-1))
+    for placements in range(1, TATTOO_TRIES + 1):  # noqa: B007 (read after the loop)
+        centre = pts[on_chart[int(rng.integers(len(on_chart)))]]
+        radius = float(rng.uniform(1.5, 3.5))
+        disc = np.linalg.norm(pts - centre, axis=1) < radius
+        if ndimage.label(disc.reshape(s, s) & covered, structure=np.ones((3, 3)))[1] == 1:
+            break
+    else:
+        p["tattoo"] = {"skipped": "no place inside one chart"}
+        return albedo
     field = _field(rng, pts, float(rng.uniform(1.0, 2.5)), count=6)
-    lines = np.exp(-(field / 0.12) ** 2) * (np.linalg.norm(pts - centre, axis=1) < radius)
-    p["tattoo"] = {"ink": ink, "center": centre.round(2).tolist(), "radius": radius}
+    lines = np.exp(-(field / 0.12) ** 2) * disc
+    p["tattoo"] = {"ink": ink, "center": centre.round(2).tolist(), "radius": radius, "placements": placements}
     return _mix(albedo, INKS[ink], 0.85 * lines.reshape(s, s) * (1 - m["lips"]))
+
+
+def fill_padding(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Fill texels outside the charts by pull-push (Gortler et al. 1996) from the covered texels.
+
+    Pull: a pyramid of coverage-weighted 2x2 sums; push: from the coarsest level down, each level keeps its
+    own average where it has coverage (weight clamped to 1) and takes the bilinearly upsampled coarser
+    estimate elsewhere. Covered texels are unchanged; padding becomes a smooth continuation of the nearby
+    islands' borders, so bilinear and mip filtering at a chart border read plausible colours.
+
+    Args:
+        image: (S, S) or (S, S, C) float map.
+        covered: (S, S) bool texels inside a UV triangle.
+
+    Returns:
+        float64 array shaped like `image`.
+    """
+    img = np.asarray(image, np.float64)
+    flat = img.ndim == 2
+    img = img[..., None] if flat else img
+    weight = covered.astype(np.float64)
+    if weight.all() or not weight.any():
+        return img[..., 0] if flat else img
+    levels = [(img * weight[..., None], weight)]
+    while min(levels[-1][1].shape) > 1:
+        val, w = levels[-1]
+        h, wd = (w.shape[0] + 1) // 2 * 2, (w.shape[1] + 1) // 2 * 2
+        val = np.pad(val, ((0, h - val.shape[0]), (0, wd - val.shape[1]), (0, 0)))
+        w = np.pad(w, ((0, h - w.shape[0]), (0, wd - w.shape[1])))
+        levels.append((val.reshape(h // 2, 2, wd // 2, 2, -1).sum((1, 3)), w.reshape(h // 2, 2, wd // 2, 2).sum((1, 3))))
+    val, w = levels[-1]
+    est = val / np.maximum(w, 1e-12)[..., None]
+    for val, w in reversed(levels[:-1]):
+        zoom = (w.shape[0] / est.shape[0], w.shape[1] / est.shape[1], 1)
+        up = ndimage.zoom(est, zoom, order=1, mode="nearest", grid_mode=True)[: w.shape[0], : w.shape[1]]
+        own = np.minimum(w, 1.0)[..., None]
+        est = own * (val / np.maximum(w, 1e-12)[..., None]) + (1 - own) * up
+    est[covered] = img[covered]
+    return est[..., 0] if flat else est
 
 
 def _material(rng, m, p, s):

@@ -127,6 +127,14 @@ class Template:
             raise UsageError(f"template '{self.name}' has no basis '{name}'; it has: {sorted(self.bases) or 'none'}")
         return self.bases[name]
 
+    def sidecar(self, filename: str) -> dict | None:
+        """A JSON asset stored beside the template (e.g. `face_landmarks_mediapipe.json`), or None if absent."""
+        from topos_cli.io.fs import read_json
+
+        if self.root is None or not (self.root / filename).is_file():
+            return None
+        return read_json(self.root / filename)
+
     def region(self, name: str) -> np.ndarray:
         if name not in self.regions:
             raise UsageError(f"template '{self.name}' has no region '{name}'; it has: {sorted(self.regions)}")

@@ -217,7 +217,7 @@ def main() -> None:
     keys += ["chamfer_l1", "normal_consistency", "fscore", "seconds", "cpu_seconds"]
     worst_key = "v2v_face_mean" if face is not None else "v2v_mean"
     print(f"\n{len(rows)} scans, template {tpl.name} ({tpl.num_verts} verts), VAE: "
-          f"{'step ' + str(pipe.vae.checkpoint_meta.get('step')) if pipe.vae is not None else 'none'}")
+          f"{'step ' + str(pipe.vae_meta.get('step')) if pipe.vae is not None else 'none'}")
     print(f"{'method':16s} " + " ".join(f"{k:>12s}" for k in keys) + f"  worst_{worst_key}")
     for m in methods:
         vals = [np.mean([r[m][k] for r in rows if k in r[m]]) if any(k in r[m] for r in rows) else np.nan

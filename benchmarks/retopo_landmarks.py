@@ -102,7 +102,7 @@ def main() -> None:
     keys = ["nme", "nme_inner", "nme_eyes", "nme_nose", "nme_mouth", "nme_brows", "nme_jaw", "seconds"]
     methods = list(dict.fromkeys(m for r in rows for m in r if isinstance(r[m], dict)))
     print(f"\nlandmark error, % of the outer-eye-corner distance; {len(rows)} scans, template {tpl.name}, VAE: "
-          f"{'step ' + str(pipe.vae.checkpoint_meta.get('step')) if pipe.vae is not None else 'none'}")
+          f"{'step ' + str(pipe.vae_meta.get('step')) if pipe.vae is not None else 'none'}")
     print(f"{'scan':14s} {'method':16s} " + " ".join(f"{k:>10s}" for k in keys))
     for r in rows:
         for m in methods:

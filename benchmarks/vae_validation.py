@@ -27,7 +27,7 @@ def main() -> None:
 
     import torch
 
-    from topos_cli.io.checkpoint import load_model
+    from topos_cli.io.checkpoint import load_checkpoint
     from topos_cli.pipelines.retopo import DEFAULT_CHECKPOINT
     from topos_cli.template import load_template
     from topos_cli.train.data import HeadSource, ScanDataset, ScanSimConfig
@@ -38,13 +38,13 @@ def main() -> None:
     items = [data[i] for i in range(args.scans)]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
     for path in args.checkpoints or [str(DEFAULT_CHECKPOINT)]:
-        model = load_model(path, tpl).eval()
+        loaded = load_checkpoint(path, tpl)
+        model, meta = loaded.model, loaded.meta
         rest = model.rest * model.radius + model.center
         with torch.no_grad():
             verts = model(batch["points"], batch["normals"], sample=False)["verts"]
         err = ((verts - batch["verts"]).norm(dim=-1).mean(1) / model.radius).numpy()
         base = ((rest[None] - batch["verts"]).norm(dim=-1).mean(1) / model.radius).numpy()
-        meta = model.checkpoint_meta
         record = {"checkpoint": path, "step": meta.get("step"), "init_step": (meta.get("init") or {}).get("step"),
                   "scans": args.scans, "vae": float(err.mean()), "rest_template": float(base.mean()),
                   "ratio": float(np.mean(err / base))}

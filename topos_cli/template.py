@@ -23,8 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from topos_cli.errors import TemplateMismatch, UsageError
-from topos_cli.io.fs import read_json
-from topos_cli.io.obj import read_obj
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "assets" / "templates"
 DEFAULT_TEMPLATE = "topos-head"
@@ -112,6 +110,20 @@ class Template:
     def boundary_loops(self) -> list[np.ndarray]:
         """Ordered vertex loops of the open boundaries (edges used by exactly one triangle)."""
         return boundary_loops(self.faces)
+
+    @cached_property
+    def named_boundaries(self) -> dict[str, np.ndarray]:
+        """The open boundaries `template.json` names ("boundaries": {name: [vertex ids], ...}), as int64 loops;
+        entries that are not a flat list of ids are left out. Empty when the sidecar names none."""
+        named = self.meta.get("boundaries") or {}
+        return {name: np.asarray(ids, np.int64) for name, ids in named.items()
+                if isinstance(ids, list) and ids and not isinstance(ids[0], list)}
+
+    def inner_boundaries(self) -> list[np.ndarray]:
+        """The boundary loops except the longest (the neck cut): eyes, mouth, nostrils. Named loops when the
+        sidecar has them, else the computed ones."""
+        named = sorted(self.named_boundaries.values(), key=len, reverse=True)
+        return named[1:] if named else list(self.boundary_loops[1:])
 
     @cached_property
     def bases(self) -> dict[str, np.ndarray]:
@@ -241,6 +253,11 @@ def load_template(name_or_dir: str | Path | None = None) -> Template:
 
 @lru_cache(maxsize=8)
 def _load_cached(root_str: str) -> Template:
+    # the file readers are imported here, not at the top: io/ builds on the Template (io/mesh.py imports it),
+    # so at import time the template layer must not depend on io (tests/unit/test_layering.py)
+    from topos_cli.io.fs import read_json
+    from topos_cli.io.obj import read_obj
+
     root = Path(root_str)
     meta_path = root / "template.json"
     if not meta_path.is_file():

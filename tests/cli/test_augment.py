@@ -1,9 +1,11 @@
 import json
+from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
 
 from topos_cli.cli.main import app
+from topos_cli.io.manifest import read_manifest
 from topos_cli.io.mesh import load_mesh
 
 runner = CliRunner()
@@ -44,8 +46,19 @@ def test_shards_partition_items_and_merge_to_the_full_run(tmp_path, tiny_templat
         assert not ids & shard_ids
         ids |= shard_ids
     assert len(ids) == 6
-    assert (tmp_path / "full/manifest.jsonl").read_text() == (tmp_path / "sharded/manifest.jsonl").read_text().replace(
-        "sharded", "full")
+    sharded = tmp_path / "sharded"
+    assert sorted(p.name for p in sharded.glob("*.shard-*")) == [
+        "manifest.shard-0-of-2.jsonl", "manifest.shard-1-of-2.jsonl", "meta.shard-0-of-2.json",
+        "meta.shard-1-of-2.json"]  # each shard writes only its own files
+    full_records = read_manifest(tmp_path / "full")
+    assert [r["id"] for r in read_manifest(sharded)] == [r["id"] for r in full_records]  # readers merge shards
+    res = _run("manifest", "merge", sharded)
+    assert res.exit_code == 0, res.output
+    assert not list(sharded.glob("*.shard-*"))
+    assert (tmp_path / "full/manifest.jsonl").read_text() == (sharded / "manifest.jsonl").read_text()
+    assert [s["shard"] for s in json.loads((sharded / "meta.json").read_text())["shards"]] == ["0/2", "1/2"]
+    for rec in full_records:  # the same bytes, whatever the shard boundaries
+        assert Path(rec["mesh"]).read_bytes() == (sharded / Path(rec["mesh"]).relative_to(tmp_path / "full")).read_bytes()
 
 
 def test_resume_skips_existing_items(tmp_path, tiny_template_dir):

@@ -75,8 +75,9 @@ def test_dataset_mode_manifest_resume_and_seed(tmp_path, tiny_dataset, tiny_temp
     for k in range(2):  # shards partition the meshes and merge into the same manifest
         shard = _run(*args, "-o", tmp_path / "sh", "--shard", f"{k}/2")
         assert shard.exit_code == 0, shard.output
+    assert _run("manifest", "merge", tmp_path / "sh").exit_code == 0
     merged = (tmp_path / "sh" / "manifest.jsonl").read_text().splitlines()
-    assert sorted(json.loads(m)["id"] for m in merged) == sorted(r["id"] for r in records)
+    assert merged == manifest  # the same records, paths relative to each folder
     again = _run(*args, "-o", tmp_path / "r")
     assert again.exit_code == 0 and "0 written, 8 already done" in again.output
     other = _run(*args, "-o", tmp_path / "s")

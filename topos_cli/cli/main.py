@@ -9,6 +9,7 @@ import typer
 from topos_cli import __version__
 from topos_cli.cli import align as align_cmd
 from topos_cli.cli import augment as augment_cmd
+from topos_cli.cli import manifest as manifest_cmd
 from topos_cli.cli import metrics as metrics_cmd
 from topos_cli.cli import render as render_cmd
 from topos_cli.cli import retopo as retopo_cmd
@@ -53,6 +54,7 @@ app.command("retopo", epilog=retopo_cmd.EPILOG, no_args_is_help=True)(retopo_cmd
 app.add_typer(train_cmd.app, name="train")
 app.command("align", epilog=align_cmd.EPILOG, no_args_is_help=True)(align_cmd.align)
 app.command("metrics", epilog=metrics_cmd.EPILOG, no_args_is_help=True)(metrics_cmd.metrics)
+app.add_typer(manifest_cmd.app, name="manifest")
 
 
 def main() -> None:

@@ -8,13 +8,15 @@
         train_state.pt      raw weights, optimizer, scheduler, RNG, data cursor (resume only)
       latest                "step-000000500"
 
-`load_model(dir)` accepts a run folder (follows `latest`) or a step folder, rebuilds the model through the
+`load_checkpoint(dir)` accepts a run folder (follows `latest`) or a step folder, rebuilds the model through the
 registry and loads with strict=True; a template whose hash differs from the recorded one is TemplateMismatch.
+It returns the model with its model.json (`Checkpoint`); `load_model(dir)` is the model alone.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from topos_cli.errors import MissingWeights, TemplateMismatch, UsageError
@@ -101,7 +103,20 @@ def trained_steps(meta: dict | None) -> int | None:
     return int(meta["step"]) + int((meta.get("init") or {}).get("step") or 0)
 
 
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (EMA weights, eval mode) and its model.json."""
+
+    model: object
+    meta: dict
+
+
 def load_model(path: str | Path, template=None, device: str = "cpu"):
+    """The model of a checkpoint folder (see `load_checkpoint`), in eval mode."""
+    return load_checkpoint(path, template, device).model
+
+
+def load_checkpoint(path: str | Path, template=None, device: str = "cpu") -> Checkpoint:
     """Build the model recorded in a checkpoint folder and load its EMA weights (strict), in eval mode.
 
     Args:
@@ -139,8 +154,7 @@ def load_model(path: str | Path, template=None, device: str = "cpu"):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MissingWeights(f"{weights} does not fit model '{meta['name']}' with the recorded args ({first}); "
                              "retrain it or use the topos version that wrote it") from None
-    model.checkpoint_meta = meta
-    return model.to(device).eval()
+    return Checkpoint(model.to(device).eval(), meta)
 
 
 def load_train_state(path: str | Path) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,14 @@ os.umask(_UMASK)
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
 
-    The temporary name keeps the real suffix (`x.tmp123.ply`) so writers that dispatch on the suffix work.
+    The temporary name keeps the real suffix (`.x.<host>-<pid>.abc123.tmp.ply`) so writers that dispatch on the
+    suffix work, and names its writer so a later run can sweep the files of a killed one (io/batch.py).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    owner = f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem.replace('.', '_')}.{owner}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

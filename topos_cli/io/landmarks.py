@@ -66,3 +66,45 @@ def read_ljson(path: str | Path) -> np.ndarray:
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a JSON object")
     return ljson_to_ibug68(data, str(path))
+
+
+def read_landmarks(path: str | Path, template) -> tuple[np.ndarray, np.ndarray]:
+    """A scan's landmark file -> (points (L, 3) float64 in scan coordinates, template vertex ids (L,) int64).
+
+    Accepts {"points": [[x, y, z], ...], "vertices": [ids]} (vertices default to the template's first
+    landmarks), {"landmarks": [{"point": [...], "vertex": id | "index": i}, ...]}, or menpo LJSON (iBUG 68).
+    """
+    from topos_cli.io.fs import read_json
+
+    data = read_json(path)
+    if isinstance(data, dict) and ("groups" in data or isinstance(data.get("landmarks"), dict)):  # menpo LJSON
+        if len(template.landmarks) != 68:
+            raise UsageError(f"{path}: LJSON gives iBUG-68 points, and template {template.name} has "
+                             f"{len(template.landmarks)} landmarks, not 68")
+        pts, ids = ljson_to_ibug68(data, str(path)), template.landmarks
+    elif isinstance(data, dict) and "landmarks" in data:
+        try:
+            pts = [it["point"] for it in data["landmarks"]]
+            ids = [it["vertex"] if "vertex" in it else int(template.landmarks[it["index"]])
+                   for it in data["landmarks"]]
+        except (KeyError, TypeError, IndexError):
+            raise UsageError(f"{path}: each landmark needs 'point' and 'vertex' (template vertex id) or 'index' "
+                             "(position in the template's landmark list)") from None
+    elif isinstance(data, dict) and "points" in data:
+        pts = data["points"]
+        ids = data.get("vertices", template.landmarks[: len(pts)].tolist())
+    else:
+        raise UsageError(f"{path}: expected {{'points': [[x,y,z],...], 'vertices': [ids]}} or {{'landmarks': [...]}}")
+    return _checked(path, pts, ids, template.num_verts)
+
+
+def _checked(path, pts, ids, num_verts: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        pts, ids = np.asarray(pts, np.float64), np.asarray(ids, np.int64)
+    except (TypeError, ValueError):
+        pts, ids = np.zeros((0, 0)), np.zeros(0, np.int64)
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) != len(ids) or not np.isfinite(pts).all():
+        raise UsageError(f"{path}: landmark points must be finite [x, y, z] triples, one per vertex id")
+    if len(ids) and (ids.min() < 0 or ids.max() >= num_verts):
+        raise UsageError(f"{path}: landmark vertex ids must be in [0, {num_verts})")
+    return pts, ids

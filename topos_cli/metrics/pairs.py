@@ -6,8 +6,8 @@ in `geometry/align.py` and `geometry/metrics.py`; reading and writing in `io/mes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +30,20 @@ SUMMARY_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class Pair:
+    """One prediction file and its ground truth, paired by file stem."""
+
+    stem: str
+    pred: Path
+    gt: Path
+
+
 @dataclass
 class Pairs:
-    """(stem, pred, gt) triples plus what could not be paired."""
+    """The pairs plus the stems that could not be paired."""
 
-    items: list[tuple[str, Path, Path]] = field(default_factory=list)
+    items: list[Pair] = field(default_factory=list)
     unmatched_pred: list[str] = field(default_factory=list)
     unmatched_gt: list[str] = field(default_factory=list)
 
@@ -63,7 +72,7 @@ def resolve_pairs(pred: str | Path, gt: str | Path) -> Pairs:
     pred, gt = Path(pred), Path(gt)
     check_pair_paths(pred, gt, "mesh")
     if pred.is_file():
-        return Pairs(items=[(pred.stem, pred, gt)])
+        return Pairs(items=[Pair(pred.stem, pred, gt)])
     by_stem = {}
     for name, folder in (("pred", pred), ("gt", gt)):
         files = {}
@@ -74,7 +83,7 @@ def resolve_pairs(pred: str | Path, gt: str | Path) -> Pairs:
     if not stems:
         raise UsageError(f"no mesh file in '{pred}' has a partner with the same stem in '{gt}'")
     return Pairs(
-        items=[(s, by_stem["pred"][s], by_stem["gt"][s]) for s in stems],
+        items=[Pair(s, by_stem["pred"][s], by_stem["gt"][s]) for s in stems],
         unmatched_pred=sorted(set(by_stem["pred"]) - set(stems)),
         unmatched_gt=sorted(set(by_stem["gt"]) - set(stems)),
     )
@@ -226,50 +235,6 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def run_jobs(fn: Callable[..., dict], jobs: Iterable[tuple], workers: int, description: str) -> Iterator:
-    """Yield ``(job, record or ToposError)`` for each job, in job order, optionally over worker processes.
-
-    User-caused errors (ToposError) are returned in place of the record so that one bad pair does not
-    stop a batch; anything else is a bug and propagates.
-    """
-    from topos_cli.utils.log import progress
-
-    jobs = list(jobs)
-    if workers <= 1 or len(jobs) <= 1:
-        for job in progress(jobs, description=description):
-            yield job, _guarded(fn, job)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = [pool.submit(_guarded, fn, job) for job in jobs]
-        for job, fut in zip(jobs, progress(futures, description=description), strict=True):
-            yield job, fut.result()
-
-
-def _guarded(fn, job):
-    try:
-        return fn(*job)
-    except ToposError as exc:
-        return exc
-
-
-def _worker_init() -> None:
-    """One BLAS/OpenMP thread per worker process: the workers are the parallelism."""
-    import os
-
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
-
-
 def align_options(
     protocol: str,
     *,
@@ -305,144 +270,69 @@ def align_options(
     return {k: v for k, v in opts.items() if v is not None}
 
 
-def run_align(
-    pred,
-    gt,
-    out,
-    *,
-    protocol: str,
-    options: dict,
-    seed: int,
-    workers: int = 1,
-    shard: str | None = None,
-    force: bool = False,
-) -> dict:
-    """Align one pair (``out`` a mesh file, or a folder) or two folders paired by stem (``out`` a folder)."""
-    from functools import partial
-
-    from topos_cli.io.manifest import (
-        Shard,
-        merge_manifest,
-        read_manifest,
-        run_meta,
-        write_failures,
-        write_meta,
-    )
+def run_align(pred, gt, out, *, protocol: str, options: dict, seed: int, workers: int = 1,
+              shard: str | None = None, force: bool = False) -> dict:
+    """Align one pair (``out`` a mesh file, or a folder) or two folders paired by stem (``out`` a folder,
+    written by the batch engine: manifest, meta, failures, resumable and shardable)."""
+    from topos_cli.io.batch import BatchItem, run_batch
+    from topos_cli.io.manifest import is_dataset, read_manifest, run_meta
     from topos_cli.io.mesh import MESH_SUFFIXES
 
     pairs = resolve_pairs(pred, gt)
     out = Path(out)
-    single = Path(pred).is_file()
-    if single and out.suffix.lower() in MESH_SUFFIXES:
-        targets = {pairs.items[0][0]: out}
-    else:
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"-o {out}: for folders of pairs, -o must be a folder")
-        targets = {stem: out / p.name for stem, p, _ in pairs.items}
-    part = Shard.parse(shard)
-    old = {}
-    if not single and (out / "manifest.jsonl").is_file():
-        old = {r["id"]: r for r in read_manifest(out) if "id" in r}
-    report = {
-        "out": str(out.resolve()),
-        "records": [],
-        "skipped": 0,
-        "failures": [],
-        "unmatched": pairs.unmatched,
-    }
-    jobs = []
-    for stem, p, g in pairs.items:
-        if not part.owns(stem):
-            continue
-        if targets[stem].exists() and not force and not single:  # one explicit pair always runs
-            report["skipped"] += 1
-            report["records"].append(old.get(stem, {"id": stem, "mesh": str(targets[stem].resolve())}))
-        else:
-            jobs.append((stem, p, g, targets[stem]))
-    fn = partial(align_file, protocol=protocol, options=options, seed=seed)
-    for (stem, p, g, _), rec in run_jobs(fn, jobs, workers, "align"):
-        if isinstance(rec, ToposError) and single:  # one pair: its error is the command's error (exit 2)
-            raise rec
-        if isinstance(rec, ToposError):
-            report["failures"].append({"id": stem, "pred": str(p), "gt": str(g), "error": str(rec)})
-        else:
-            report["records"].append(rec)
-    if not single:
-        merge_manifest(out, report["records"])
-        write_meta(
-            out,
-            run_meta(
-                "align",
-                seed=seed,
-                protocol=protocol,
-                options=_plain(options),
-                shard=shard,
-                pred=str(pred),
-                gt=str(gt),
-            ),
-        )
-        write_failures(out, report["failures"])
+    report = {"out": str(out.resolve()), "records": [], "skipped": 0, "failures": [], "unmatched": pairs.unmatched}
+    if Path(pred).is_file():  # one explicit pair always runs, and its error is the command's error (exit 2)
+        pair = pairs.items[0]
+        target = out if out.suffix.lower() in MESH_SUFFIXES else out / pair.pred.name
+        report["records"].append(align_file(pair.stem, pair.pred, pair.gt, target, protocol=protocol,
+                                            options=options, seed=seed))
+        return report
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: for folders of pairs, -o must be a folder")
+    old = {r["id"]: r for r in read_manifest(out) if "id" in r} if is_dataset(out) else {}
+    items = [BatchItem(id=p.stem, outputs=(out / p.pred.name,), payload=p,
+                       record=old.get(p.stem, {"id": p.stem, "mesh": str((out / p.pred.name).resolve())}),
+                       failure={"pred": str(p.pred), "gt": str(p.gt)}) for p in pairs.items]
+    meta = run_meta("align", seed=seed, protocol=protocol, options=_plain(options), pred=str(pred), gt=str(gt))
+    result = run_batch(items, partial(_align_item, protocol, options, seed, out), out, shard=shard, force=force,
+                       meta=meta, description="align", workers=workers)
+    report.update(records=result.records, skipped=result.skipped, failures=result.failures)
     return report
 
 
-def run_metrics(
-    pred,
-    gt,
-    *,
-    icp: bool,
-    protocol: str,
-    align_opts: dict,
-    metric_options: dict,
-    seed: int,
-    workers: int = 1,
-    shard: str | None = None,
-    template: str | Path | None = None,
-) -> dict:
-    """Evaluate one pair or two folders paired by stem; returns the report (rows, summary, failures)."""
-    from functools import partial
+def _align_item(protocol: str, options: dict, seed: int, out: Path, item) -> dict:
+    pair = item.payload
+    return align_file(pair.stem, pair.pred, pair.gt, out / pair.pred.name, protocol=protocol, options=options,
+                      seed=seed)
 
+
+def run_metrics(pred, gt, *, icp: bool, protocol: str, align_opts: dict, metric_options: dict, seed: int,
+                workers: int = 1, shard: str | None = None, template: str | Path | None = None) -> dict:
+    """Evaluate one pair or two folders paired by stem; returns the report (rows, summary, failures).
+    Writes no folder: the batch engine only shards and maps the pairs."""
     from topos_cli.geometry.metrics import CONVENTION
-    from topos_cli.io.manifest import Shard
+    from topos_cli.io.batch import BatchItem, run_batch
 
     pairs = resolve_pairs(pred, gt)
-    part = Shard.parse(shard)
-    jobs = [(stem, p, g) for stem, p, g in pairs.items if part.owns(stem)]
-    fn = partial(
-        evaluate_file,
-        seed=seed,
-        icp=icp,
-        protocol=protocol,
-        align_options=align_opts,
-        metric_options=metric_options,
-        template=template,
-    )
-    rows, failures = [], []
-    for (stem, p, g), rec in run_jobs(fn, jobs, workers, "metrics"):
-        if isinstance(rec, ToposError) and Path(pred).is_file():  # one pair: its error is the command's error
-            raise rec
-        if isinstance(rec, ToposError):
-            failures.append({"id": stem, "pred": str(p), "gt": str(g), "error": str(rec)})
-        else:
-            rows.append(rec)
-    return {
-        "kind": "geometry",
-        "convention": {
-            **CONVENTION,
-            "samples": metric_options.get("n", 10000),
-            "fscore_threshold": metric_options.get("threshold", 0.01),
-            "clip": metric_options.get("clip", True),
-            "clip_margin": metric_options.get("clip_margin", 0.05),
-            "icp": icp,
-            "protocol": protocol if icp else None,
-            "seed": seed,
-        },
-        "pairs": rows,
-        "summary": summarize(rows),
-        "count": len(rows),
-        "failures": failures,
-        "unmatched": pairs.unmatched,
-        "shard": shard,
-    }
+    fn = partial(_evaluate_item, {"seed": seed, "icp": icp, "protocol": protocol, "align_options": align_opts,
+                                  "metric_options": metric_options, "template": template})
+    items = [BatchItem(id=p.stem, payload=p, failure={"pred": str(p.pred), "gt": str(p.gt)}) for p in pairs.items]
+    if Path(pred).is_file():  # one pair: its error is the command's error
+        rows, failures = [fn(items[0])], []
+    else:
+        result = run_batch(items, fn, None, shard=shard, description="metrics", workers=workers)
+        rows, failures = result.records, result.failures
+    convention = {**CONVENTION, "samples": metric_options.get("n", 10000),
+                  "fscore_threshold": metric_options.get("threshold", 0.01), "clip": metric_options.get("clip", True),
+                  "clip_margin": metric_options.get("clip_margin", 0.05), "icp": icp,
+                  "protocol": protocol if icp else None, "seed": seed}
+    return {"kind": "geometry", "convention": convention, "pairs": rows, "summary": summarize(rows),
+            "count": len(rows), "failures": failures, "unmatched": pairs.unmatched, "shard": shard}
+
+
+def _evaluate_item(kwargs: dict, item) -> dict:
+    pair = item.payload
+    return evaluate_file(pair.stem, pair.pred, pair.gt, **kwargs)
 
 
 def _plain(options: dict) -> dict:

@@ -17,21 +17,18 @@ background) and, for the visibility pass, visible (V,) bool, vertex_pixels (V, 2
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from topos_cli.errors import TemplateMismatch, ToposError, UsageError
+from topos_cli.io.batch import Outcome
 from topos_cli.io.manifest import BatchResult
 
 DEPTH_SCALE_CM = 0.01
 DATA_SUFFIXES = {"color": "", "albedo": "_albedo", "normal": "_normal", "depth": "_depth", "mask": "_mask",
                  "uv": "_uv", "region": "_region"}
-
-
-RenderJobResult = BatchResult  # one batch-outcome type for every command
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -270,14 +267,9 @@ def check_animation_output(out: Path) -> None:
             raise UsageError(f"writing {suffix} needs ffmpeg: pip install imageio-ffmpeg, or write a .gif")
 
 
-def finish_dataset(out: Path, result: RenderJobResult, meta: dict) -> None:
-    """Merge the records into OUT/manifest.jsonl, write meta.json (with pass encodings) and failures.jsonl."""
-    from topos_cli.io.manifest import merge_manifest, write_failures, write_meta
-
-    merge_manifest(out, manifest_records(result.records, out))
-    write_meta(out, {**meta, "depth_scale_cm": DEPTH_SCALE_CM,
-                     "encodings": __doc__.split("Pass encodings: ")[1].strip()})
-    write_failures(out, result.failures)
+def dataset_meta(meta: dict) -> dict:
+    """meta.json of a render dataset: the run's provenance plus the pass encodings."""
+    return {**meta, "depth_scale_cm": DEPTH_SCALE_CM, "encodings": __doc__.split("Pass encodings: ")[1].strip()}
 
 
 def _material(opts: RenderOptions, mesh_data, cache: dict, tpl=None, synthesize: bool = False, mesh=None):
@@ -447,145 +439,83 @@ def render_contact_sheet(input, out: Path, opts: RenderOptions, lightings=SHEET_
                      "texture: albedo, lit front, lit side", "relit: " + ", ".join(lightings)]}
 
 
-# ----------------------------------------------------------------------------- texture pool
+@dataclass
+class DatasetJob:
+    """What every mesh of a render dataset shares (see `render_dataset`)."""
 
-class TexturePool:
-    """`count` seeded appearances for a template, written under `folder` once and reused (resumable)."""
-
-    def __init__(self, template, folder: Path, count: int, seed: int, size: int = 512, makeup: float = 0.5):
-        if count < 1:
-            raise UsageError("--texture-pool must be >= 1")
-        self.template, self.folder, self.count, self.seed = template, Path(folder), count, seed
-        self.size, self.makeup = size, makeup
-        self._atlas = self._masks = None
-        self._loaded: dict[int, tuple] = {}
-
-    def _ensure_atlas(self):
-        if self._atlas is None:
-            from topos_cli.render.textures import build_atlas, feature_masks
-
-            tpl = self.template
-            if tpl.uv is None or tpl.uv_faces is None:
-                raise UsageError(f"template '{tpl.name}' has no UVs; textures need a UV layout")
-            self._atlas = build_atlas(tpl.verts, tpl.faces, tpl.uv, tpl.uv_faces, tpl.regions,
-                                      tpl.landmarks if len(tpl.landmarks) == 68 else None, self.size)
-            self._masks = feature_masks(self._atlas)
-
-    def paths(self, k: int) -> dict:
-        base = self.folder / f"tex{k:03d}"
-        return {m: str(base.parent / f"{base.name}_{m}.png") for m in ("albedo", "roughness", "specular", "normal")}
-
-    def get(self, k: int, force: bool = False) -> tuple:
-        """(Material, record) for texture k, synthesized and written if missing."""
-        from topos_cli.io.image import read_image, write_png
-        from topos_cli.render.renderer import Material
-        from topos_cli.utils.seeding import item_rng, item_seed
-
-        if k in self._loaded:
-            return self._loaded[k]
-        paths = self.paths(k)
-        tex_id = f"tex{k:03d}"
-        meta_path = self.folder / f"{tex_id}.json"
-        if not force and all(Path(p).is_file() for p in paths.values()) and meta_path.is_file():
-            albedo, rough, spec, normal = (read_image(paths[m]) for m in ("albedo", "roughness", "specular", "normal"))
-            params = json.loads(meta_path.read_text())["params"]
-        else:
-            from topos_cli.io.fs import write_json
-            from topos_cli.render.textures import synthesize
-
-            self._ensure_atlas()
-            smp = synthesize(self._atlas, item_rng(self.seed, tex_id), makeup=self.makeup, masks=self._masks)
-            albedo, rough, spec, normal, params = smp.albedo, smp.roughness, smp.specular, smp.normal, smp.params
-            write_png(paths["normal"], normal)
-            write_png(paths["albedo"], albedo)
-            write_png(paths["roughness"], rough)
-            write_png(paths["specular"], spec)
-            write_json(meta_path, {"id": tex_id, "seed": item_seed(self.seed, tex_id), "params": params})
-        material = Material(albedo_map=albedo[..., :3], material_map=np.stack([rough, spec], -1),
-                            normal_map=normal[..., :3], roughness=1.0, specular=2.0)
-        record = {"id": tex_id, **paths, "params": params}
-        self._loaded[k] = (material, record)
-        return self._loaded[k]
-
-
-def synthesize_textures(template, out: Path, count: int, seed: int, size: int = 512, makeup: float = 0.5,
-                        shard: str | None = None, force: bool = False) -> RenderJobResult:
-    """A texture dataset: OUT/items/texNNN_{albedo,roughness,specular,normal}.png + manifest.jsonl + meta.json."""
-    from topos_cli.io.manifest import Shard
-    from topos_cli.utils.log import progress
-
-    if count < 1:
-        raise UsageError("--count must be >= 1")
-    if size < 16 or size > 8192:
-        raise UsageError(f"--size must be in [16, 8192], got {size}")
-    part = Shard.parse(shard)
-    pool = TexturePool(template, Path(out) / "items", count, seed, size, makeup)
-    result = RenderJobResult(Path(out))
-    for k in progress([k for k in range(count) if part.owns(f"tex{k:03d}")], description="textures"):
-        existed = all(Path(p).is_file() for p in pool.paths(k).values())
-        _, rec = pool.get(k, force=force)
-        result.skipped += int(existed and not force)
-        result.records.append({"id": rec["id"], "albedo": rec["albedo"], "roughness": rec["roughness"],
-                               "specular": rec["specular"], "normal_map": rec["normal"], "template": template.name,
-                               "template_hash": template.hash, "size": size, "params": rec["params"],
-                               "roughness_encoding": "perceptual roughness * 255",
-                               "specular_encoding": "F0 scale / 2 * 255 (F0 = 0.028 * scale)"})
-    return result
+    out: Path
+    opts: RenderOptions
+    source: MeshSource
+    pool: object  # TexturePool or None
+    fixed_rig: object
+    views: int = 1
+    per_mesh: int = 1
+    camera_file: str | None = None
+    seed: int = 0
+    force: bool = False
 
 
 def render_dataset(input, out: Path, opts: RenderOptions, views: int = 1, per_mesh: int = 1,
                    random_lighting: bool = False, random_textures: bool = False, texture_pool: int = 32,
                    camera_file=None, seed: int = 0, shard: str | None = None, force: bool = False,
-                   texture_size: int = 512) -> RenderJobResult:
-    """Render every mesh of INPUT into the dataset folder OUT (see module docstring); resumable, shardable."""
-    from topos_cli.io.manifest import Shard
-    from topos_cli.utils.log import progress
-    from topos_cli.utils.seeding import item_rng
+                   texture_size: int = 512, meta: dict | None = None) -> BatchResult:
+    """Render every mesh of INPUT into the dataset folder OUT (see module docstring); resumable, shardable.
+
+    Every random draw (camera, light rig, pool texture) comes from (seed, image id), and textures are read
+    back from their 8-bit files, so a resumed, sharded or uninterrupted run writes the same bytes."""
+    from functools import partial
+
+    from topos_cli.io.batch import BatchItem, run_batch
 
     out = Path(out)
-    part = Shard.parse(shard)
-    items = [it for it in resolve_items(input) if part.owns(str(it["id"]))]
     source = MeshSource(opts.template)
-    fixed_rig = None if random_lighting else resolve_lighting(opts.lighting)
+    items = [BatchItem(id=str(it["id"]), payload=it, failure={"mesh": str(it.get("mesh"))})
+             for it in resolve_items(input)]
+    from topos_cli.pipelines.texture_pool import TexturePool
+
     pool = TexturePool(source.template, out / "textures", texture_pool, seed, texture_size) if random_textures \
         else None
-    renderer = _renderer(opts)
-    cache: dict = {}
-    result = RenderJobResult(out)
-    for item in progress(items, description="render"):
-        mesh_id = str(item["id"])
-        try:
-            mesh, data, tpl = source.load(item)
-            if pool is not None and tpl is None:
-                raise TemplateMismatch(f"{item.get('mesh')} is not in template topology; --random-textures "
-                                       f"paints the template's UV space (retopologise it first: topos retopo)")
-            cams = resolve_cameras(camera_file, _np(mesh.verts), opts.size, views, per_mesh,
-                                   lambda k, m=mesh_id: item_rng(seed, f"{m}-r{k:02d}:camera"))
-            base = _material(replace(opts, random_texture=False), data, cache, mesh=mesh)  # the pool draws instead
-            for k, (cam, params) in enumerate(cams):
-                job = (out, opts, renderer, pool, fixed_rig, seed, force)
-                record, skipped = _dataset_image(job, item, mesh, tpl, base, f"{mesh_id}-r{k:02d}", cam, params)
-                result.records.append(record)
-                result.skipped += int(skipped)
-        except ToposError as exc:
-            result.failures.append({"id": mesh_id, "mesh": str(item.get("mesh")), "error": str(exc)})
-    return result
+    job = DatasetJob(out, opts, source, pool, None if random_lighting else resolve_lighting(opts.lighting), views,
+                     per_mesh, camera_file, seed, force)
+    return run_batch(items, partial(_render_mesh, job, _renderer(opts), {}), out, shard=shard, force=force,
+                     meta=dataset_meta(meta or {}), description="render")
 
 
-def _dataset_image(job, item, mesh, tpl, base, image_id, cam, params) -> tuple[dict, bool]:
+def _render_mesh(job: DatasetJob, renderer, cache: dict, item) -> Outcome:
+    """Render (or, where its files exist, skip) every image of one mesh; their records."""
+    from topos_cli.utils.seeding import item_rng
+
+    mesh_id = item.id
+    mesh, data, tpl = job.source.load(item.payload)
+    if job.pool is not None and tpl is None:
+        raise TemplateMismatch(f"{item.payload.get('mesh')} is not in template topology; --random-textures "
+                               f"paints the template's UV space (retopologise it first: topos retopo)")
+    cams = resolve_cameras(job.camera_file, _np(mesh.verts), job.opts.size, job.views, job.per_mesh,
+                           lambda k: item_rng(job.seed, f"{mesh_id}-r{k:02d}:camera"))
+    base = _material(replace(job.opts, random_texture=False), data, cache, mesh=mesh)  # the pool draws instead
+    outcome = Outcome([])
+    for k, (cam, params) in enumerate(cams):
+        record, skipped = _dataset_image(job, renderer, item.payload, mesh, tpl, base, f"{mesh_id}-r{k:02d}", cam,
+                                         params)
+        outcome.records.append(record)
+        outcome.skipped += int(skipped)
+    return outcome
+
+
+def _dataset_image(job: DatasetJob, renderer, item, mesh, tpl, base, image_id, cam, params) -> tuple[dict, bool]:
     """Render (or, when its files exist, skip) one dataset image; return its record and whether it was skipped.
     Random lighting and texture are drawn from (seed, image id) either way, so records do not depend on resume."""
     from topos_cli.io.manifest import split_for
     from topos_cli.render.lights import random_rig
     from topos_cli.utils.seeding import item_rng, item_seed
 
-    out, opts, renderer, pool, fixed_rig, seed, force = job
-    rng = item_rng(seed, image_id)
-    rig = random_rig(rng) if fixed_rig is None else fixed_rig
-    material, tex_rec = pool.get(int(rng.integers(pool.count))) if pool is not None else base
-    stem = out / "items" / str(item["id"]) / image_id
+    opts = job.opts
+    rng = item_rng(job.seed, image_id)
+    rig = random_rig(rng) if job.fixed_rig is None else job.fixed_rig
+    material, tex_rec = job.pool.get(int(rng.integers(job.pool.count))) if job.pool is not None else base
+    stem = job.out / "items" / str(item["id"]) / image_id
     paths = _existing_paths(stem, opts.passes)
-    skipped = not force and all(Path(p).is_file() for p in paths.values())
+    skipped = not job.force and all(Path(p).is_file() for p in paths.values())
     if not skipped:
         images = renderer.render(mesh, cam, material, rig, opts.shading, _with_mask(opts.passes), opts.ssaa,
                                  opts.normal_space)
@@ -593,7 +523,7 @@ def _dataset_image(job, item, mesh, tpl, base, image_id, cam, params) -> tuple[d
     record = {key: val for key, val in item.items() if key not in ("verts", "root", "id")}
     record.update({"id": image_id, "parent": str(item["id"]), "image": paths.get("color"), "passes": paths,
                    "camera": cam.to_dict(), "view": params, "lighting": rig.to_dict(), "texture": tex_rec,
-                   "seed": item_seed(seed, image_id), "split": item.get("split") or split_for(str(item["id"]))})
+                   "seed": item_seed(job.seed, image_id), "split": item.get("split") or split_for(str(item["id"]))})
     if tpl is not None:
         record.update(template=tpl.name, template_hash=tpl.hash)
         if "region" in opts.passes:
@@ -607,21 +537,3 @@ def _existing_paths(stem: Path, passes) -> dict:
     if "face_id" in passes or "visibility" in passes:
         paths["ids"] = str((stem.parent / f"{stem.name}_ids.npz").resolve())
     return paths
-
-
-def manifest_records(records: list[dict], out: Path) -> list[dict]:
-    """Copies of `records` whose nested paths (passes, texture maps) are relative to the dataset folder
-    (the manifest writer relativizes only top-level path fields)."""
-    root = Path(out).resolve()
-
-    def rel(value):
-        if isinstance(value, dict):
-            return {k: rel(v) for k, v in value.items()}
-        if isinstance(value, str) and value.startswith("/"):
-            try:
-                return str(Path(value).relative_to(root))
-            except ValueError:
-                return value
-        return value
-
-    return [{**r, "passes": rel(r.get("passes")), "texture": rel(r.get("texture"))} for r in records]

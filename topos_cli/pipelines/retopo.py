@@ -12,12 +12,14 @@ plus a plain-data report (alignment, surface metrics, coverage, timings, warning
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from topos_cli.geometry import retopo as rt
+from topos_cli.geometry.similarity import PointCloud, Similarity, bbox_diagonal, pca_normals
 from topos_cli.io.checkpoint import trained_steps
 from topos_cli.template import Template
 
@@ -32,6 +34,23 @@ AMBIGUOUS_ORIENTATION = 1.05
 POOR_POSE_SCORE = 0.03
 POOR_POSE_PRECISION = 0.8
 REGION_STIFFNESS = {"ear": 300.0}  # smoothness multiplier of the surface refinement per template region
+BOUNDARY_STIFFNESS = 6.0  # smoothness multiplier on the eye/mouth loops and their 2-ring: they stay clean
+BOUNDARY_RINGS = 2
+EXPRESSION_PRIOR_STD = 0.5  # prior std of the expression coefficients (identity: 1), expressions are rarer
+BASES_GATE = 0.07  # the bases fit's first correspondence gate, fraction of the template's diagonal
+# the VAE encoder was trained on heads alone, as near-uniform surface samples: points outside the template's box
+# grown by VAE_BOX_PAD (per axis, of its size) go, and one point per voxel of VAE_VOXELS cells along the diagonal
+# stays; VAE_POINTS of them per draw; with fewer than VAE_MIN_POINTS left, the crop is skipped
+VAE_BOX_PAD = 0.05
+VAE_VOXELS = 150.0
+VAE_POINTS = 4096
+VAE_MIN_POINTS = 1024
+MIN_CLOUD_POINTS = 100  # a point cloud left with fewer points once its planes are gone keeps them
+NEAR_SCAN = 0.01  # a head point within this fraction of the diagonal (or 2 sample spacings) has scan data under it
+NEAR_SPACINGS = 2.0
+CLOSE_FACTOR = 5.0  # the median head-to-scan distance is taken over points within this x that distance
+MIN_SUPPORTED = 0.25  # less of the head than this with scan data under it: probably not a head
+METRIC_SAMPLES = 10000  # surface samples of the fit-to-scan metrics
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 
 
@@ -76,30 +95,92 @@ class RetopoOptions:
 class RetopoResult:
     verts: np.ndarray  # (V, 3) in the requested frame
     verts_template: np.ndarray  # (V, 3) template frame (cm)
-    similarity: rt.Similarity  # scan -> template frame
+    similarity: Similarity  # scan -> template frame
     report: dict = field(default_factory=dict)
+
+
+@dataclass
+class ScanInput:
+    """A scan ready for the fit: its samples and the vertices/faces left once background planes are gone."""
+
+    cloud: PointCloud
+    verts: np.ndarray
+    faces: np.ndarray | None
+    planes: int
+
+
+@dataclass
+class FitState:
+    """The fit as it moves through the stages: the scan->template similarity, the scan samples in the template
+    frame, the head (prior, then fitted) and what the stages report."""
+
+    sim: Similarity
+    local: PointCloud
+    prior: np.ndarray
+    verts: np.ndarray | None = None
+    coeffs: np.ndarray | None = None
+    init: np.ndarray | None = None
+
+
+class StageTimer:
+    """Wall seconds per named stage (`with timer("align"): ...`) and in total."""
+
+    def __init__(self):
+        self.start, self.seconds = time.perf_counter(), {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def report(self) -> dict:
+        return {**{k: round(v, 3) for k, v in self.seconds.items()},
+                "total": round(time.perf_counter() - self.start, 3)}
+
+
+def prepare_scan(scan_verts: np.ndarray, scan_faces: np.ndarray | None, points: int,
+                 rng: np.random.Generator) -> ScanInput:
+    """Sample the scan and drop background planes (floor, wall): the rest of the scan gets the whole budget."""
+    scan_verts = np.asarray(scan_verts, np.float64)
+    if scan_faces is not None and len(scan_faces):
+        cloud = rt.sample_scan(scan_verts, scan_faces, points, rng)
+        planes = rt.find_planes(cloud)
+        if planes:
+            centres = scan_verts[scan_faces].mean(1)
+            on = np.any([plane.holds(centres) for plane in planes], axis=0)
+            if not on.all():
+                scan_faces = scan_faces[~on]
+                cloud = rt.sample_scan(scan_verts, scan_faces, points, rng)
+        return ScanInput(cloud, scan_verts, scan_faces, len(planes))
+    cloud = PointCloud(scan_verts, pca_normals(scan_verts, outward=True))
+    planes = rt.find_planes(cloud)
+    rest = rt.without_planes(cloud, planes) if planes else cloud
+    if len(rest.points) >= MIN_CLOUD_POINTS:
+        cloud, scan_verts = rest, rest.points
+    return ScanInput(cloud, scan_verts, scan_faces, len(planes))
 
 
 class RetopoPipeline:
     """Template (+ optional VAE) -> callable scan fitter."""
 
-    def __init__(self, template: Template, vae=None, device: str = "cpu"):
-        self.template, self.vae, self.device = template, vae, device
+    def __init__(self, template: Template, vae=None, device: str = "cpu", vae_meta: dict | None = None):
+        self.template, self.vae, self.device, self.vae_meta = template, vae, device, vae_meta
         t = template
-        self.diag = float(np.linalg.norm(t.verts.max(0) - t.verts.min(0)))
+        self.diag = bbox_diagonal(t.verts)
         bases = [t.bases[k] for k in ("identity", "expression") if k in t.bases and t.bases[k].ndim == 3]
         self.bases = np.concatenate(bases).astype(np.float64) if bases else None
         stds = [np.ones(len(t.bases["identity"]))] if "identity" in t.bases else []
-        stds += [0.5 * np.ones(len(t.bases["expression"]))] if "expression" in t.bases else []
+        stds += [EXPRESSION_PRIOR_STD * np.ones(len(t.bases["expression"]))] if "expression" in t.bases else []
         self.prior_std = np.concatenate(stds) if stds else None
-        loops = [np.asarray(v, np.int64) for v in (t.meta.get("boundaries") or {}).values()
-                 if isinstance(v, list) and v and not isinstance(v[0], list)]
-        loops = sorted(loops, key=len, reverse=True)[1:] if loops else list(t.boundary_loops[1:])
         # eye and mouth loops stay clean; the longest open boundary (the neck cut) is left free. Ears move almost
         # as one piece: they are thin folds beside the head that scans catch badly (hair, occlusion), and free
         # per-vertex pulls fold the concha onto the skin behind them
         regions = [(t.regions[name], gain) for name, gain in REGION_STIFFNESS.items() if name in t.regions]
-        self.stiffness = rt.stiffness_weights(t.num_verts, t.faces, loops, rings=2, boost=6.0, regions=regions)
+        self.stiffness = rt.stiffness_weights(t.num_verts, t.faces, t.inner_boundaries(), rings=BOUNDARY_RINGS,
+                                              boost=BOUNDARY_STIFFNESS, regions=regions)
         # where hair may cover the skin: a scan far outside the head there is discounted when the pose, the scale
         # and the shape are fitted (the surface refinement still follows it); templates without these regions
         # get no such discount
@@ -114,23 +195,36 @@ class RetopoPipeline:
                         use_vae: bool = True) -> RetopoPipeline:
         """Load the VAE checkpoint (default: the shipped one, if present) and its template."""
         from topos_cli.errors import TemplateMismatch
-        from topos_cli.io.checkpoint import load_model, read_model_json
+        from topos_cli.io.checkpoint import load_checkpoint, read_model_json
         from topos_cli.template import load_template
 
         if use_vae and checkpoint is not None:  # asked for explicitly: a mismatch is an error
             ckpt = Path(checkpoint)
             tpl = load_template(template) if template is not None else load_template(read_model_json(ckpt)["template"])
-            return cls(tpl, load_model(ckpt, template=tpl, device=device), device)
+            loaded = load_checkpoint(ckpt, template=tpl, device=device)
+            return cls(tpl, loaded.model, device, loaded.meta)
         tpl = load_template(template)
         shipped = DEFAULT_CHECKPOINT
         if use_vae and ((shipped / "latest").is_file() or (shipped / "model.json").is_file()):
             try:  # the shipped prior serves only the template it was trained for; others fit without it
-                return cls(tpl, load_model(shipped, template=tpl, device=device), device)
+                loaded = load_checkpoint(shipped, template=tpl, device=device)
+                return cls(tpl, loaded.model, device, loaded.meta)
             except TemplateMismatch:
                 pass
         return cls(tpl, None, device)
 
-    def vae_prior(self, cloud: rt.ScanCloud, seed: int, draws: int = 4, mirror: bool = True) -> np.ndarray:
+    def _vae_points(self, cloud: PointCloud) -> np.ndarray:
+        """Indices of the scan samples the encoder sees (see VAE_BOX_PAD)."""
+        lo, hi = self.template.verts.min(0), self.template.verts.max(0)
+        pad = VAE_BOX_PAD * (hi - lo)
+        inside = np.flatnonzero(np.all((cloud.points > lo - pad) & (cloud.points < hi + pad), 1))
+        if len(inside) < VAE_MIN_POINTS:
+            inside = np.arange(len(cloud.points))
+        cell = self.diag / VAE_VOXELS
+        _, first = np.unique(np.floor(cloud.points[inside] / cell).astype(np.int64), axis=0, return_index=True)
+        return inside[np.sort(first)] if len(first) >= VAE_MIN_POINTS else inside
+
+    def vae_prior(self, cloud: PointCloud, seed: int, draws: int = 4, mirror: bool = True) -> np.ndarray:
         """Decode the posterior mean of the (template-frame) scan samples: (V, 3) float64.
 
         draws: independent point subsets encoded as one batch; their posterior means are averaged (the
@@ -141,17 +235,9 @@ class RetopoPipeline:
         import torch
 
         gen = np.random.default_rng(seed)
-        # the encoder was trained on heads alone, as near-uniform surface samples: drop what lies outside the
-        # template's box (shoulders, a chest, background) and keep one point per voxel of what remains
-        lo, hi = self.template.verts.min(0), self.template.verts.max(0)
-        pad = 0.05 * (hi - lo)
-        inside = np.flatnonzero(np.all((cloud.points > lo - pad) & (cloud.points < hi + pad), 1))
-        if len(inside) < 1024:
-            inside = np.arange(len(cloud.points))
-        cell = self.diag / 150.0
-        _, first = np.unique(np.floor(cloud.points[inside] / cell).astype(np.int64), axis=0, return_index=True)
-        pool = inside[np.sort(first)] if len(first) >= 1024 else inside
-        idx = np.stack([pool[gen.choice(len(pool), min(len(pool), 4096), replace=False)] for _ in range(draws)])
+        pool = self._vae_points(cloud)
+        idx = np.stack([pool[gen.choice(len(pool), min(len(pool), VAE_POINTS), replace=False)]
+                        for _ in range(draws)])
         pts, nrm = cloud.points[idx], cloud.normals[idx]
         sym = self.template.symmetry if mirror else None
         flip = np.array([-1.0, 1.0, 1.0])
@@ -176,63 +262,67 @@ class RetopoPipeline:
             seed: seeds the surface sampling (same seed -> same result).
         """
         opt = options or RetopoOptions()
-        t, timings, t0 = self.template, {}, time.perf_counter()
-        rng = np.random.default_rng(seed)
-        scan_verts = np.asarray(scan_verts, np.float64)
-        if scan_faces is not None and len(scan_faces):
-            cloud = rt.sample_scan(scan_verts, scan_faces, opt.points, rng)
-            planes = rt.find_planes(cloud)
-            if planes:  # background planes (floor, wall): the rest of the scan gets the whole point budget
-                centres = scan_verts[scan_faces].mean(1)
-                on = np.any([plane.holds(centres) for plane in planes], axis=0)
-                if not on.all():
-                    scan_faces = scan_faces[~on]
-                    cloud = rt.sample_scan(scan_verts, scan_faces, opt.points, rng)
-        else:
-            cloud = rt.ScanCloud(scan_verts, _pca_normals(scan_verts))
-            planes = rt.find_planes(cloud)
-            rest = rt.without_planes(cloud, planes) if planes else cloud
-            if len(rest.points) >= 100:
-                cloud, scan_verts = rest, rest.points
-        sim, info = rt.prealign(cloud, t.verts.astype(np.float64), t.faces, up=opt.up, front=opt.front,
-                                landmarks=landmarks, outside_mask=self.hair_mask)
-        timings["align"] = time.perf_counter() - t0
-        local = rt.orient_normals(cloud.transformed(sim), t.verts.astype(np.float64), t.faces)
-        prior, init = t.verts.astype(np.float64), None
-        if opt.vae and self.vae is not None:
-            decoded = self.vae_prior(local, seed)
-            if opt.bases and self.bases is not None:  # the VAE seeds the bases fit (first correspondences)
-                init = rt.project_on_bases(decoded, prior, self.bases)
-            else:  # the decode takes the pre-alignment's residual pose error with it: re-fit the similarity,
-                for round_ in range(max(opt.vae_rounds, 1)):  # and encode again in the better pose
-                    if round_:
-                        decoded = self.vae_prior(local, seed)
-                    corr = rt.refine_similarity(local, decoded, t.faces, rt.Similarity(),
-                                                outside_mask=self.hair_mask)
-                    sim = corr.compose(sim)
-                    local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
-                prior = decoded
-        timings["vae"] = time.perf_counter() - t0 - timings["align"]
-        lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
-        verts, coeffs = prior, None
+        timer, tmpl_verts = StageTimer(), self.template.verts.astype(np.float64)
+        with timer("align"):
+            scan = prepare_scan(scan_verts, scan_faces, opt.points, np.random.default_rng(seed))
+            sim, info = rt.prealign(scan.cloud, tmpl_verts, self.template.faces, up=opt.up, front=opt.front,
+                                    landmarks=landmarks, outside_mask=self.hair_mask)
+        state = FitState(sim, rt.orient_normals(scan.cloud.transformed(sim), tmpl_verts, self.template.faces),
+                         tmpl_verts)
+        with timer("vae"):
+            self._vae_stage(state, scan.cloud, opt, seed)
+        with timer("bases"):
+            self._bases_stage(state, scan.cloud, opt, landmarks)
+        with timer("refine"):
+            state.verts = state.prior if state.verts is None else state.verts
+            fitted = state.verts
+            if opt.refine:
+                fitted = rt.refine(state.local, state.verts, self.template.faces, stiffness=self.stiffness,
+                                   gate=opt.gate / 100 * self.diag, landmarks=_local_landmarks(state.sim, landmarks))
+        out = fitted if opt.frame == "template" else state.sim.inverse().apply(fitted)
+        report = self._report(state.local, fitted, state.verts, state.sim, info, state.coeffs, opt)
+        report["background_planes"] = scan.planes  # removed before the fit; the metrics below leave them out
+        report["metrics"] = _scan_metrics(state.sim.inverse().apply(fitted), self.template.faces, scan.verts,
+                                          scan.faces, seed)
+        self._flag_poor_pose(report, info, opt)
+        report["seconds"] = timer.report()
+        return RetopoResult(out.astype(np.float32), fitted.astype(np.float32), state.sim, report)
+
+    def _vae_stage(self, state: FitState, cloud: PointCloud, opt: RetopoOptions, seed: int) -> None:
+        """The VAE decode: it seeds the bases fit (first correspondences), or without bases it is the prior, the
+        similarity re-fitted to it and the scan encoded again in the better pose, `vae_rounds` times."""
+        if not (opt.vae and self.vae is not None):
+            return
+        decoded = self.vae_prior(state.local, seed)
         if opt.bases and self.bases is not None:
-            verts, coeffs, corr = rt.fit_bases(local, prior, t.faces, self.bases, self.prior_std, iters=opt.iters,
-                                               gate=0.07 * self.diag, landmarks=lm_local,
-                                               prior_weight=opt.prior_weight, init_coeffs=init,
-                                               outside_mask=self.hair_mask)
-            sim = corr.compose(sim)
-            local = rt.ScanCloud(sim.apply(cloud.points), local.normals @ corr.rotation.T)
-            lm_local = None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])
-        timings["bases"] = time.perf_counter() - t0 - timings["align"] - timings["vae"]
-        prior_verts = verts
-        if opt.refine:
-            verts = rt.refine(local, verts, t.faces, stiffness=self.stiffness, gate=opt.gate / 100 * self.diag,
-                              landmarks=lm_local)
-        timings["refine"] = time.perf_counter() - t0 - sum(timings.values())
-        out = verts if opt.frame == "template" else sim.inverse().apply(verts)
-        report = self._report(local, verts, prior_verts, sim, info, coeffs, opt)
-        report["background_planes"] = len(planes)  # removed before the fit; the metrics below leave them out
-        report["metrics"] = _scan_metrics(sim.inverse().apply(verts), t.faces, scan_verts, scan_faces, seed)
+            state.init = rt.project_on_bases(decoded, state.prior, self.bases)
+            return
+        for round_ in range(max(opt.vae_rounds, 1)):
+            if round_:
+                decoded = self.vae_prior(state.local, seed)
+            corr = rt.refine_similarity(state.local, decoded, self.template.faces, Similarity(),
+                                        outside_mask=self.hair_mask)
+            self._move(state, cloud, corr)
+        state.prior = decoded
+
+    def _bases_stage(self, state: FitState, cloud: PointCloud, opt: RetopoOptions, landmarks) -> None:
+        """The bases fit (and its similarity correction) on top of the prior."""
+        if not (opt.bases and self.bases is not None):
+            return
+        state.verts, state.coeffs, corr = rt.fit_bases(
+            state.local, state.prior, self.template.faces, self.bases, self.prior_std, iters=opt.iters,
+            gate=BASES_GATE * self.diag, landmarks=_local_landmarks(state.sim, landmarks),
+            prior_weight=opt.prior_weight, init_coeffs=state.init, outside_mask=self.hair_mask)
+        self._move(state, cloud, corr)
+
+    @staticmethod
+    def _move(state: FitState, cloud: PointCloud, corr: Similarity) -> None:
+        """Compose a similarity correction into the fit's pose and re-frame the scan samples."""
+        state.sim = corr.compose(state.sim)
+        state.local = PointCloud(state.sim.apply(cloud.points), state.local.normals @ corr.rotation.T)
+
+    def _flag_poor_pose(self, report: dict, info: dict, opt: RetopoOptions) -> None:
+        """A fit with little of the head on the scan, or a poor pose the fit confirms, is not ok."""
         precision, score = report["metrics"].get("precision", 1.0), info.get("score")
         if precision < opt.min_precision:
             report["ok"] = False
@@ -246,21 +336,18 @@ class RetopoPipeline:
                 f"poor fit: the best head pose found stays {score / self.diag * 100:.1f}% of its diagonal from the "
                 f"scan and {1 - precision:.0%} of the fitted head is off it; if the scan holds more than a head, "
                 "pass --up/--front or --landmarks")
-        timings["total"] = time.perf_counter() - t0
-        report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
-        return RetopoResult(out.astype(np.float32), verts.astype(np.float32), sim, report)
 
     def _report(self, local, verts, prior_verts, sim, info, coeffs, opt) -> dict:
         t = self.template
         dist_t2s, _ = local.tree.query(verts)  # template -> scan, in cm
-        near = max(0.01 * self.diag, 2.0 * local.spacing())  # sparse samples must not read as missing data
+        near = max(NEAR_SCAN * self.diag, NEAR_SPACINGS * local.spacing())  # sparse samples must not read as missing data
         supported = float((dist_t2s < near).mean())  # fraction of the head with scan data under it
-        close = dist_t2s < 5 * near
+        close = dist_t2s < CLOSE_FACTOR * near
         median = float(np.median(dist_t2s[close])) if close.any() else float("inf")
         warnings = []
         if median / self.diag * 100 > opt.poor_fit:
             warnings.append(f"poor fit: median head-to-scan distance {median / self.diag * 100:.2f}% of the diagonal")
-        if supported < 0.25:
+        if supported < MIN_SUPPORTED:
             warnings.append(f"only {supported:.0%} of the head has scan data under it: check the input is a head")
         other = info.get("other_orientation")
         if other and info.get("score") and other["score"] < AMBIGUOUS_ORIENTATION * info["score"]:
@@ -271,7 +358,7 @@ class RetopoPipeline:
             "alignment": {**sim.to_dict(), "method": info.get("method"), "score": info.get("score"),
                           "other_orientation": info.get("other_orientation")},
             "vae": bool(opt.vae and self.vae is not None),
-            "vae_step": None if self.vae is None else trained_steps(getattr(self.vae, "checkpoint_meta", None)),
+            "vae_step": None if self.vae is None else trained_steps(self.vae_meta),
             "bases_coefficients": None if coeffs is None else int(len(coeffs)),
             "head_supported": supported,
             "median_distance_pct": median / self.diag * 100,
@@ -289,12 +376,12 @@ def _scan_metrics(verts, faces, scan_verts, scan_faces, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     try:
         if scan_faces is not None and len(scan_faces):
-            m = surface_metrics(verts, faces, scan_verts, scan_faces, n=10000, rng=rng)
+            m = surface_metrics(verts, faces, scan_verts, scan_faces, n=METRIC_SAMPLES, rng=rng)
         else:
             from topos_cli.geometry.metrics import sample_points_normals
 
-            pts, nrm = sample_points_normals(verts, faces, 10000, rng)
-            diag = float(np.linalg.norm(scan_verts.max(0) - scan_verts.min(0)))
+            pts, nrm = sample_points_normals(verts, faces, METRIC_SAMPLES, rng)
+            diag = bbox_diagonal(scan_verts)
             m = point_metrics(pts, nrm, scan_verts, None, scale=diag)
             m["fscore"] = m["fscore"][0]
     except ValueError as exc:
@@ -304,16 +391,6 @@ def _scan_metrics(verts, faces, scan_verts, scan_faces, seed: int) -> dict:
             "threshold": m["fscore"]["threshold"]}
 
 
-def _pca_normals(points: np.ndarray, k: int = 12) -> np.ndarray:
-    """Unoriented normals of a point cloud (smallest local PCA axis), flipped away from the centroid."""
-    from scipy.spatial import cKDTree
-
-    _, idx = cKDTree(points).query(points, k=min(k, len(points)))
-    nb = points[idx] - points[idx].mean(1, keepdims=True)
-    _, _, vt = np.linalg.svd(nb, full_matrices=False)
-    nrm = vt[:, -1]
-    flip = ((points - points.mean(0)) * nrm).sum(1) < 0
-    nrm[flip] *= -1
-    return nrm
-
-
+def _local_landmarks(sim: Similarity, landmarks):
+    """Landmarks (scan points, vertex ids) moved into the template frame, or None."""
+    return None if landmarks is None else (sim.apply(landmarks[0]), landmarks[1])

@@ -7,14 +7,13 @@ import pytest
 
 from topos_cli.geometry.align import (
     AlignResult,
+    Similarity,
     align_robust,
     align_topos,
-    apply_similarity,
     axis_rotations,
     bbox_diagonal,
     rotation_error_deg,
     rotation_from_euler,
-    similarity_matrix,
     umeyama,
 )
 
@@ -56,27 +55,26 @@ def test_umeyama_recovers_a_similarity_exactly():
     src = rng.normal(size=(50, 3))
     rot = rotation_from_euler(123.0, -30.0, 10.0)
     dst = 2.5 * src @ rot.T + np.array([1.0, -2.0, 3.0])
-    s, r, t = umeyama(src, dst)
-    assert s == pytest.approx(2.5, rel=1e-12)
-    assert np.allclose(r, rot, atol=1e-12)
-    assert np.allclose(t, [1.0, -2.0, 3.0], atol=1e-12)
-    s_rigid, _, _ = umeyama(src, dst, with_scale=False)
-    assert s_rigid == 1.0
+    sim = umeyama(src, dst)
+    assert sim.scale == pytest.approx(2.5, rel=1e-12)
+    assert np.allclose(sim.rotation, rot, atol=1e-12)
+    assert np.allclose(sim.translation, [1.0, -2.0, 3.0], atol=1e-12)
+    assert umeyama(src, dst, with_scale=False).scale == 1.0
 
 
 def test_umeyama_weights_and_reflection():
     rng = np.random.default_rng(1)
     src = rng.normal(size=(40, 3))
     dst = src * np.array([-1.0, 1.0, 1.0])  # a mirror image: the best proper rotation still has det +1
-    _, r, _ = umeyama(src, dst)
-    assert np.linalg.det(r) == pytest.approx(1.0)
+    assert np.linalg.det(umeyama(src, dst).rotation) == pytest.approx(1.0)
     # zero weight on corrupted pairs: the clean pairs alone decide
     good = 3.0 * src
     bad = good.copy()
     bad[:10] += 100.0
     w = np.r_[np.zeros(10), np.ones(30)]
-    s, r, t = umeyama(src, bad, weights=w)
-    assert s == pytest.approx(3.0) and np.allclose(r, np.eye(3), atol=1e-10) and np.allclose(t, 0, atol=1e-9)
+    sim = umeyama(src, bad, weights=w)
+    assert sim.scale == pytest.approx(3.0) and np.allclose(sim.rotation, np.eye(3), atol=1e-10)
+    assert np.allclose(sim.translation, 0, atol=1e-9)
 
 
 def test_rotation_helpers():
@@ -85,11 +83,12 @@ def test_rotation_helpers():
     assert np.allclose(np.linalg.det(frames), 1.0)
     assert len({tuple(np.round(m).astype(int).ravel()) for m in frames}) == 24
     assert rotation_error_deg(rotation_from_euler(30.0), np.eye(3)) == pytest.approx(30.0)
-    m = similarity_matrix(2.0, rotation_from_euler(90.0), np.array([1.0, 2.0, 3.0]))
-    pts = np.array([[1.0, 0.0, 0.0]])
-    assert np.allclose(
-        (m @ np.r_[pts[0], 1.0])[:3], apply_similarity(pts, 2.0, rotation_from_euler(90.0), m[:3, 3])
-    )
+    sim = Similarity(2.0, rotation_from_euler(90.0), np.array([1.0, 2.0, 3.0]))
+    pts = np.array([[1.0, 0.0, 0.0], [0.5, -2.0, 3.0]])
+    assert np.allclose((sim.matrix @ np.c_[pts, np.ones(2)].T).T[:, :3], sim.apply(pts))
+    assert np.allclose(sim.inverse().apply(sim.apply(pts)), pts)
+    assert np.allclose(sim.compose(sim.inverse()).matrix, np.eye(4))
+    assert sim.apply(pts.astype(np.float32)).dtype == np.float32
 
 
 @pytest.mark.parametrize(
@@ -191,7 +190,8 @@ def test_batched_gauss_newton_matches_the_per_point_reference():
     normals = rng.normal(size=(60, 3))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     w = rng.random(60)
-    ds, d_rot, dt = _gauss_newton_step(a, b, normals, w, 0.2)  # explicit per-point Jacobians
+    step = _gauss_newton_step(a, b, normals, w, 0.2)  # explicit per-point Jacobians
+    ds, d_rot, dt = step.scale, step.rotation, step.translation
     c = w @ a / w.sum()
     theta = _gn_solve_batch((a - c)[None], (a - b)[None], normals[None], w[None], 0.2)[0]  # closed form
     assert np.exp(theta[0]) == pytest.approx(ds, rel=1e-9)
@@ -207,16 +207,3 @@ def test_robust_point_cloud_onto_mesh():
     result = align_robust(cloud, None, verts, faces, rng=np.random.default_rng(0), **fast)
     assert rotation_error_deg(result.rotation, rot.T) < 0.5
     assert result.scale * 2.0 == pytest.approx(1.0, abs=5e-3)
-
-
-def test_align_similarity_dispatches_both_protocols():
-    from topos_cli.geometry.align import align_similarity
-
-    verts, faces = toy_head(2)
-    src = 1.5 * verts @ rotation_from_euler(10.0).T
-    topos = align_similarity(src, faces, verts, faces, protocol="topos", yaws=(0.0,), scales=(1.0,))
-    robust = align_similarity(src, faces, verts, faces, tilts=(0.0,), axis_frames=False, final_points=1000)
-    assert topos.protocol == "topos" and robust.protocol == "robust"
-    assert robust.scale == pytest.approx(1 / 1.5, rel=1e-3)
-    with pytest.raises(ValueError, match="protocol"):
-        align_similarity(src, faces, verts, faces, protocol="icp")

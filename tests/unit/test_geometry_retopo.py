@@ -1,4 +1,4 @@
-"""geometry/retopo.py: similarity fit, orientation search, bases fit and the non-rigid refinement."""
+"""geometry/retopo/: similarity fit, orientation search, bases fit and the non-rigid refinement."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from topos_cli.geometry import retopo as rt
+from topos_cli.geometry.retopo.bases import solve_bases_step
+from topos_cli.geometry.retopo.hypotheses import upright_rotations
+from topos_cli.geometry.retopo.matches import correspondences, outside_weights
+from topos_cli.geometry.retopo.pose import icp_batch, pose_scores
+from topos_cli.geometry.retopo.types import Candidate, distinct, without_hair
+from topos_cli.geometry.similarity import axis_rotations, rotation_error_deg
 
 
 def _head_like(subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -31,11 +37,11 @@ def test_umeyama_recovers_a_similarity(generator):
     np.testing.assert_allclose(sim.rotation, rot, atol=1e-9)
     np.testing.assert_allclose(sim.apply(src), dst, atol=1e-9)
     np.testing.assert_allclose(sim.inverse().apply(dst), src, atol=1e-9)
-    np.testing.assert_allclose(sim.matrix()[:3, :3], 2.5 * rot, atol=1e-9)
+    np.testing.assert_allclose(sim.matrix[:3, :3], 2.5 * rot, atol=1e-9)
 
 
 def test_cube_rotations_are_24_distinct_proper_rotations():
-    rots = rt._cube_rotations()
+    rots = axis_rotations()
     assert len(rots) == 24
     assert all(np.isclose(np.linalg.det(r), 1.0) for r in rots)
     assert len({tuple(r.astype(int).ravel()) for r in rots}) == 24
@@ -72,7 +78,7 @@ def test_prealign_finds_a_face_shell_wound_inwards(seed):
     scan_v = 10.0 * hv @ rot.T  # mm
     cloud = rt.sample_scan(scan_v, np.asarray(hf)[:, ::-1], 20000, np.random.default_rng(seed))
     sim, info = rt.prealign(cloud, tpl.verts.astype(float), tpl.faces, outside_mask=RetopoPipeline(tpl).hair_mask)
-    assert rt._degrees_between(sim.rotation, rot.T) < 1.0, info  # wound outwards: 0.1 deg; inwards, unfixed: 4-10
+    assert rotation_error_deg(sim.rotation, rot.T) < 1.0, info  # wound outwards: 0.1 deg; inwards, unfixed: 4-10
 
 
 def _head_in_a_room(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,7 +121,7 @@ def test_a_head_in_front_of_a_floor_and_a_wall_is_found(seed):
     pipe = RetopoPipeline.from_pretrained(use_vae=False)
     res = pipe(verts, faces, options=RetopoOptions(bases=False, refine=False, points=12000))
     assert res.report["background_planes"] == 2
-    assert rt._degrees_between(res.similarity.rotation, rot.T) < 2.0
+    assert rotation_error_deg(res.similarity.rotation, rot.T) < 2.0
     assert res.report["ok"], res.report["warnings"]
 
 
@@ -127,7 +133,7 @@ def test_planes_come_out_of_a_point_cloud_too():
     res = RetopoPipeline.from_pretrained(use_vae=False)(points, None,
                                                         options=RetopoOptions(bases=False, refine=False))
     assert res.report["background_planes"] == 2
-    assert rt._degrees_between(res.similarity.rotation, rot.T) < 2.0
+    assert rotation_error_deg(res.similarity.rotation, rot.T) < 2.0
 
 
 def test_a_head_not_found_is_reported(monkeypatch):
@@ -146,7 +152,7 @@ def test_a_head_not_found_is_reported(monkeypatch):
 def test_outward_normals_flips_only_an_inward_scan():
     verts, faces = _head_like(3)
     out = rt.sample_scan(verts, faces, 2000, np.random.default_rng(0))
-    inward = rt.ScanCloud(out.points, -out.normals)
+    inward = rt.PointCloud(out.points, -out.normals)
     np.testing.assert_array_equal(rt.outward_normals(inward).normals, out.normals)
     assert rt.outward_normals(out) is out
 
@@ -204,7 +210,7 @@ def test_fit_bases_recovers_coefficients(tiny_template):
     verts, coeffs, corr = rt.fit_bases(cloud, tmpl.verts.astype(float), tmpl.faces, bases, np.ones(len(bases)),
                                        prior_weight=1e-3, iters=15, update_similarity=False)
     # a sphere has no preferred rotation, so the similarity is held fixed here (the ICT benchmark tests it)
-    assert np.allclose(corr.matrix(), np.eye(4))
+    assert np.allclose(corr.matrix, np.eye(4))
     np.testing.assert_allclose(coeffs, truth_c, atol=0.1)
     err = np.linalg.norm(verts - truth, axis=1)
     assert err.mean() < 0.05  # cm, on a 20 cm sphere
@@ -281,11 +287,11 @@ def test_correspondences_beyond_the_scan_edge_are_dropped():
     0.1 tangent tolerance); a vertex above the patch matches straight down (kept)."""
     g = np.linspace(0.0, 1.0, 21)
     pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
-    cloud = rt.ScanCloud(np.c_[pts, np.zeros(len(pts))], np.tile([0.0, 0.0, 1.0], (len(pts), 1)))
+    cloud = rt.PointCloud(np.c_[pts, np.zeros(len(pts))], np.tile([0.0, 0.0, 1.0], (len(pts), 1)))
     verts = np.array([[0.5, 0.5, 0.2], [1.3, 0.5, 0.2]])
     nrm = np.tile([0.0, 0.0, 1.0], (2, 1))
-    _, _, w_all = rt._correspondences(cloud, verts, nrm, gate=1.0)
-    tgt, _, w = rt._correspondences(cloud, verts, nrm, gate=1.0, max_tangent=0.1)
+    _, _, w_all = correspondences(cloud, verts, nrm, gate=1.0)
+    tgt, _, w = correspondences(cloud, verts, nrm, gate=1.0, max_tangent=0.1)
     assert w_all[1] > 0 and w[1] == 0  # beyond the edge: only the tangent test drops it
     assert w[0] > 0
     np.testing.assert_allclose(tgt[0], [0.5, 0.5, 0.0])
@@ -407,10 +413,10 @@ def test_without_hair_takes_off_at_most_the_hair_depth_outside():
     diff = np.array([[0.0, 1.0, 3.0], [0.0, 0.0, 7.0], [0.0, 0.0, -2.0], [1.0, 0.0, 3.0]])
     normals = np.tile([0.0, 0.0, 1.0], (4, 1))
     hair = rt.HairLayer(np.array([1.0, 1.0, 1.0, 0.0]), depth=5.0)
-    out = rt._without_hair(diff, normals, hair)
+    out = without_hair(diff, normals, hair)
     # outward 3 (< depth): gone; outward 7: 2 left; inward: kept; not a hair point: kept
     np.testing.assert_allclose(out, [[0, 1, 0], [0, 0, 2], [0, 0, -2], [1, 0, 3]])
-    np.testing.assert_allclose(rt._without_hair(diff, normals, None), diff)
+    np.testing.assert_allclose(without_hair(diff, normals, None), diff)
 
 
 def test_pose_scores_with_hair_count_the_face_more():
@@ -419,14 +425,14 @@ def test_pose_scores_with_hair_count_the_face_more():
     tpts = 10.0 * tnrm
     hair = rt.HairLayer(np.array([1.0, 1.0, 0.0, 0.0]), depth=3.0)
     scan = tnrm * np.array([[12.0], [12.0], [10.0], [10.5]])  # hair 2 cm out on top/bottom; face points 0, 0.5 off
-    cloud = rt.ScanCloud(scan, tnrm.copy())
-    got = rt._pose_scores(cloud, tpts, tnrm, [rt.Similarity()], 1.0, hair)
+    cloud = rt.PointCloud(scan, tnrm.copy())
+    got = pose_scores(cloud, tpts, tnrm, [rt.Similarity()], 1.0, hair)
     # hair group: 0 (the 2 cm are hair); face group (trim max(1.0, FACE_TRIM)): (0 + 0.5) / 2; weighted 1:2
     np.testing.assert_allclose(got, [(0.0 + 2.0 * 0.25) / 3.0])
-    plain = rt._pose_scores(cloud, tpts, tnrm, [rt.Similarity()], 1.0)
+    plain = pose_scores(cloud, tpts, tnrm, [rt.Similarity()], 1.0)
     assert plain[0] == pytest.approx((2.0 + 2.0 + 0.0 + 0.5) / 4)
-    far = rt.ScanCloud(tnrm * np.array([[12.0], [12.0], [11.0], [11.0]]), tnrm.copy())  # face points 1 cm off
-    got = rt._pose_scores(far, tpts, tnrm, [rt.Similarity()], 1.0, hair)
+    far = rt.PointCloud(tnrm * np.array([[12.0], [12.0], [11.0], [11.0]]), tnrm.copy())  # face points 1 cm off
+    got = pose_scores(far, tpts, tnrm, [rt.Similarity()], 1.0, hair)
     np.testing.assert_allclose(got, [(0.0 + 2.0 * 1.0) / 3.0])
 
 
@@ -434,40 +440,40 @@ def test_distinct_suppresses_near_copies_of_a_pose():
     base = rt.Similarity(1.0, np.eye(3), np.zeros(3))
     tilt = Rotation.from_euler("x", 10, degrees=True).as_matrix()
     turn = Rotation.from_euler("x", 90, degrees=True).as_matrix()
-    stage = [(base, 0.1), (rt.Similarity(1.0, tilt, np.zeros(3)), 0.2),  # near copy: dropped
-             (rt.Similarity(1.0, np.eye(3), np.array([0.0, 0.0, 5.0])), 0.3),  # moved 5 of 40: kept
-             (rt.Similarity(1.0, turn, np.zeros(3)), 0.4), (base, 0.5)]
-    kept = rt._distinct(stage, keep=10, diag=40.0)
-    assert [row[1] for row in kept] == [0.1, 0.3, 0.4]
-    assert [row[1] for row in rt._distinct(stage, keep=2, diag=40.0)] == [0.1, 0.3]
+    stage = [Candidate(base, 0.1), Candidate(rt.Similarity(1.0, tilt, np.zeros(3)), 0.2),  # near copy: dropped
+             Candidate(rt.Similarity(1.0, np.eye(3), np.array([0.0, 0.0, 5.0])), 0.3),  # moved 5 of 40: kept
+             Candidate(rt.Similarity(1.0, turn, np.zeros(3)), 0.4), Candidate(base, 0.5)]
+    kept = distinct(stage, keep=10, diag=40.0)
+    assert [c.score for c in kept] == [0.1, 0.3, 0.4]
+    assert [c.score for c in distinct(stage, keep=2, diag=40.0)] == [0.1, 0.3]
 
 
 def test_upright_rotations_take_the_body_axis_to_template_up():
     up = np.array([1.0, 2.0, -0.5])
-    rots = rt._upright_rotations(up, radius=1.0, yaws=6)
+    rots = upright_rotations(up, radius=1.0, yaws=6)
     assert len(rots) == 6
     for rot in rots:
         np.testing.assert_allclose(rot @ up / np.linalg.norm(up), [0, 1, 0], atol=1e-12)
         np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
     fronts = np.array([rot[2] for rot in rots])  # the scan directions sent to +Z: 60 degrees apart
     np.testing.assert_allclose(fronts[0] @ fronts[1], 0.5, atol=1e-12)
-    assert rt._upright_rotations(up, radius=5.0) == []
+    assert upright_rotations(up, radius=5.0) == []
 
 
 def test_bases_step_without_matches_is_no_step():
     """No correspondence left (a scan far off): the solve returns no change instead of a singular-matrix error."""
     basis = np.random.default_rng(0).normal(size=(50, 3, 4))
-    coeffs, step = rt._solve_bases_step(basis, np.zeros((50, 3)), np.zeros(0, np.int64), np.zeros((0, 3)),
+    coeffs, step = solve_bases_step(basis, np.zeros((50, 3)), np.zeros(0, np.int64), np.zeros((0, 3)),
                                         np.zeros((0, 3)), np.zeros(0), np.ones(4), 1.0, True, None)
     np.testing.assert_allclose(coeffs, 0.0)
-    np.testing.assert_allclose(step.matrix(), np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(step.matrix, np.eye(4), atol=1e-12)
 
 
 def test_outside_weights_discount_only_far_outside_masked_points():
     pts = np.array([[0, 0, 2.0], [0, 0, 0.3], [0, 0, -2.0], [0, 0, 2.0]])
     nrm = np.tile([0, 0, 1.0], (4, 1))
     mask = np.array([True, True, True, False])
-    w = rt._outside_weights(pts, nrm, np.zeros((4, 3)), np.arange(4), mask, 0.5)
+    w = outside_weights(pts, nrm, np.zeros((4, 3)), np.arange(4), mask, 0.5)
     np.testing.assert_allclose(w, [1.0 / (1.0 + 3.0 ** 2), 1.0, 1.0, 1.0])
 
 
@@ -520,7 +526,7 @@ def test_vae_prior_averages_the_posterior_means_of_its_draws_and_their_mirror_im
     decoder gets each half's mean latent, and the mirrored head comes back through the symmetry map."""
     import torch
 
-    from topos_cli.geometry.retopo import ScanCloud
+    from topos_cli.geometry.retopo import PointCloud
     from topos_cli.pipelines.retopo import RetopoPipeline
     from topos_cli.template import load_template
 
@@ -538,7 +544,7 @@ def test_vae_prior_averages_the_posterior_means_of_its_draws_and_their_mirror_im
     pts = np.random.default_rng(0).uniform(tpl.verts.min(0), tpl.verts.max(0), (20000, 3)) + [2.0, 1.0, 0.0]
     spy = Spy()
     pipe = RetopoPipeline(tpl, vae=spy)
-    cloud = ScanCloud(pts, np.tile([0.0, 0.0, 1.0], (len(pts), 1)))
+    cloud = PointCloud(pts, np.tile([0.0, 0.0, 1.0], (len(pts), 1)))
     out = pipe.vae_prior(cloud, seed=0, draws=3)
     flip = torch.tensor([-1.0, 1.0, 1.0])
     assert spy.pts.shape == (6, 4096, 3)
@@ -586,12 +592,12 @@ def _reference_icp(cloud, tpts, tnrm, sim, iters, trim, fixed):
 def test_batched_pose_scores_match_one_pose_at_a_time(generator):
     """The search scores its ~1700 hypotheses in one KD-tree query: the same numbers as one pose at a time."""
     pts = generator.normal(size=(3000, 3))
-    cloud = rt.ScanCloud(10.0 * pts, pts / np.linalg.norm(pts, axis=1, keepdims=True))
+    cloud = rt.PointCloud(10.0 * pts, pts / np.linalg.norm(pts, axis=1, keepdims=True))
     tpts = generator.normal(size=(300, 3))
     tnrm = tpts / np.linalg.norm(tpts, axis=1, keepdims=True)
     sims = [rt.Similarity(float(generator.uniform(0.5, 2.0)), Rotation.random(random_state=i).as_matrix(),
                           generator.normal(size=3)) for i in range(12)]
-    batched = rt._pose_scores(cloud, tpts, tnrm, sims, 0.6)
+    batched = pose_scores(cloud, tpts, tnrm, sims, 0.6)
     single = [_reference_score(cloud, tpts, tnrm, s, 0.6) for s in sims]
     np.testing.assert_allclose(batched, single, rtol=1e-12)
     assert len(set(np.round(single, 6))) == len(sims)  # distinct poses, distinct scores: the check has teeth
@@ -600,14 +606,14 @@ def test_batched_pose_scores_match_one_pose_at_a_time(generator):
 @pytest.mark.parametrize("fixed", [False, True])
 def test_batched_icp_matches_one_icp_per_start(generator, fixed):
     pts = generator.normal(size=(3000, 3)) * np.array([1.0, 1.3, 0.8])
-    cloud = rt.ScanCloud(10.0 * pts, pts / np.linalg.norm(pts, axis=1, keepdims=True))
+    cloud = rt.PointCloud(10.0 * pts, pts / np.linalg.norm(pts, axis=1, keepdims=True))
     tpts = generator.normal(size=(300, 3)) * np.array([1.0, 1.3, 0.8])
     tnrm = tpts / np.linalg.norm(tpts, axis=1, keepdims=True)
     sims = [rt.Similarity(float(generator.uniform(0.05, 0.2)), Rotation.random(random_state=i).as_matrix(),
                           generator.normal(size=3)) for i in range(10)]
-    batched, scores = rt._icp_batch(cloud, tpts, tnrm, sims, 2, 0.6, fixed)
+    batched, scores = icp_batch(cloud, tpts, tnrm, sims, 2, 0.6, fixed)
     for sim, score, start in zip(batched, scores, sims, strict=True):
         ref, ref_score = _reference_icp(cloud, tpts, tnrm, start, 2, 0.6, fixed)
-        np.testing.assert_allclose(sim.matrix(), ref.matrix(), atol=1e-10)
+        np.testing.assert_allclose(sim.matrix, ref.matrix, atol=1e-10)
         assert score == pytest.approx(ref_score, rel=1e-10)
-        assert not np.allclose(sim.matrix(), start.matrix())  # the ICP moved it
+        assert not np.allclose(sim.matrix, start.matrix)  # the ICP moved it

@@ -25,22 +25,41 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from topos_cli.geometry.mesh_ops import face_normals
-from topos_cli.geometry.metrics import sample_points_normals
+# the shared alignment toolkit, importable from here too (retopo and the generation fit use the same names)
+from topos_cli.geometry.similarity import (  # noqa: F401
+    PointCloud,
+    Similarity,
+    apply_similarity,
+    axis_rotations,
+    bbox_diagonal,
+    frame_from_up_front,
+    pca_normals,
+    principal_axes,
+    rodrigues,
+    rodrigues_batch,
+    rotation_error_deg,
+    rotation_from_euler,
+    skew,
+    umeyama,
+)
 
 PAPER_YAWS = (0.0, 90.0, 180.0, 270.0)
 PAPER_SCALES = (0.5, 0.7, 1.0, 1.4)
 ROBUST_SCALES = (0.5, 0.7, 1.0, 1.4, 2.0)
+HESSIAN_DAMPING = 1e-9  # x trace(H) on the Gauss-Newton diagonal: keeps a rank-deficient step (a plane) solvable
+MAX_LOG_SCALE_STEP = 0.5  # one Gauss-Newton step changes the scale by at most e^0.5 (linearisation is local)
+SAME_SEED_DEG = 1.0  # an axis frame within this of a yaw/tilt start is the same start
+FINAL_COARSE_POINTS = 3000  # samples of the final refinement's first pass (converges there, polishes on all)
+FINAL_COARSE_TOL, FINAL_TOL = 1e-5, 1e-6  # stop moves of those passes, fraction of the target's diagonal
+# per-direction overlap of the final refinement: pairs closer than 6 x the 10 % distance quantile, at least 10 %
+FINAL_OVERLAP = (0.1, 6.0, 0.1)
 
 
 @dataclass(frozen=True)
-class AlignResult:
-    """A fitted similarity ``x -> scale * rotation @ x + translation``.
+class AlignResult(Similarity):
+    """A fitted similarity ``x -> scale * rotation @ x + translation`` with how it was found.
 
-    Attributes:
-        scale: s > 0.
-        rotation: (3, 3) float64 proper rotation (det +1).
-        translation: (3,) float64, in target units.
+    Attributes (beside `Similarity`'s scale, rotation, translation):
         residual: final trimmed RMS point distance, in target units.
         residual_rel: ``residual`` divided by the target's bounding-box diagonal.
         iterations: ICP iterations of the final refinement.
@@ -49,30 +68,19 @@ class AlignResult:
         info: extra diagnostics (overlap fractions, seconds, ...).
     """
 
-    scale: float
-    rotation: np.ndarray
-    translation: np.ndarray
-    residual: float
-    residual_rel: float
-    iterations: int
-    protocol: str
+    residual: float = float("nan")
+    residual_rel: float = float("nan")
+    iterations: int = 0
+    protocol: str = "robust"
     seed: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
-    @property
-    def matrix(self) -> np.ndarray:
-        """(4, 4) homogeneous matrix of the similarity (column-vector convention)."""
-        return similarity_matrix(self.scale, self.rotation, self.translation)
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Transform (N, 3) points; keeps the input dtype."""
-        return apply_similarity(points, self.scale, self.rotation, self.translation)
-
-    def apply_normals(self, normals: np.ndarray) -> np.ndarray:
-        """Rotate (N, 3) normals by R and renormalise (scale does not change directions)."""
-        out = np.asarray(normals, dtype=np.float64) @ self.rotation.T
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-20)
-        return out.astype(np.asarray(normals).dtype)
+    @classmethod
+    def of(cls, sim: Similarity, residual: float, diag: float, iterations: int, protocol: str, seed: dict,
+           info: dict | None = None) -> AlignResult:
+        """The result for ``sim``; ``diag`` is the target's bounding-box diagonal (for ``residual_rel``)."""
+        return cls(sim.scale, sim.rotation, sim.translation, residual, residual / diag, iterations, protocol,
+                   seed, info or {})
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict: s, R, t, the 4x4 matrix and the final residual."""
@@ -90,96 +98,15 @@ class AlignResult:
         }
 
 
-def similarity_matrix(scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    """(4, 4) matrix M with M @ [x, 1] = [s R x + t, 1]."""
-    m = np.eye(4)
-    m[:3, :3] = scale * np.asarray(rotation, dtype=np.float64)
-    m[:3, 3] = translation
-    return m
+@dataclass(frozen=True)
+class IcpFit:
+    """Where an ICP run ended: the similarity, its trimmed RMS residual, the iterations done and the fraction of
+    pairs kept in each direction (source -> target, target -> source) by its last step."""
 
-
-def apply_similarity(
-    points: np.ndarray, scale: float, rotation: np.ndarray, translation: np.ndarray
-) -> np.ndarray:
-    """``s * R @ p + t`` for (N, 3) points, computed in float64, returned in the input dtype."""
-    pts = np.asarray(points)
-    out = scale * (pts.astype(np.float64) @ np.asarray(rotation, dtype=np.float64).T) + translation
-    return out.astype(pts.dtype) if np.issubdtype(pts.dtype, np.floating) else out
-
-
-def rotation_error_deg(r_a: np.ndarray, r_b: np.ndarray) -> float:
-    """Geodesic angle in degrees between two rotations."""
-    cos = (np.trace(np.asarray(r_a).T @ np.asarray(r_b)) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-
-
-def rotation_from_euler(yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
-    """R = Ry(yaw) @ Rx(pitch) @ Rz(roll) (+Y up, as the template convention)."""
-    y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return ry @ rx @ rz
-
-
-def axis_rotations() -> np.ndarray:
-    """(24, 3, 3) the proper rotations that map coordinate axes onto coordinate axes (cube group)."""
-    mats = []
-    for perm in ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (2, 1, 0), (1, 0, 2)):
-        for signs in np.array(np.meshgrid([1, -1], [1, -1], [1, -1])).T.reshape(-1, 3):
-            m = np.zeros((3, 3))
-            m[np.arange(3), perm] = signs
-            if np.linalg.det(m) > 0:
-                mats.append(m)
-    return np.stack(mats)
-
-
-def umeyama(
-    src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, with_scale: bool = True,
-    rotation: np.ndarray | None = None,
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Closed-form least-squares similarity (Umeyama 1991) mapping ``src`` onto ``dst``.
-
-    Minimises ``sum_i w_i |s R src_i + t - dst_i|^2`` over s > 0, R in SO(3), t.
-
-    Args:
-        src: (N, 3) source points.
-        dst: (N, 3) corresponding target points.
-        weights: optional (N,) non-negative weights.
-        with_scale: if False, s is fixed to 1 (rigid Procrustes / Kabsch).
-        rotation: keep this (3, 3) rotation and fit only s and t (a known orientation).
-
-    Returns:
-        s (float), R (3, 3) float64 with det +1, t (3,) float64.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
-    wsum = w.sum()
-    if len(src) < 3 or wsum <= 0:
-        raise ValueError("umeyama needs at least 3 weighted correspondences")
-    mu_s = w @ src / wsum
-    mu_d = w @ dst / wsum
-    xs, xd = src - mu_s, dst - mu_d
-    cov = (xd * w[:, None]).T @ xs / wsum
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[2] = -1.0
-    rot = (u * d) @ vt
-    var_s = (w * (xs**2).sum(1)).sum() / wsum
-    scale = float((sig * d).sum() / var_s) if (with_scale and var_s > 0) else 1.0
-    if rotation is not None:
-        rot = np.asarray(rotation, dtype=np.float64)
-        scale = float((w * ((xs @ rot.T) * xd).sum(1)).sum() / wsum / var_s) if (with_scale and var_s > 0) else 1.0
-    trans = mu_d - scale * rot @ mu_s
-    return scale, rot, trans
-
-
-def bbox_diagonal(points: np.ndarray) -> float:
-    """Length of the axis-aligned bounding-box diagonal of (N, 3) points."""
-    pts = np.asarray(points, dtype=np.float64)
-    return float(np.linalg.norm(pts.max(0) - pts.min(0)))
+    sim: Similarity
+    residual: float
+    iterations: int
+    overlap: tuple[float, float] = (1.0, 1.0)
 
 
 def _trimmed(dist: np.ndarray, trim: float) -> np.ndarray:
@@ -190,29 +117,13 @@ def _trimmed(dist: np.ndarray, trim: float) -> np.ndarray:
     return np.argpartition(dist, k - 1)[:k]
 
 
-def _compose(step: tuple[float, np.ndarray, np.ndarray], s: float, rot: np.ndarray, t: np.ndarray):
-    """(ds, dR, dt) o (s, R, t)."""
-    ds, dr, dt = step
-    return ds * s, dr @ rot, ds * dr @ t + dt
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The paper's protocol, verbatim
 # ----------------------------------------------------------------------------------------------------------
 
 
-def trimmed_icp(
-    src: np.ndarray,
-    dst_tree: cKDTree,
-    dst: np.ndarray,
-    s: float,
-    rot: np.ndarray,
-    t: np.ndarray,
-    *,
-    iters: int,
-    trim: float,
-    tol: float = 1e-7,
-) -> tuple[float, np.ndarray, np.ndarray, float, int]:
+def trimmed_icp(src: np.ndarray, dst_tree: cKDTree, dst: np.ndarray, sim: Similarity, *, iters: int, trim: float,
+                tol: float = 1e-7) -> IcpFit:
     """One-way trimmed similarity ICP (the paper's inner loop).
 
     Each iteration matches every source point to its nearest target point, keeps the ``trim`` fraction
@@ -222,39 +133,35 @@ def trimmed_icp(
         src: (N, 3) source points (untransformed).
         dst_tree: cKDTree over ``dst``.
         dst: (M, 3) target points.
-        s, rot, t: start transform.
+        sim: start transform.
         iters: maximum iterations.
         trim: kept fraction in (0, 1].
         tol: stop when the trimmed RMS changes by less than ``tol`` (relative).
 
     Returns:
-        s, R, t, trimmed RMS residual (target units, after the last step), iterations done.
+        IcpFit: the transform, its trimmed RMS residual (target units, after the last step), iterations done.
     """
     prev = np.inf
     done = 0
     for step in range(1, iters + 1):
         done = step
-        cur = apply_similarity(src, s, rot, t)
+        cur = sim.apply(src)
         dist, idx = dst_tree.query(cur)
         keep = _trimmed(dist, trim)
         rms = float(np.sqrt(np.mean(dist[keep] ** 2)))
-        s, rot, t = _compose(umeyama(cur[keep], dst[idx[keep]]), s, rot, t)
+        sim = umeyama(cur[keep], dst[idx[keep]]).compose(sim)
         if abs(prev - rms) <= tol * max(rms, 1e-30):
             break
         prev = rms
-    dist, _ = dst_tree.query(apply_similarity(src, s, rot, t))
+    dist, _ = dst_tree.query(sim.apply(src))
     keep = _trimmed(dist, trim)
-    return s, rot, t, float(np.sqrt(np.mean(dist[keep] ** 2))), done
+    return IcpFit(sim, float(np.sqrt(np.mean(dist[keep] ** 2))), done, (trim, trim))
 
 
-def _start(
-    src: np.ndarray, dst: np.ndarray, rot0: np.ndarray, factor: float
-) -> tuple[float, np.ndarray, np.ndarray]:
+def _start(src: np.ndarray, dst: np.ndarray, rot0: np.ndarray, factor: float) -> Similarity:
     """Centroid-to-centroid start with scale ``factor * diag(dst) / diag(src)``, rotated about the centroid."""
-    s0 = bbox_diagonal(dst) / max(bbox_diagonal(src), 1e-30)
-    s = factor * s0
-    t = dst.mean(0) - s * rot0 @ src.mean(0)
-    return s, rot0, t
+    s = factor * (bbox_diagonal(dst) / max(bbox_diagonal(src), 1e-30))
+    return Similarity(s, rot0, dst.mean(0) - s * rot0 @ src.mean(0))
 
 
 def align_topos(
@@ -284,61 +191,20 @@ def align_topos(
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     tree = cKDTree(dst)
-    best = None
+    best, best_seed = None, {}
     for yaw in yaws:
         for factor in scales:
-            s, rot, t = _start(src, dst, rotation_from_euler(yaw), factor)
-            s, rot, t, res, _ = trimmed_icp(src, tree, dst, s, rot, t, iters=seed_iters, trim=trim)
-            if best is None or res < best[3]:
-                best = (s, rot, t, res, {"yaw_deg": float(yaw), "scale_factor": float(factor)})
-    s, rot, t, _, seed = best
-    s, rot, t, res, n = trimmed_icp(src, tree, dst, s, rot, t, iters=final_iters, trim=trim)
-    return AlignResult(s, rot, t, res, res / bbox_diagonal(dst), n, "topos", seed)
+            fit = trimmed_icp(src, tree, dst, _start(src, dst, rotation_from_euler(yaw), factor), iters=seed_iters,
+                              trim=trim)
+            if best is None or fit.residual < best.residual:
+                best, best_seed = fit, {"yaw_deg": float(yaw), "scale_factor": float(factor)}
+    fit = trimmed_icp(src, tree, dst, best.sim, iters=final_iters, trim=trim)
+    return AlignResult.of(fit.sim, fit.residual, bbox_diagonal(dst), fit.iterations, "topos", best_seed)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # The robust protocol (default)
 # ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Cloud:
-    """Surface samples with unit normals and a k-d tree."""
-
-    points: np.ndarray
-    normals: np.ndarray
-    tree: cKDTree
-    area: float | None = None  # total surface area (None for point clouds)
-
-    @classmethod
-    def sample(cls, verts: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> _Cloud:
-        """Area-weighted samples; a face-less input (point cloud) is subsampled instead."""
-        verts = np.asarray(verts, dtype=np.float64)
-        if faces is None or len(faces) == 0:
-            idx = rng.choice(len(verts), size=min(count, len(verts)), replace=False)
-            pts = verts[idx]
-            tree = cKDTree(pts)
-            return cls(pts, pca_normals(pts, tree), tree)
-        normals = face_normals(verts, faces, normalize=False)
-        lengths = np.linalg.norm(normals, axis=1)
-        pts, nrm = sample_points_normals(verts, faces, count, rng, normals=normals, lengths=lengths)
-        return cls(pts, nrm, cKDTree(pts), 0.5 * float(lengths.sum()))
-
-    def head(self, count: int) -> _Cloud:
-        """The first ``count`` samples (i.i.d., so any prefix is itself a uniform sample)."""
-        if count >= len(self.points):
-            return self
-        pts = self.points[:count]
-        return _Cloud(pts, self.normals[:count], cKDTree(pts), self.area)
-
-
-def pca_normals(points: np.ndarray, tree: cKDTree | None = None, k: int = 12) -> np.ndarray:
-    """(N, 3) unoriented unit normals of a point cloud: the least-variance direction of each k-neighbourhood."""
-    tree = cKDTree(points) if tree is None else tree
-    _, idx = tree.query(points, k=min(k, len(points)))
-    nbrs = points[idx] - points[idx].mean(1, keepdims=True)  # (N, k, 3)
-    _, vecs = np.linalg.eigh(np.einsum("nki,nkj->nij", nbrs, nbrs))
-    return vecs[:, :, 0]
 
 
 def _keep_adaptive(dist: np.ndarray, low_q: float, factor: float, min_keep: float) -> np.ndarray:
@@ -350,18 +216,9 @@ def _keep_adaptive(dist: np.ndarray, low_q: float, factor: float, min_keep: floa
     return keep
 
 
-def rodrigues(omega: np.ndarray) -> np.ndarray:
-    """Rotation matrix of the axis-angle vector ``omega`` (radians)."""
-    angle = float(np.linalg.norm(omega))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = omega / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
-
-
-def _gauss_newton_step(a: np.ndarray, b: np.ndarray, normals: np.ndarray, w: np.ndarray, point_weight: float):
-    """Linearised similarity step (ds, dR, dt) moving points ``a`` towards ``b``.
+def _gauss_newton_step(a: np.ndarray, b: np.ndarray, normals: np.ndarray, w: np.ndarray,
+                       point_weight: float) -> Similarity:
+    """Linearised similarity step moving points ``a`` towards ``b``.
 
     Minimises ``sum w (n.(a' - b))^2 + point_weight * sum w |a' - b|^2`` to first order in
     a' = c + (1 + sigma)(a - c) + omega x (a - c) + tau, then maps (sigma, omega, tau) to an exact similarity.
@@ -375,33 +232,30 @@ def _gauss_newton_step(a: np.ndarray, b: np.ndarray, normals: np.ndarray, w: np.
     grad = jac.T @ (res * w)
     if point_weight > 0:
         wp = point_weight * w
-        sx = np.zeros((len(x), 3, 3))  # d(omega x x)/d omega = -[x]_x
-        sx[:, 0, 1], sx[:, 0, 2], sx[:, 1, 2] = x[:, 2], -x[:, 1], x[:, 0]
-        sx[:, 1, 0], sx[:, 2, 0], sx[:, 2, 1] = -x[:, 2], x[:, 1], -x[:, 0]
-        jp = np.concatenate([x[:, :, None], sx, np.broadcast_to(np.eye(3), (len(x), 3, 3))], 2)  # (N, 3, 7)
+        jp = np.concatenate([x[:, :, None], -skew(x), np.broadcast_to(np.eye(3), (len(x), 3, 3))], 2)  # (N, 3, 7)
         jp = jp.reshape(-1, 7)
         wp3 = np.repeat(wp, 3)
         hess = hess + jp.T @ (jp * wp3[:, None])
         grad = grad + jp.T @ (diff.reshape(-1) * wp3)
-    hess = hess + 1e-9 * np.trace(hess) * np.eye(7)
+    hess = hess + HESSIAN_DAMPING * np.trace(hess) * np.eye(7)
     theta = -np.linalg.solve(hess, grad)
-    ds = float(np.exp(np.clip(theta[0], -0.5, 0.5)))
+    ds = float(np.exp(np.clip(theta[0], -MAX_LOG_SCALE_STEP, MAX_LOG_SCALE_STEP)))
     d_rot = rodrigues(theta[1:4])
-    dt = c + theta[4:] - ds * d_rot @ c
-    return ds, d_rot, dt
+    return Similarity(ds, d_rot, c + theta[4:] - ds * d_rot @ c)
 
 
-def _sym_step(src: _Cloud, dst: _Cloud, s, rot, t, trim, point_weight: float | None, adaptive: tuple | None):
-    """One symmetric ICP step. Returns (new s, R, t, rms before the step, kept fractions).
+def _sym_step(src: PointCloud, dst: PointCloud, sim: Similarity, trim: float, point_weight: float | None,
+              adaptive: tuple | None) -> IcpFit:
+    """One symmetric ICP step: the new transform, the rms before the step and the kept fractions.
 
     ``point_weight`` None solves point-to-point (Umeyama); a number solves point-to-plane plus that much
     point-to-point by one Gauss-Newton step.
     """
-    cur = apply_similarity(src.points, s, rot, t)
+    cur = sim.apply(src.points)
     d_fwd, j_fwd = dst.tree.query(cur)
-    dst_in_src = ((dst.points - t) @ rot) / s  # target samples mapped into the source frame
+    dst_in_src = ((dst.points - sim.translation) @ sim.rotation) / sim.scale  # target samples in the source frame
     d_bwd, j_bwd = src.tree.query(dst_in_src)
-    d_bwd = d_bwd * s
+    d_bwd = d_bwd * sim.scale
     if adaptive is None:
         k_fwd, k_bwd = _trimmed(d_fwd, trim), _trimmed(d_bwd, trim)
     else:
@@ -412,11 +266,10 @@ def _sym_step(src: _Cloud, dst: _Cloud, s, rot, t, trim, point_weight: float | N
     if point_weight is None:
         step = umeyama(a, b, w)
     else:
-        normals = np.concatenate([dst.normals[j_fwd[k_fwd]], src.normals[j_bwd[k_bwd]] @ rot.T])
+        normals = np.concatenate([dst.normals[j_fwd[k_fwd]], src.normals[j_bwd[k_bwd]] @ sim.rotation.T])
         step = _gauss_newton_step(a, b, normals, w, point_weight)
     rms = float(np.sqrt(0.5 * np.mean(d_fwd[k_fwd] ** 2) + 0.5 * np.mean(d_bwd[k_bwd] ** 2)))
-    s, rot, t = _compose(step, s, rot, t)
-    return s, rot, t, rms, (len(k_fwd) / len(d_fwd), len(k_bwd) / len(d_bwd))
+    return IcpFit(step.compose(sim), rms, 1, (len(k_fwd) / len(d_fwd), len(k_bwd) / len(d_bwd)))
 
 
 def _gn_solve_batch(x: np.ndarray, diff: np.ndarray, normals: np.ndarray, w: np.ndarray, point_weight: float):
@@ -443,25 +296,8 @@ def _gn_solve_batch(x: np.ndarray, diff: np.ndarray, normals: np.ndarray, w: np.
         gp = np.concatenate([np.einsum("bki,bki->b", x, wd)[:, None], np.cross(x, wd).sum(1), wd.sum(1)], 1)
         hess = hess + point_weight * hp
         grad = grad + point_weight * gp
-    hess = hess + 1e-9 * np.trace(hess, axis1=1, axis2=2)[:, None, None] * np.eye(7)
+    hess = hess + HESSIAN_DAMPING * np.trace(hess, axis1=1, axis2=2)[:, None, None] * np.eye(7)
     return -np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-
-
-def skew(vecs: np.ndarray) -> np.ndarray:
-    """(B, 3) -> (B, 3, 3) cross-product matrices [v]_x."""
-    out = np.zeros(vecs.shape[:-1] + (3, 3))
-    out[..., 0, 1], out[..., 0, 2], out[..., 1, 2] = -vecs[..., 2], vecs[..., 1], -vecs[..., 0]
-    out[..., 1, 0], out[..., 2, 0], out[..., 2, 1] = vecs[..., 2], -vecs[..., 1], vecs[..., 0]
-    return out
-
-
-def _rodrigues_batch(omega: np.ndarray) -> np.ndarray:
-    """(B, 3) axis-angle -> (B, 3, 3) rotations."""
-    angle = np.linalg.norm(omega, axis=1)
-    k = omega / np.maximum(angle, 1e-12)[:, None]
-    kx = skew(k)
-    sin, cos = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return np.eye(3) + sin * kx + (1 - cos) * kx @ kx
 
 
 def _residual2(diff: np.ndarray, normals: np.ndarray, point_weight: float) -> np.ndarray:
@@ -494,8 +330,8 @@ def _trim_rows(r2: np.ndarray, trim: float) -> np.ndarray:
 
 
 def symmetric_icp_batch(
-    src: _Cloud,
-    dst: _Cloud,
+    src: PointCloud,
+    dst: PointCloud,
     s: np.ndarray,
     rot: np.ndarray,
     t: np.ndarray,
@@ -547,8 +383,8 @@ def symmetric_icp_batch(
         )
         c = np.einsum("bk,bki->bi", w, a) / w.sum(1, keepdims=True)
         theta = _gn_solve_batch(a - c[:, None], a - tgt, nrm, w, point_weight)
-        ds = np.exp(np.clip(theta[:, 0], -0.5, 0.5))
-        d_rot = _rodrigues_batch(theta[:, 1:4])
+        ds = np.exp(np.clip(theta[:, 0], -MAX_LOG_SCALE_STEP, MAX_LOG_SCALE_STEP))
+        d_rot = rodrigues_batch(theta[:, 1:4])
         dt = c + theta[:, 4:] - ds[:, None] * np.einsum("bij,bj->bi", d_rot, c)
         s_new = np.clip(ds * s, *scale_range)
         rot = d_rot @ rot
@@ -561,11 +397,9 @@ def symmetric_icp_batch(
 
 
 def symmetric_icp(
-    src: _Cloud,
-    dst: _Cloud,
-    s,
-    rot,
-    t,
+    src: PointCloud,
+    dst: PointCloud,
+    sim: Similarity,
     *,
     iters: int,
     trim: float = 0.5,
@@ -573,8 +407,8 @@ def symmetric_icp(
     adaptive: tuple | None = None,
     scale_range: tuple[float, float] = (0.0, np.inf),
     tol: float = 1e-6,
-):
-    """Symmetric trimmed similarity ICP; returns (s, R, t, rms, iterations, kept fractions).
+) -> IcpFit:
+    """Symmetric trimmed similarity ICP from ``sim``.
 
     Stops when an iteration moves no corner of the source's bounding box by more than ``tol`` x the
     target's bounding-box diagonal, or when two iterations made no progress (the kept set flickering
@@ -582,45 +416,103 @@ def symmetric_icp(
     """
     corners = np.array(np.meshgrid(*zip(src.points.min(0), src.points.max(0), strict=True))).T.reshape(-1, 3)
     scale_len = bbox_diagonal(dst.points)
-    done, frac, rms, moves = 0, (trim, trim), np.inf, []
+    fit, moves = IcpFit(sim, np.inf, 0, (trim, trim)), []
     for step in range(1, iters + 1):
-        done = step
-        before = apply_similarity(corners, s, rot, t)
-        s, rot, t, rms, frac = _sym_step(src, dst, s, rot, t, trim, point_weight, adaptive)
-        if not scale_range[0] <= s <= scale_range[1]:  # scale guard: clamp about the current centroid
-            c = apply_similarity(src.points.mean(0, keepdims=True), s, rot, t)[0]
-            s_new = float(np.clip(s, *scale_range))
-            t = c - s_new * rot @ src.points.mean(0)
-            s = s_new
-        moves.append(np.abs(apply_similarity(corners, s, rot, t) - before).max())
+        before = sim.apply(corners)
+        fit = _sym_step(src, dst, sim, trim, point_weight, adaptive)
+        sim = fit.sim
+        if not scale_range[0] <= sim.scale <= scale_range[1]:  # scale guard: clamp about the current centroid
+            c = sim.apply(src.points.mean(0, keepdims=True))[0]
+            s_new = float(np.clip(sim.scale, *scale_range))
+            sim = Similarity(s_new, sim.rotation, c - s_new * sim.rotation @ src.points.mean(0))
+        fit = IcpFit(sim, fit.residual, step, fit.overlap)
+        moves.append(np.abs(sim.apply(corners) - before).max())
         if moves[-1] <= tol * scale_len:
             break
         if len(moves) >= 3 and moves[-1] >= 0.9 * moves[-3]:  # a 2-cycle of the kept set: no more progress
             break
-    return s, rot, t, rms, done, frac
+    return fit
 
 
-def _robust_seeds(yaws, tilts, axis_frames: bool) -> list[tuple[str, np.ndarray]]:
+@dataclass(frozen=True)
+class SeedRotation:
+    """A named start rotation of the robust multi-start."""
+
+    name: str
+    rotation: np.ndarray
+
+
+def _robust_seeds(yaws, tilts, axis_frames: bool) -> list[SeedRotation]:
     """Start rotations: each yaw, tilted by each nonzero tilt about X (pitch) and about Z (roll), plus the 24
     axis-aligned frames (meshes with another up axis), deduplicated."""
     seeds = []
     for yaw in yaws:
         for tilt in tilts:
             if tilt == 0:
-                seeds.append((f"yaw{yaw:g}", rotation_from_euler(yaw)))
+                seeds.append(SeedRotation(f"yaw{yaw:g}", rotation_from_euler(yaw)))
             else:
-                seeds.append((f"yaw{yaw:g}_pitch{tilt:g}", rotation_from_euler(yaw, tilt, 0.0)))
-                seeds.append((f"yaw{yaw:g}_roll{tilt:g}", rotation_from_euler(yaw, 0.0, tilt)))
+                seeds.append(SeedRotation(f"yaw{yaw:g}_pitch{tilt:g}", rotation_from_euler(yaw, tilt, 0.0)))
+                seeds.append(SeedRotation(f"yaw{yaw:g}_roll{tilt:g}", rotation_from_euler(yaw, 0.0, tilt)))
     if axis_frames:
         for i, m in enumerate(axis_rotations()):
-            if all(rotation_error_deg(m, r) > 1.0 for _, r in seeds):
-                seeds.append((f"axes{i}", m))
+            if all(rotation_error_deg(m, seed.rotation) > SAME_SEED_DEG for seed in seeds):
+                seeds.append(SeedRotation(f"axes{i}", m))
     return seeds
 
 
 ROBUST_YAWS = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
 ROBUST_TILTS = (0.0, -20.0, 20.0)
 ROBUST_SCHEDULE = ((150, 3, 24), (400, 8, 4), (1000, 25, 1))
+
+
+@dataclass(frozen=True)
+class StartGrid:
+    """The robust multi-start's surviving starts: transforms as arrays (B,), (B, 3, 3), (B, 3), the index of
+    each into the full (rotation x scale) grid, and the grid itself ((G, 2): seed index, scale factor)."""
+
+    scale: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    alive: np.ndarray
+    grid: np.ndarray
+
+    def take(self, rows: np.ndarray) -> StartGrid:
+        return StartGrid(self.scale[rows], self.rotation[rows], self.translation[rows], self.alive[rows], self.grid)
+
+    def similarity(self, row: int) -> Similarity:
+        return Similarity(float(self.scale[row]), self.rotation[row], self.translation[row])
+
+
+def _start_grid(src: PointCloud, dst: PointCloud, seeds: list[SeedRotation], scales, s0: float) -> StartGrid:
+    """Every (rotation, scale) start, centroid onto centroid."""
+    grid = np.array([(r, f) for r in range(len(seeds)) for f in scales])
+    rot = np.stack([seeds[int(r)].rotation for r, _ in grid])
+    s = grid[:, 1] * s0
+    t = dst.points.mean(0) - s[:, None] * (rot @ src.points.mean(0))
+    return StartGrid(s, rot, t, np.arange(len(grid)), grid)
+
+
+def _prune_starts(src: PointCloud, dst: PointCloud, starts: StartGrid, schedule, *, trim: float,
+                  point_weight: float, guard: tuple[float, float]) -> StartGrid:
+    """Coarse to fine: each stage runs every surviving start's ICP on more samples and keeps the best."""
+    for points, iters, kept in schedule:
+        s, rot, t, rms = symmetric_icp_batch(src.head(points), dst.head(points), starts.scale, starts.rotation,
+                                             starts.translation, iters=iters, trim=trim, point_weight=point_weight,
+                                             scale_range=guard)
+        top = np.argsort(rms, kind="stable")[:kept]
+        starts = StartGrid(s, rot, t, starts.alive, starts.grid).take(top)
+    return starts
+
+
+def _final_refinement(src: PointCloud, dst: PointCloud, sim: Similarity, *, final_points: int, final_iters: int,
+                      point_weight: float, guard: tuple[float, float]) -> IcpFit:
+    """Coarse-to-fine final refinement: converge on fewer samples, then polish on all of them."""
+    done = 0
+    for points, tol in ((min(FINAL_COARSE_POINTS, final_points), FINAL_COARSE_TOL), (final_points, FINAL_TOL)):
+        fit = symmetric_icp(src.head(points), dst.head(points), sim, iters=final_iters, point_weight=point_weight,
+                            adaptive=FINAL_OVERLAP, scale_range=guard, tol=tol)
+        sim, done = fit.sim, done + fit.iterations
+    return IcpFit(fit.sim, fit.residual, done, fit.overlap)
 
 
 def align_robust(
@@ -668,85 +560,16 @@ def align_robust(
         AlignResult with protocol "robust"; ``residual`` is the symmetric trimmed RMS of the final stage.
     """
     n_max = max([final_points] + [stage[0] for stage in schedule])
-    src_all = _Cloud.sample(src_verts, src_faces, n_max, rng)
-    dst_all = _Cloud.sample(dst_verts, dst_faces, n_max, rng)
+    src_all = PointCloud.sample(src_verts, src_faces, n_max, rng)
+    dst_all = PointCloud.sample(dst_verts, dst_faces, n_max, rng)
     s0 = bbox_diagonal(dst_all.points) / max(bbox_diagonal(src_all.points), 1e-30)
     guard = (s0 / scale_guard, s0 * scale_guard)
-    names, rots = zip(*_robust_seeds(yaws, tilts, axis_frames), strict=True)
-    grid = np.array([(r, f) for r in range(len(rots)) for f in scales])
-    rot = np.stack([rots[int(r)] for r, _ in grid])
-    s = grid[:, 1] * s0
-    t = dst_all.points.mean(0) - s[:, None] * (rot @ src_all.points.mean(0))
-    alive = np.arange(len(grid))
-    for points, iters, kept in schedule:
-        s, rot, t, rms = symmetric_icp_batch(
-            src_all.head(points),
-            dst_all.head(points),
-            s,
-            rot,
-            t,
-            iters=iters,
-            trim=trim,
-            point_weight=point_weight,
-            scale_range=guard,
-        )
-        top = np.argsort(rms, kind="stable")[:kept]
-        s, rot, t, alive = s[top], rot[top], t[top], alive[top]
-    seed = {
-        "rotation": names[int(grid[alive[0], 0])],
-        "scale_factor": float(grid[alive[0], 1]),
-        "starts": len(grid),
-    }
-    s, rot, t = float(s[0]), rot[0], t[0]
-    n = 0
-    # coarse-to-fine final refinement: converge on fewer samples, then polish on all of them
-    for points, iters, tol in (
-        (min(3000, final_points), final_iters, 1e-5),
-        (final_points, final_iters, 1e-6),
-    ):
-        s, rot, t, rms, done, frac = symmetric_icp(
-            src_all.head(points),
-            dst_all.head(points),
-            s,
-            rot,
-            t,
-            iters=iters,
-            point_weight=final_point_weight,
-            adaptive=(0.1, 6.0, 0.1),
-            scale_range=guard,
-            tol=tol,
-        )
-        n += done
-    info = {"overlap_src": float(frac[0]), "overlap_dst": float(frac[1])}
-    return AlignResult(s, rot, t, rms, rms / bbox_diagonal(dst_all.points), n, "robust", seed, info)
-
-
-def align_similarity(
-    src_verts: np.ndarray,
-    src_faces: np.ndarray | None,
-    dst_verts: np.ndarray,
-    dst_faces: np.ndarray | None,
-    *,
-    protocol: str = "robust",
-    rng: np.random.Generator | None = None,
-    **options,
-) -> AlignResult:
-    """Similarity (s, R, t) mapping a source surface onto a fixed target: the one entry point for other modules.
-
-    Args:
-        src_verts, src_faces: (N, 3) float and (F, 3) int source mesh (faces may be None: a point cloud).
-        dst_verts, dst_faces: the target, fixed.
-        protocol: "robust" (default, `align_robust`) or "topos" (the paper's procedure, `align_topos`, which
-            uses the vertices only).
-        rng: numpy Generator for the robust protocol's samples (default: seed 0).
-        **options: passed to the protocol's function (trim, yaws, scales, final_iters, ...).
-
-    Returns:
-        AlignResult; ``result.apply(src_verts)`` lands on the target.
-    """
-    if protocol == "topos":
-        return align_topos(src_verts, dst_verts, **options)
-    if protocol != "robust":
-        raise ValueError(f"protocol must be 'robust' or 'topos', not {protocol!r}")
-    rng = np.random.default_rng(0) if rng is None else rng
-    return align_robust(src_verts, src_faces, dst_verts, dst_faces, rng=rng, **options)
+    seeds = _robust_seeds(yaws, tilts, axis_frames)
+    starts = _prune_starts(src_all, dst_all, _start_grid(src_all, dst_all, seeds, scales, s0), schedule, trim=trim,
+                           point_weight=point_weight, guard=guard)
+    best = starts.grid[starts.alive[0]]
+    seed = {"rotation": seeds[int(best[0])].name, "scale_factor": float(best[1]), "starts": len(starts.grid)}
+    fit = _final_refinement(src_all, dst_all, starts.similarity(0), final_points=final_points,
+                            final_iters=final_iters, point_weight=final_point_weight, guard=guard)
+    info = {"overlap_src": float(fit.overlap[0]), "overlap_dst": float(fit.overlap[1])}
+    return AlignResult.of(fit.sim, fit.residual, bbox_diagonal(dst_all.points), fit.iterations, "robust", seed, info)

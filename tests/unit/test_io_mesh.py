@@ -125,3 +125,35 @@ def test_template_topology_check(tiny_template):
     flipped[0] = flipped[0, ::-1]
     with pytest.raises(TemplateMismatch, match="connectivity"):
         check_template_topology(MeshData(good.verts, flipped), tiny_template)
+
+
+def test_exports_carry_smooth_seam_welded_normals(tmp_path):
+    """OBJ `vn` (referenced by every face corner), GLB NORMAL, PLY nx ny nz: one normal per template vertex,
+    computed on the welded mesh, so the copies a GLB splits at UV seams share it (no crease)."""
+    import json
+    import struct
+
+    from topos_cli.geometry.asset import smooth_normals
+    from topos_cli.io.obj import read_obj
+    from topos_cli.template import load_template
+
+    t = load_template()  # the default head: its UVs are cut at seams
+    mesh = MeshData.from_template(t)
+    expected = smooth_normals(t.verts, t.faces)
+    save_mesh(tmp_path / "h.obj", mesh)
+    obj_text = (tmp_path / "h.obj").read_text()
+    assert obj_text.count("\nvn ") == t.num_verts
+    corner = next(line for line in obj_text.splitlines() if line.startswith("f ")).split()[1]
+    assert corner.split("/")[0] == corner.split("/")[2]  # v/vt/vn with vn = v
+    np.testing.assert_allclose(read_obj(tmp_path / "h.obj").normals, expected, atol=1e-6)
+    assert load_mesh(save_mesh(tmp_path / "h.ply", mesh)).normals is not None
+    np.testing.assert_allclose(load_mesh(tmp_path / "h.ply").normals, expected, atol=1e-6)
+    data = save_mesh(tmp_path / "h.glb", mesh).read_bytes()
+    header = json.loads(data[20:20 + struct.unpack("<I", data[12:16])[0]])
+    assert "NORMAL" in header["meshes"][0]["primitives"][0]["attributes"]
+    raw = next(iter(trimesh.load(tmp_path / "h.glb", process=False).geometry.values()))
+    split = np.rint(np.asarray(raw.vertex_attributes["_VERTEX_ID"])).astype(np.int64).ravel()
+    assert len(split) > t.num_verts  # seam vertices were split
+    np.testing.assert_allclose(np.asarray(raw._cache.cache["vertex_normals"]), expected[split], atol=1e-5)
+    back = load_mesh(tmp_path / "h.glb")  # still welds back into template order
+    np.testing.assert_array_equal(back.faces, t.faces)

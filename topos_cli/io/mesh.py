@@ -212,6 +212,7 @@ def save_mesh(path: str | Path, mesh: MeshData, texture: np.ndarray | str | Path
     if suffix not in WRITE_SUFFIXES:
         raise MeshError(f"cannot write '{suffix}' files; use one of {', '.join(WRITE_SUFFIXES)}")
     validate_mesh(mesh, str(path), allow_points=True)
+    mesh = replace(mesh, normals=_write_normals(mesh))
     with atomic_path(path) as tmp:
         if suffix == ".obj":
             _write_obj(tmp, path, mesh, texture)
@@ -220,6 +221,18 @@ def save_mesh(path: str | Path, mesh: MeshData, texture: np.ndarray | str | Path
         else:
             _write_glb(tmp, mesh, texture)
     return path
+
+
+def _write_normals(mesh: MeshData) -> np.ndarray | None:
+    """Per-vertex normals to write: the mesh's own when they match its vertices, else smooth area-weighted
+    normals of the welded (template-order) mesh, so a UV seam shows no crease; None for point clouds."""
+    if len(mesh.faces) == 0:
+        return None
+    if mesh.normals is not None and len(mesh.normals) == len(mesh.verts):
+        return np.asarray(mesh.normals, np.float32)
+    from topos_cli.geometry.asset import smooth_normals
+
+    return smooth_normals(mesh.verts, mesh.faces)
 
 
 def _write_obj(tmp: Path, final: Path, mesh: MeshData, texture) -> None:
@@ -236,7 +249,7 @@ def _write_obj(tmp: Path, final: Path, mesh: MeshData, texture) -> None:
         with atomic_path(final.parent / mtllib) as mtmp:
             mtmp.write_text(mtl)
     obj = ObjData(verts=mesh.verts, polys=polys, uv=mesh.uv if uv_polys is not None else None, uv_polys=uv_polys,
-                  normals=mesh.normals if mesh.polys is None else None, mtllib=mtllib,
+                  normals=mesh.normals, mtllib=mtllib,
                   materials=np.zeros(len(polys), np.int64) if mtllib else None,
                   material_names=["material0"] if mtllib else [])
     tmp.write_text(format_obj(obj))
@@ -306,7 +319,9 @@ def _write_glb(tmp: Path, mesh: MeshData, texture) -> None:
             uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
             verts, uv, faces = mesh.verts[uniq[:, 0]], mesh.uv[uniq[:, 1]], inv.reshape(-1, 3)
             source = uniq[:, 0]
-    tm = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+    normals = None if mesh.normals is None else np.asarray(mesh.normals, np.float32)[
+        source if len(verts) != len(mesh.verts) else slice(None)]  # seam copies share the welded normal
+    tm = trimesh.Trimesh(vertices=verts, faces=faces, vertex_normals=normals, process=False)
     if len(verts) != len(mesh.verts):  # each copy names its vertex: readers (topos too) can weld them back
         tm.vertex_attributes[GLB_VERTEX_ID] = source.astype(np.float32)  # exact up to 2^24 vertices
     if uv is not None:

@@ -132,6 +132,7 @@ def format_obj(obj: ObjData, precision: int = 9) -> str:
     polys = obj.polys + 1
     has_uv = obj.uv is not None and obj.uv_polys is not None
     uvp = obj.uv_polys + 1 if has_uv else None
+    per_vertex_normals = obj.normals is not None and len(obj.normals) == len(obj.verts)  # `vn` k is vertex k's
     mats = obj.materials if obj.materials is not None and obj.material_names else None
     current = None
     for i, row in enumerate(polys):
@@ -140,7 +141,11 @@ def format_obj(obj: ObjData, precision: int = 9) -> str:
             if current >= 0:
                 buf.write(f"usemtl {obj.material_names[current]}\n")
         k = int((row > 0).sum())  # padding is 0 after the +1 shift
-        if has_uv:
+        if has_uv and per_vertex_normals:
+            buf.write("f " + " ".join(f"{row[j]}/{uvp[i, j]}/{row[j]}" for j in range(k)) + "\n")
+        elif per_vertex_normals:
+            buf.write("f " + " ".join(f"{row[j]}//{row[j]}" for j in range(k)) + "\n")
+        elif has_uv:
             buf.write("f " + " ".join(f"{row[j]}/{uvp[i, j]}" for j in range(k)) + "\n")
         else:
             buf.write("f " + " ".join(str(row[j]) for j in range(k)) + "\n")

@@ -231,8 +231,9 @@ def _mesh_node(b: _Builder, asset: HeadAsset, lod: AssetMesh, k: int, material: 
         VERTEX_ID: b.accessor(split.source.astype(np.float32), FLOAT, "SCALAR"),  # exact below 2^24
     }
     if skin is not None and lod.joints is not None:
-        attributes["JOINTS_0"] = b.accessor(lod.joints[split.source], UBYTE, "VEC4")
-        attributes["WEIGHTS_0"] = b.accessor(lod.weights[split.source], FLOAT, "VEC4")
+        joints, weights = _sorted_influences(lod.joints[split.source], lod.weights[split.source])
+        attributes["JOINTS_0"] = b.accessor(joints, UBYTE, "VEC4")
+        attributes["WEIGHTS_0"] = b.accessor(weights, FLOAT, "VEC4")
     index_type = USHORT if len(split.source) < 65535 else UINT
     primitive = {"attributes": attributes, "material": material, "mode": 4,
                  "indices": b.accessor(split.faces.ravel(), index_type, "SCALAR", ELEMENT_ARRAY_BUFFER)}
@@ -249,6 +250,14 @@ def _mesh_node(b: _Builder, asset: HeadAsset, lod: AssetMesh, k: int, material: 
     if skin is not None:
         node["skin"] = skin
     return b.add("nodes", node)
+
+
+def _sorted_influences(joints: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Heaviest influence first, unused slots joint 0 (the validator flags zero weights on other joints)."""
+    order = np.argsort(-weights, axis=1, kind="stable")
+    joints, weights = np.take_along_axis(joints, order, 1), np.take_along_axis(weights, order, 1)
+    joints = np.where(weights > 0, joints, 0)
+    return joints, weights / weights.sum(1, keepdims=True)
 
 
 def _skin(b: _Builder, asset: HeadAsset, scale: float) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from topos_cli.io.fs import write_text
+from topos_cli.train.determinism import deterministic_algorithms, rng_state, seed_worker, set_rng_state
 
 
 @dataclass
@@ -60,6 +61,15 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return max(0.0, 1.0 - progress) ** cfg.power
 
 
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases, norms and embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embed" in name or "query_bias" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
+
+
 def _trim_log(path: Path, step: int) -> None:
     """Drop the log records past `step`: a run stopped after its last checkpoint logged steps that the
     resumed run does again, and the log should hold each step once."""
@@ -94,6 +104,82 @@ def _dist_setup(device: str) -> tuple[int, int, str]:
     return dist.get_rank(), world, device
 
 
+@dataclass
+class _Run:
+    """What a training run carries from step to step (and saves in each checkpoint)."""
+
+    model: torch.nn.Module
+    ema: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    start: int
+
+
+def _setup(task, cfg: TrainConfig, out: Path, device: str, resume: bool, rank: int) -> _Run:
+    """Model, EMA, optimizer and schedule on `device`; a resume restores them, the step and the RNG states."""
+    from topos_cli.io.checkpoint import load_train_state
+
+    model = task.model.to(device)
+    task.to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = _optimizer(model, cfg)
+    run = _Run(model, ema, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg)), 0)
+    if resume and (out / "latest").is_file():
+        state = load_train_state(out)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+        set_rng_state(state.get("rng"))  # older checkpoints have none: their global RNGs were not used anyway
+        run.start = int(state["step"])
+        _warn_if_threads_differ(state.get("cursor", {}).get("threads"))
+        if rank == 0:
+            _trim_log(out / "log.jsonl", run.start)
+    return run
+
+
+def _train_step(run: _Run, net, task, batch: dict, gen: torch.Generator, cfg: TrainConfig, step: int,
+                amp: bool) -> tuple[dict, torch.Tensor]:
+    """One optimisation step; returns the loss terms and the gradient norm before clipping."""
+    task.step = step
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        terms = task.loss(net, batch, gen)
+    run.opt.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    run.sched.step()
+    ema_update(run.ema, run.model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+    return terms, grad_norm
+
+
+def _checkpoint(run: _Run, task, cfg: TrainConfig, out: Path, step: int, world: int, extra: dict) -> None:
+    """Save EMA weights for inference and everything a resume needs (weights, optimizer, RNG states, cursor)."""
+    from topos_cli.io.checkpoint import save_checkpoint
+
+    state = {"model": run.model.state_dict(), "ema": run.ema.state_dict(), "optimizer": run.opt.state_dict(),
+             "scheduler": run.sched.state_dict(), "step": step, "config": asdict(cfg), "rng": rng_state(),
+             "cursor": {"next_step": step, "batch": cfg.batch, "world": world, "threads": torch.get_num_threads()}}
+    save_checkpoint(out, step, task.name, run.model.config.to_dict(), task.template, run.ema.state_dict(), state,
+                    extra=extra)
+
+
+def _warn_if_threads_differ(saved: int | None) -> None:
+    """CPU reductions split work by thread, so another thread count rounds differently (see README
+    "Reproducibility"): say so rather than let a resume drift silently."""
+    if saved is not None and saved != torch.get_num_threads():
+        from topos_cli.utils.log import console
+
+        console.print(f"[yellow]warning:[/] this run was checkpointed with {saved} CPU threads and resumes with "
+                      f"{torch.get_num_threads()}; the result will not be bit-identical to an uninterrupted run "
+                      f"(set OMP_NUM_THREADS={saved} to match)", highlight=False)
+
+
+def _append_log(path: Path, record: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
 def train(task, dataset, cfg: TrainConfig, out: str | Path, *, device: str = "cpu", resume: bool = False,
           meta: dict | None = None, on_log=None) -> dict:
     """Train `task.model` on `dataset`; checkpoints go to `out` (see io/checkpoint.py).
@@ -111,78 +197,45 @@ def train(task, dataset, cfg: TrainConfig, out: str | Path, *, device: str = "cp
     Returns:
         The last log record (step, losses, lr, seconds).
     """
-    from topos_cli.io.checkpoint import load_train_state, save_checkpoint
     from topos_cli.utils.log import progress
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, device = _dist_setup(device)
-    model = task.model.to(device)
-    task.to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "embed" in name or "query_bias" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    start = 0
-    if resume and (out / "latest").is_file():
-        state = load_train_state(out)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
-        if rank == 0:
-            _trim_log(out / "log.jsonl", start)
-    net = model
+    run = _setup(task, cfg, out, device, resume, rank)
+    start = run.start
+    net = run.model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if "cuda" in device else None)
+        net = torch.nn.parallel.DistributedDataParallel(run.model, device_ids=[device] if "cuda" in device else None)
+    # a seeded generator: the loader draws its worker base seed from it, not from the global RNG
+    loader_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start * world + rank)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=_StepBatches(start, cfg.steps, cfg.batch, rank, world),
-                                         num_workers=cfg.workers, persistent_workers=False)
+                                         num_workers=cfg.workers, persistent_workers=False,
+                                         worker_init_fn=seed_worker, generator=loader_gen)
     amp = device.startswith("cuda")
     last, t0, seen = {}, time.time(), 0
-    args = model.config.to_dict()
     extra = {"train": asdict(cfg), **(meta or {})}
-
-    def checkpoint(step: int, record: dict) -> None:
-        if rank == 0:
-            save_checkpoint(out, step, task.name, args, task.template, ema.state_dict(),
-                            {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                             "scheduler": sched.state_dict(), "step": step, "config": asdict(cfg)},
-                            extra={**extra, "loss": record})
-
-    step = start
     batches = progress(loader, total=len(loader.batch_sampler), description=f"train {task.name}") if rank == 0 else loader
-    for step, batch in enumerate(batches, start=start):
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step * world + rank)
-        task.step = step
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            terms = task.loss(net, batch, gen)
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        seen += 1
-        done = step + 1
-        timeout = cfg.time_limit > 0 and time.time() - t0 > cfg.time_limit
-        if done % cfg.log_every == 0 or done == cfg.steps or timeout:
-            last = {"step": done, **{k: round(float(v.detach()), 6) for k, v in terms.items()},
-                    "grad_norm": round(float(grad_norm), 4), "lr": sched.get_last_lr()[0],
-                    "it_s": round(seen / (time.time() - t0), 4), "seconds": round(time.time() - t0, 1)}
-            if rank == 0:
-                with open(out / "log.jsonl", "a") as fh:
-                    fh.write(json.dumps(last) + "\n")
-                if on_log:
-                    on_log(last)
-        if done % cfg.ckpt_every == 0 or done == cfg.steps or timeout:
-            checkpoint(done, last)
-        if timeout:
-            break
+    with deterministic_algorithms(device):
+        for step, batch in enumerate(batches, start=start):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step * world + rank)
+            terms, grad_norm = _train_step(run, net, task, batch, gen, cfg, step, amp)
+            seen += 1
+            done = step + 1
+            timeout = cfg.time_limit > 0 and time.time() - t0 > cfg.time_limit
+            if done % cfg.log_every == 0 or done == cfg.steps or timeout:
+                last = {"step": done, **{k: round(float(v.detach()), 6) for k, v in terms.items()},
+                        "grad_norm": round(float(grad_norm), 4), "lr": run.sched.get_last_lr()[0],
+                        "it_s": round(seen / (time.time() - t0), 4), "seconds": round(time.time() - t0, 1)}
+                if rank == 0:
+                    _append_log(out / "log.jsonl", last)
+                    if on_log:
+                        on_log(last)
+            if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps or timeout):
+                _checkpoint(run, task, cfg, out, done, world, {**extra, "loss": last})
+            if timeout:
+                break
     if world > 1:
         import torch.distributed as dist
 

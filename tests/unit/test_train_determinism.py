@@ -1,0 +1,116 @@
+"""CPU training is a function of its seed: two runs, and a run stopped and resumed, end bit-identical."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from topos_cli import api
+from topos_cli.train.determinism import rng_state, seed_everything, set_rng_state
+
+STEPS = 6
+TINY = {"config": "tiny", "steps": STEPS, "batch": 2, "points": 128, "ckpt_every": 3, "log_every": 1,
+        "device": "cpu", "seed": 3}
+TIMING = ("it_s", "seconds")  # wall-clock fields of a log record: the only ones allowed to differ
+
+
+def _train(out, tiny_template_dir, **kwargs):
+    return api.train_vae(None, out, template=tiny_template_dir, **{**TINY, **kwargs})
+
+
+def _losses(run) -> list[dict]:
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in rec.items() if k not in TIMING} for rec in records]
+
+
+def _weights(run, step: int) -> dict:
+    return load_file(str(run / f"step-{step:09d}" / "model.safetensors"))
+
+
+def _assert_same_run(a, b):
+    assert _losses(a) == _losses(b)
+    assert [rec["step"] for rec in _losses(a)] == list(range(1, STEPS + 1))
+    for step in (3, STEPS):
+        wa, wb = _weights(a, step), _weights(b, step)
+        assert wa.keys() == wb.keys()
+        for name in wa:
+            assert torch.equal(wa[name], wb[name]), (step, name)
+    sa, sb = (torch.load(r / f"step-{STEPS:09d}" / "train_state.pt", weights_only=False) for r in (a, b))
+    for name in sa["model"]:
+        assert torch.equal(sa["model"][name], sb["model"][name]), name
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_template_dir):
+    """The uninterrupted reference run (STEPS steps, checkpoints at 3 and STEPS)."""
+    out = tmp_path_factory.mktemp("determinism") / "full"
+    torch.manual_seed(12345)  # the global state a caller leaves behind must not matter
+    _train(out, tiny_template_dir)
+    return out
+
+
+def test_two_runs_with_one_seed_are_bit_identical(tmp_path, tiny_template_dir, full_run):
+    torch.manual_seed(999)
+    _train(tmp_path / "b", tiny_template_dir)
+    _assert_same_run(full_run, tmp_path / "b")
+    _train(tmp_path / "c", tiny_template_dir, seed=4, steps=2)
+    assert _losses(tmp_path / "c")[:2] != _losses(full_run)[:2]  # the seed does something
+
+
+def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path, tiny_template_dir, full_run):
+    def stop_after_step_4(record):  # past the step-3 checkpoint: the resume redoes step 4 from step 3
+        if record["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "cut", tiny_template_dir, on_log=stop_after_step_4)
+    assert (tmp_path / "cut" / "latest").read_text().strip() == "step-000000003"
+    random.seed(7)  # a resumed process starts from other global states; the checkpoint restores them
+    np.random.seed(7)
+    torch.manual_seed(7)
+    _train(tmp_path / "cut", tiny_template_dir, resume=True)
+    _assert_same_run(full_run, tmp_path / "cut")
+
+
+def test_checkpoint_carries_rng_states_and_data_cursor(full_run):
+    state = torch.load(full_run / "step-000000003" / "train_state.pt", weights_only=False)
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    assert state["cursor"] == {"next_step": 3, "batch": 2, "world": 1, "threads": torch.get_num_threads()}
+
+
+def test_rng_state_round_trip():
+    seed_everything(5)
+    saved = rng_state()
+    first = (random.random(), np.random.random(), torch.rand(1).item())
+    seed_everything(6)
+    set_rng_state(saved)
+    assert (random.random(), np.random.random(), torch.rand(1).item()) == first
+
+
+@pytest.mark.slow  # a second interpreter importing torch: ~10 s alone, a minute on a loaded machine
+def test_sigkilled_training_resumes_to_the_same_weights(tmp_path, tiny_template_dir, full_run):
+    """A real crash: SIGKILL the process once its first checkpoint exists, resume, compare with a clean run."""
+    run = tmp_path / "killed"
+    argv = [sys.executable, "-m", "topos_cli", "train", "vae", "-o", str(run), "-t", str(tiny_template_dir)]
+    for key, value in TINY.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the threads this process uses
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "latest").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before its first checkpoint was seen"
+    _train(run, tiny_template_dir, resume=True)
+    _assert_same_run(full_run, run)

@@ -52,3 +52,38 @@ def test_failing_step_stops_with_its_exit_code(tmp_path):
     path.write_text(f"topos: 1\nsteps:\n  - augment: {{input: {tmp_path / 'missing'}, out: {tmp_path / 'o'}}}\n")
     res = runner.invoke(app, ["run", str(path)])
     assert res.exit_code == 2 and "step 1" in res.output
+
+
+def test_recipe_steps_call_the_api_with_typed_options(tmp_path, monkeypatch):
+    import functools
+
+    from topos_cli.commands import align, recipe
+
+    fn, kwargs = recipe.bind_step("augment", {"out": "o", "copies": "3", "regions": "false", "identity_sigma": "1"},
+                                  "step 1")
+    assert kwargs == {"input": None, "out": "o", "copies": 3, "regions": False, "identity_sigma": 1.0}
+    _, kwargs = recipe.bind_step("align", {"input": ["p", "g"], "out": "o", "yaws": "0,90", "json": True}, "s")
+    assert kwargs == {"pred": "p", "gt": "g", "out": "o", "yaws": [0.0, 90.0]}
+    _, kwargs = recipe.bind_step("train.vae", {"out": "r", "loss_weights": '{"vertex": 10}', "steps": "2"}, "s")
+    assert kwargs == {"out": "r", "loss_weights": {"vertex": 10}, "steps": 2}
+    _, kwargs = recipe.bind_step("template.export", {"out": "x.obj", "expression": ["jawOpen=0.5"]}, "s")
+    assert kwargs["expression"] == {"jawOpen": 0.5}
+    for step, message in ((("augment", {"out": "o", "bogus": 1}), "unknown option 'bogus'"),
+                          (("paint", {}), "unknown command"), (("augment", {"out": "o", "copies": "x"}), "copies")):
+        try:
+            recipe.bind_step(*step, "step 1")
+            raise AssertionError(step)
+        except recipe.UsageError as exc:
+            assert message in str(exc)
+    calls = []
+
+    @functools.wraps(align.metrics)  # the real signature: the recipe checks and types options against it
+    def fake_metrics(pred, gt, **kw):
+        calls.append((pred, gt, kw))
+        return {}
+
+    monkeypatch.setattr(align, "metrics", fake_metrics)
+    path = tmp_path / "r.yaml"
+    path.write_text("topos: 1\nsteps:\n  - metrics: {input: [a, b], samples: '100', csv: true}\n")
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
+    assert calls == [("a", "b", {"samples": 100})]

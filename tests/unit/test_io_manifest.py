@@ -37,3 +37,43 @@ def test_bad_jsonl_names_the_line(tmp_path):
     path.write_text('{"id": 1}\n\nnot json\n')
     with pytest.raises(UsageError, match="line 3"):
         read_jsonl(path)
+
+
+def test_shards_write_their_own_files_and_readers_merge_them(tmp_path):
+    from topos_cli.io.manifest import consolidate, read_meta, write_meta
+
+    for k, ids in ((0, ["a", "c"]), (1, ["b"])):
+        shard = Shard(k, 2)
+        merge_manifest(tmp_path, [{"id": i, "mesh": str(tmp_path / f"items/{i}.ply")} for i in ids], shard)
+        write_meta(tmp_path, {"seed": 0, "shard": f"{k}/2"}, shard)
+    assert not (tmp_path / "manifest.jsonl").exists()  # no shard touched a shared file
+    assert [r["id"] for r in read_manifest(tmp_path)] == ["a", "b", "c"]
+    assert [s["shard"] for s in read_meta(tmp_path)["shards"]] == ["0/2", "1/2"]
+    merge_manifest(tmp_path, [{"id": "a", "mesh": str(tmp_path / "items/a2.ply")}], Shard(0, 2))  # a resumed shard
+    assert read_manifest(tmp_path)[0]["mesh"].endswith("a2.ply") and len(read_manifest(tmp_path)) == 3
+    summary = consolidate(tmp_path)
+    assert summary["records"] == 3 and summary["shards"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.jsonl", "meta.json"]
+    assert [r["id"] for r in read_manifest(tmp_path)] == ["a", "b", "c"]
+
+
+def test_paths_outside_the_folder_are_stored_relative_too(tmp_path):
+    parent = tmp_path / "aug" / "items" / "x" / "mesh.ply"
+    merge_manifest(tmp_path / "views", [{"id": "v", "mesh": str(parent),
+                                         "passes": {"color": str(tmp_path / "views/items/v.png")},
+                                         "texture": {"albedo": str(tmp_path / "tex/a.png"), "params": {"tone": 3}}}])
+    stored = json.loads((tmp_path / "views/manifest.jsonl").read_text())
+    assert stored["mesh"] == "../aug/items/x/mesh.ply" and stored["passes"]["color"] == "items/v.png"
+    assert stored["texture"] == {"albedo": "../tex/a.png", "params": {"tone": 3}}
+    back = read_manifest(tmp_path / "views")[0]
+    assert back["mesh"] == str(parent.resolve()) and back["texture"]["albedo"] == str((tmp_path / "tex/a.png").resolve())
+
+
+def test_empty_stdin_is_a_usage_error(monkeypatch):
+    import io
+
+    from topos_cli.io.manifest import resolve_inputs
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(UsageError, match="nothing was read from stdin"):
+        resolve_inputs("-")

@@ -9,6 +9,7 @@ import typer
 from topos_cli import __version__
 from topos_cli.cli import align as align_cmd
 from topos_cli.cli import augment as augment_cmd
+from topos_cli.cli import export as export_cmd
 from topos_cli.cli import manifest as manifest_cmd
 from topos_cli.cli import metrics as metrics_cmd
 from topos_cli.cli import render as render_cmd
@@ -55,6 +56,8 @@ app.add_typer(train_cmd.app, name="train")
 app.command("align", epilog=align_cmd.EPILOG, no_args_is_help=True)(align_cmd.align)
 app.command("metrics", epilog=metrics_cmd.EPILOG, no_args_is_help=True)(metrics_cmd.metrics)
 app.add_typer(manifest_cmd.app, name="manifest")
+app.command("export", epilog=export_cmd.EPILOG, no_args_is_help=True)(export_cmd.export)
+app.command("animate", epilog=export_cmd.ANIMATE_EPILOG, no_args_is_help=True)(export_cmd.animate)
 
 
 def main() -> None:

@@ -81,3 +81,23 @@ def import_(
     summary = api.template_import(mesh, out, name=name, regions=regions, landmarks=landmarks,
                                   symmetry=symmetry, force=force)
     emit_json(summary) if json else emit_line(str(out))
+
+
+@app.command("lod", epilog=epilog("topos template lod\n\ntopos template lod topos-head -o lods/ --json"))
+@handle_errors
+def lod(
+    template: TemplateArg = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write LOD<k>.obj files here.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild even when the cache has the chain.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Build the template's LOD chain (~10k -> 5k -> 2.5k -> 1.2k vertices, UVs kept), cached for `topos export`."""
+    from topos_cli import api
+    from topos_cli.utils.log import console, emit_json, emit_line
+
+    result = api.template_lod(template, out=out, rebuild=rebuild)
+    if json:
+        emit_json(result)
+        return
+    emit_line(result["out"] or result["cache"])
+    console.print("LODs: " + ", ".join(f"LOD{r['lod']} {r['verts']} verts / {r['faces']} tris" for r in result["lods"]))

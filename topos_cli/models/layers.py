@@ -154,3 +154,74 @@ class GraphResBlock(nn.Module):
         hidden = self.conv1(F.silu(self.norm1(feats)), edges)  # (B, V, out)
         hidden = self.conv2(F.silu(self.norm2(hidden)), edges)
         return self.skip(feats) + hidden
+
+
+# ---- diffusion-transformer blocks (TOPOS-DiT) ----
+
+
+class TimestepEmbed(nn.Module):
+    """Flow time t in [0, 1] -> (B, W): sinusoidal features of 1000 t, then an MLP (DiT)."""
+
+    def __init__(self, width: int, freq_dim: int = 256, max_period: float = 10_000.0):
+        super().__init__()
+        half = freq_dim // 2
+        self.register_buffer("freqs", torch.exp(-math.log(max_period) * torch.arange(half) / half), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * half, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = (1000.0 * t.float())[:, None] * self.freqs  # (B, half)
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], -1))  # (B, W)
+
+
+def modulate(feats: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN: (B, N, W) features shifted and scaled per sample by (B, W) vectors."""
+    return feats * (1 + scale[:, None]) + shift[:, None]
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero transformer block with cross-attention to condition tokens (DiT + PixArt-style cross-attention).
+
+    Self-attention and MLP are modulated by the timestep embedding (shift, scale) and gated (zero-initialised
+    gates: every block starts as the identity); the cross-attention to the condition is a plain pre-norm residual.
+
+    Args (forward):
+        tokens: (B, N, W) latent tokens.
+        cond: (B, M, W) condition tokens.
+        temb: (B, W) timestep embedding.
+    """
+
+    def __init__(self, width: int, heads: int, head_dim: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, heads, head_dim)
+        self.norm_cross = nn.LayerNorm(width, eps=1e-6)
+        self.cross = Attention(width, heads, head_dim)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = mlp(width, mlp_ratio)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.ada[-1].weight)
+        nn.init.zeros_(self.ada[-1].bias)
+
+    def forward(self, tokens: torch.Tensor, cond: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(temb).chunk(6, -1)  # 6 x (B, W)
+        normed = modulate(self.norm1(tokens), shift1, scale1)
+        tokens = tokens + gate1[:, None] * self.attn(normed, normed)  # (B, N, W)
+        tokens = tokens + self.cross(self.norm_cross(tokens), cond)
+        return tokens + gate2[:, None] * self.mlp(modulate(self.norm2(tokens), shift2, scale2))
+
+
+class DiTFinalLayer(nn.Module):
+    """adaLN (shift, scale) then a zero-initialised projection to the token channels: (B, N, W) -> (B, N, C)."""
+
+    def __init__(self, width: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.proj = nn.Linear(width, out_dim)
+        for layer in (self.ada[-1], self.proj):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, tokens: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.ada(temb).chunk(2, -1)
+        return self.proj(modulate(self.norm(tokens), shift, scale))

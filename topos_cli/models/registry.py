@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from topos_cli.models.flow_dit import FlowDiT, FlowDiTConfig
 from topos_cli.models.mesh_vae import MeshVAE, MeshVAEConfig
 
-MODELS = {"mesh-vae": (MeshVAEConfig, MeshVAE)}
+MODELS = {"mesh-vae": (MeshVAEConfig, MeshVAE), "flow-dit": (FlowDiTConfig, FlowDiT)}
 
 # Values of config fields added later that reproduce the architecture of checkpoints written before them
 # (a checkpoint's `args` lists every field that existed when it was written).
@@ -21,7 +22,20 @@ CONFIGS = {
                   "decoder_channels": [96, 64, 48, 32, 24]},
         "tiny": {"depth": 1, "width": 32, "heads": 2, "head_dim": 16, "mlp_ratio": 2.0, "latent_dim": 8,
                  "levels": 2, "decoder_channels": [32, 24, 16], "fourier_freqs": 3},
-    }
+    },
+    # TOPOS-DiT. `paper`: appendix A (width 1024, 24 blocks, 16 heads x 64, MLP 4) over the VAE latent with a
+    # shape-basis residual, conditioned on frozen DINOv2 ViT-L/14-with-registers tokens (1024 wide, layer-normed).
+    # `small`: the shipped CPU model: the shape-basis latent (11 tokens; floor 0 on ICT-span heads, see
+    # benchmarks/geo_latent_floor.py) and a from-scratch crop CNN + landmark tokens (chosen by the ablation in
+    # the geo-dit-small README). `tiny`: tests and the tiny recipe.
+    "flow-dit": {
+        "paper": {},
+        "small": {"latent": "bases", "num_tokens": 11, "width": 128, "depth": 4, "heads": 4, "head_dim": 32,
+                  "mlp_ratio": 4.0, "condition": "crop+landmarks"},
+        "tiny": {"latent": "bases", "num_tokens": 11, "width": 32, "depth": 2, "heads": 2, "head_dim": 16,
+                 "mlp_ratio": 2.0, "condition": "crop+landmarks", "cnn_channels": [8, 16], "cnn_input": 32,
+                 "landmark_tokens": 4},
+    },
 }
 
 
@@ -38,8 +52,9 @@ def make_config(name: str, args: dict | None = None, preset: str | None = None):
     unknown = sorted(set(merged) - known)
     if unknown:
         raise ValueError(f"unknown {name} args {unknown}; known: {sorted(known)}")
-    if "decoder_channels" in merged:
-        merged["decoder_channels"] = tuple(merged["decoder_channels"])
+    for key in ("decoder_channels", "cnn_channels"):  # tuple fields arrive as JSON/YAML lists
+        if key in merged:
+            merged[key] = tuple(merged[key])
     return config_cls(**merged)
 
 

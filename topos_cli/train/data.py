@@ -169,3 +169,126 @@ class ScanDataset:
         head = self.source.head(int(rng.integers(len(self.source))) if self.source.records else index, rng)
         pts, nrm, target = simulate_scan(head, self.source.template.faces, rng, self.sim)
         return {"points": torch.from_numpy(pts), "normals": torch.from_numpy(nrm), "verts": torch.from_numpy(target)}
+
+
+# ---- TOPOS-DiT: renders -> (face crop, landmarks, target latent), cached once per render dataset ----
+
+DIT_CACHE = "cache"  # subfolder of the render dataset holding the arrays below
+COLOR_JITTER = 0.15  # per-channel gain jitter of the crop in training (the renders' lights are random already)
+
+
+@dataclass
+class DitCache:
+    """Arrays of a render dataset for TOPOS-DiT (see `load_dit_cache`).
+
+    Attributes:
+        crops: (R, S, S, 3) uint8 face crops (faces/crop.py), memory-mapped.
+        landmarks: (R, 478, 3) float32 landmarks in the crop frame (x, y in [-1, 1]; z the mesh's depth).
+        found: (R,) bool, a face was detected (the other rows are unusable).
+        render_head: (R,) int64 index of each render's head in `heads`.
+        heads: (H,) head ids (augment item ids); split: (H,) "train" / "val" / "test" by head id.
+        neutral: (H, V, 3) float32 neutral heads (the augment coefficients without the expression).
+    """
+
+    crops: np.ndarray
+    landmarks: np.ndarray
+    found: np.ndarray
+    render_head: np.ndarray
+    heads: np.ndarray
+    split: np.ndarray
+    neutral: np.ndarray
+
+    def renders(self, split: str) -> np.ndarray:
+        """Indices of the usable renders whose head is in `split`."""
+        return np.flatnonzero(self.found & (self.split[self.render_head] == split))
+
+
+def build_dit_cache(renders: str | Path, template: Template, progress: bool = True) -> Path:
+    """Detect faces in every render of a `topos render` dataset and cache crops, landmarks and neutral heads.
+
+    Heads are split by head id (io.manifest.split_for), so all renders of one identity share a split.
+    Returns the cache folder.
+    """
+    from topos_cli.faces.crop import CROP_SIZE, face_crop
+    from topos_cli.faces.detect import detect_faces
+    from topos_cli.geometry.augment import coefficient_delta
+    from topos_cli.io.image import read_image
+    from topos_cli.io.manifest import read_manifest, split_for
+
+    folder = Path(renders)
+    cache = folder / DIT_CACHE
+    cache.mkdir(exist_ok=True)
+    recs = read_manifest(folder)
+    heads = sorted({str(r["parent"]) for r in recs})
+    index = {h: i for i, h in enumerate(heads)}
+    coeffs = {str(r["parent"]): r.get("coeffs") or {} for r in recs}
+    crops = np.lib.format.open_memmap(cache / "crops.tmp.npy", "w+", np.uint8, (len(recs), CROP_SIZE, CROP_SIZE, 3))
+    lms = np.zeros((len(recs), 478, 3), np.float32)
+    found = np.zeros(len(recs), bool)
+    for i, rec in enumerate(recs):
+        image = read_image(folder / rec["image"])[..., :3]
+        faces = detect_faces(image)
+        if faces:
+            crop = face_crop(image, faces[0].landmarks)
+            crops[i] = crop.image
+            lms[i] = crop.normalize_landmarks(np.concatenate([faces[0].landmarks, faces[0].depth[:, None]], 1))
+            found[i] = True
+        if progress and i % 500 == 0:
+            print(f"dit cache: detect {i}/{len(recs)}", flush=True)
+    crops.flush()
+    del crops
+    (cache / "crops.tmp.npy").replace(cache / "crops.npy")
+    neutral = np.stack([template.verts + coefficient_delta(template, {k: v for k, v in coeffs[h].items()
+                                                                       if k != "expression"}) for h in heads])
+    np.savez(cache / "targets.npz", ids=np.array([r["id"] for r in recs]), landmarks=lms, found=found,
+             render_head=np.array([index[str(r["parent"])] for r in recs]), heads=np.array(heads),
+             split=np.array([split_for(h) for h in heads]), neutral=neutral.astype(np.float32),
+             template_hash=template.hash)
+    return cache
+
+
+def load_dit_cache(renders: str | Path) -> DitCache:
+    """The cached arrays of a render dataset (built by `build_dit_cache`)."""
+    cache = Path(renders) / DIT_CACHE
+    arrays = np.load(cache / "targets.npz")
+    return DitCache(crops=np.load(cache / "crops.npy", mmap_mode="r"), landmarks=arrays["landmarks"],
+                    found=arrays["found"], render_head=arrays["render_head"], heads=arrays["heads"],
+                    split=arrays["split"], neutral=arrays["neutral"])
+
+
+class RenderLatentDataset:
+    """Index-addressed TOPOS-DiT samples: sample i is a pure function of (seed, i).
+
+    Args:
+        cache: the render dataset's arrays.
+        tokens: (H, T, d) float32 normalised target latents per head.
+        renders: indices of the renders to draw from (one split).
+        condition: the model's condition kind (which inputs to return).
+        seed: sample seed.
+        jitter: colour-gain jitter of the crop (0 for evaluation).
+    """
+
+    def __init__(self, cache: DitCache, tokens: np.ndarray, renders: np.ndarray, condition: str, seed: int = 0,
+                 jitter: float = COLOR_JITTER):
+        self.cache, self.tokens, self.renders = cache, tokens, np.asarray(renders)
+        self.condition, self.seed, self.jitter = condition, seed, jitter
+
+    def __len__(self) -> int:
+        return 1 << 30
+
+    def item(self, render: int, rng: np.random.Generator | None = None) -> dict:
+        import torch
+
+        out = {"tokens": torch.from_numpy(self.tokens[self.cache.render_head[render]])}
+        if "crop" in self.condition:
+            crop = np.asarray(self.cache.crops[render], np.float32) / 255.0
+            if rng is not None and self.jitter > 0:
+                crop = np.clip(crop * rng.uniform(1 - self.jitter, 1 + self.jitter, 3), 0.0, 1.0)
+            out["crop"] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1), np.float32))
+        if "landmarks" in self.condition:
+            out["landmarks"] = torch.from_numpy(self.cache.landmarks[render])
+        return out
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng(item_seed(self.seed, f"dit-{index}"))
+        return self.item(int(self.renders[rng.integers(len(self.renders))]), rng)

@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
-from topos_cli.geometry.mesh_ops import face_normals, vertex_normals
+from topos_cli.geometry.mesh_ops import face_normals
 
 NORMAL_DELTA_EPS = 1e-5  # normal changes below this are float noise of unmoved regions (1e-5 rad)
+NORMAL_BATCH = 8  # morph targets whose normals are computed together (memory: 8 x F x 3 x 3 floats)
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,24 @@ def split_at_seams(faces: np.ndarray, uv_faces: np.ndarray) -> SeamSplit:
 
 def smooth_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) float32 unit area-weighted normals of the welded mesh (smooth across UV seams)."""
-    normals = vertex_normals(np.asarray(verts, np.float64), faces)
-    bad = np.linalg.norm(normals, axis=1) < 0.5  # isolated vertices: any unit vector keeps files valid
-    normals[bad] = (0.0, 0.0, 1.0)
-    return normals.astype(np.float32)
+    return _normals_batch(np.asarray(verts, np.float64)[None], faces, _incidence(faces, len(verts)))[0]
+
+
+def _incidence(faces: np.ndarray, num_verts: int) -> sparse.csr_matrix:
+    """(V, F) 0/1 matrix: which triangles touch each vertex (sums face normals onto vertices)."""
+    rows = np.asarray(faces, np.int64).reshape(-1)
+    cols = np.repeat(np.arange(len(faces)), 3)
+    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(num_verts, len(faces)))
+
+
+def _normals_batch(verts: np.ndarray, faces: np.ndarray, incidence: sparse.csr_matrix) -> np.ndarray:
+    """(B, V, 3) float32 unit area-weighted normals of a batch of (B, V, 3) positions."""
+    tri = verts[:, faces]  # (B, F, 3, 3)
+    fn = np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])  # (B, F, 3), length 2 * area
+    vn = np.stack([incidence @ f for f in fn])  # (B, V, 3)
+    length = np.linalg.norm(vn, axis=2, keepdims=True)
+    vn = np.where(length > 1e-20, vn / np.maximum(length, 1e-20), (0.0, 0.0, 1.0))  # isolated: any unit vector
+    return vn.astype(np.float32)
 
 
 def tangent_frames(verts: np.ndarray, normals: np.ndarray, uv: np.ndarray, split: SeamSplit) -> np.ndarray:
@@ -140,11 +156,11 @@ def tangent_frames(verts: np.ndarray, normals: np.ndarray, uv: np.ndarray, split
 def morph_normal_deltas(verts: np.ndarray, faces: np.ndarray, morphs: np.ndarray,
                         normals: np.ndarray) -> np.ndarray:
     """(K, V, 3) float32 change of the smooth normal under each full-weight morph target."""
+    incidence = _incidence(faces, len(verts))
     out = np.zeros(np.shape(morphs), np.float32)
-    for k, delta in enumerate(morphs):
-        moved = np.flatnonzero(np.abs(delta).max(1) > 0)
-        if len(moved):
-            out[k] = smooth_normals(np.asarray(verts, np.float64) + delta, faces) - normals
-            out[k][np.abs(out[k]) < NORMAL_DELTA_EPS] = 0.0  # keeps sparse storage sparse
+    base = np.asarray(verts, np.float64)
+    for start in range(0, len(morphs), NORMAL_BATCH):
+        chunk = np.asarray(morphs[start:start + NORMAL_BATCH], np.float64)
+        out[start:start + len(chunk)] = _normals_batch(base[None] + chunk, faces, incidence) - normals
+    out[np.abs(out) < NORMAL_DELTA_EPS] = 0.0  # float noise of unmoved regions: keeps sparse storage sparse
     return out
-

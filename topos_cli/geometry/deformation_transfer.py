@@ -145,15 +145,32 @@ def expression_deltas(template_verts: np.ndarray, faces: np.ndarray, identity: n
     return TransferResult(deltas, "deformation-transfer", residual)
 
 
+_GRAM_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _gram_inverse(identity: np.ndarray) -> np.ndarray:
+    """(M, M) inverse Gram matrix of a basis, cached per basis array (templates share theirs; seconds to build)."""
+    hit = _GRAM_CACHE.get(id(identity))
+    if hit is not None and hit[0] is identity:
+        return hit[1]
+    basis = np.asarray(identity, np.float32).reshape(len(identity), -1)
+    gram = (basis @ basis.T).astype(np.float64)
+    inverse = np.linalg.inv(gram + 1e-9 * np.trace(gram) / len(gram) * np.eye(len(gram)))
+    _GRAM_CACHE.clear()  # one basis at a time is all a run uses
+    _GRAM_CACHE[id(identity)] = (identity, inverse)
+    return inverse
+
+
 def model_residual(template_verts: np.ndarray, identity: np.ndarray | None, head: np.ndarray) -> float:
     """RMS distance (template units) of a head from template + span(identity) (inf without a basis).
 
-    Solved through the normal equations of the (3V, M) basis: milliseconds for ICT's 100 modes.
+    Solved through the normal equations of the (3V, M) basis, whose inverse Gram matrix is cached.
     """
     if identity is None or len(identity) == 0:
         return float("inf")
-    basis = np.asarray(identity, np.float64).reshape(len(identity), -1).T  # (3V, M)
     target = (np.asarray(head, np.float64) - np.asarray(template_verts, np.float64)).reshape(-1)
-    gram = basis.T @ basis
-    coef = np.linalg.solve(gram + 1e-9 * np.trace(gram) / len(gram) * np.eye(len(gram)), basis.T @ target)
-    return float(np.sqrt(np.sum((basis @ coef - target) ** 2) / len(template_verts)))
+    if not target.any():
+        return 0.0  # the template itself
+    basis = np.asarray(identity, np.float32).reshape(len(identity), -1)  # (M, 3V)
+    coef = _gram_inverse(identity) @ (basis @ target)
+    return float(np.sqrt(np.sum((coef @ basis - target) ** 2) / len(template_verts)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from topos_cli.errors import UsageError
@@ -34,9 +35,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     Returns:
         The last log record.
     """
-    from topos_cli.io.checkpoint import load_checkpoint, read_model_json, trained_steps
     from topos_cli.io.manifest import is_dataset, run_meta, write_meta
-    from topos_cli.models.registry import build
     from topos_cli.train.data import HeadSource, ScanDataset, ScanSimConfig
     from topos_cli.train.determinism import seed_everything
     from topos_cli.train.loop import TrainConfig, train
@@ -52,25 +51,8 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
         raise UsageError("--steps and --batch must be >= 1")
     tpl = load_template(template)
     seed_everything(seed)  # before the model is built: its initial weights come from the global torch RNG
-    extra = {}
-    if resume and (out / "latest").is_file():
-        meta = read_model_json(out)
-        model = build(meta["name"], meta["args"], tpl)
-        config = meta.get("config", config)
-        loss_weights = meta.get("loss_weights") if loss_weights is None else loss_weights
-        extra = {"init": meta["init"]} if "init" in meta else {}
-    elif init is not None:
-        if args:
-            raise UsageError("--args cannot change the architecture of an --init checkpoint; drop one of them")
-        loaded = load_checkpoint(init, tpl)
-        model, start = loaded.model.train(), loaded.meta
-        config = start.get("config", config)
-        extra = {"init": {"path": str(init), "step": trained_steps(start), "git": start.get("git")}}
-    else:
-        try:
-            model = build("mesh-vae", args, tpl, preset=config)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    start = _starting_model(tpl, out, config, args, resume, init, loss_weights)
+    model, config, loss_weights, extra = start.model, start.config, start.loss_weights, start.extra
     if "identity" not in tpl.bases and (data is None or str(data) == "synthetic"):
         raise UsageError(f"template '{tpl.name}' has no identity basis to synthesise heads; pass --data DIR")
     from topos_cli.train.vae import loss_weights as _weights
@@ -92,3 +74,36 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     return train(VaeTask(model, tpl, kl_warmup, loss_weights), dataset, cfg, out, device=torch_device(device),
                  resume=resume, meta={"config": config, "data": str(data) if data else "synthetic", **extra},
                  on_log=on_log)
+
+
+@dataclass
+class StartingModel:
+    """The model a run starts from and the run settings that come with it."""
+
+    model: object
+    config: str
+    loss_weights: dict | None
+    extra: dict  # model.json fields carried over: "init" (the checkpoint fine-tuned from)
+
+
+def _starting_model(tpl, out: Path, config: str, args: dict | None, resume: bool, init, loss_weights):
+    """A resumed run's architecture and settings, an --init checkpoint's weights, or a new model."""
+    from topos_cli.io.checkpoint import load_checkpoint, read_model_json, trained_steps
+    from topos_cli.models.registry import build
+
+    if resume and (out / "latest").is_file():
+        meta = read_model_json(out)
+        return StartingModel(build(meta["name"], meta["args"], tpl), meta.get("config", config),
+                             meta.get("loss_weights") if loss_weights is None else loss_weights,
+                             {"init": meta["init"]} if "init" in meta else {})
+    if init is not None:
+        if args:
+            raise UsageError("--args cannot change the architecture of an --init checkpoint; drop one of them")
+        loaded = load_checkpoint(init, tpl)
+        start = loaded.meta
+        return StartingModel(loaded.model.train(), start.get("config", config), loss_weights,
+                             {"init": {"path": str(init), "step": trained_steps(start), "git": start.get("git")}})
+    try:
+        return StartingModel(build("mesh-vae", args, tpl, preset=config), config, loss_weights, {})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,0 +1,100 @@
+"""The landmark fit recovers a known camera, expression and identity from projected template landmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from topos_cli.geometry.photo_fit import (
+    FitConfig,
+    _left_jacobian,
+    _Problem,
+    fit_landmarks,
+    head_pose_degrees,
+    landmark_model,
+    rotation_matrix,
+)
+from topos_cli.render.views import framed_camera
+from topos_cli.template import load_template
+
+MODES = 20  # identity modes in the test (the real fit uses all 100): keeps it well under a second
+
+
+@pytest.fixture(scope="module")
+def head_model():
+    tpl = load_template()
+    lmap = tpl.sidecar("face_landmarks_mediapipe.json")
+    assert lmap is not None and len(lmap["triangles"]) == 478
+    ident, expr = tpl.basis("identity")[:MODES], tpl.basis("expression")
+    model = landmark_model(tpl.verts, ident, expr, np.array(lmap["triangles"]), np.array(lmap["barycentrics"]),
+                           tpl.faces, np.array(lmap["weights"]), tpl.bases["expression_names"])
+    return tpl, model
+
+
+def _synthetic(model, alpha, beta, azimuth, elevation):
+    pts = model.base + np.tensordot(alpha, model.identity, 1) + np.tensordot(beta, model.expression, 1)
+    cam = framed_camera(pts, azimuth=azimuth, elevation=elevation, size=512, fov=20.0, margin=2.0)
+    pix, _ = cam.project(pts)
+    return cam, pix
+
+
+def test_fit_recovers_camera_expression_and_identity(head_model):
+    _, model = head_model
+    rng = np.random.default_rng(3)
+    alpha = rng.normal(0, 1, MODES)
+    beta = np.zeros(model.expression.shape[0])
+    jaw, smile_l = model.expression_names.index("jawOpen"), model.expression_names.index("mouthSmile_L")
+    beta[[jaw, smile_l]] = [0.35, 0.6]
+    cam, pix = _synthetic(model, alpha, beta, azimuth=18.0, elevation=-6.0)
+    fit = fit_landmarks(model, pix, (cam.fx, cam.fy, cam.cx, cam.cy),
+                        FitConfig(identity_reg=1e-7, expression_reg=1e-7, max_evals=80))
+    angle = np.degrees(np.arccos(np.clip((np.trace(fit.rotation.T @ cam.R) - 1) / 2, -1, 1)))
+    assert angle < 0.5
+    assert np.linalg.norm(fit.translation - cam.t) < 0.5  # cm, at ~60 cm from the head
+    assert abs(fit.expression[jaw] - 0.35) < 0.05 and abs(fit.expression[smile_l] - 0.6) < 0.05
+    assert fit.reprojection_px < 0.2
+    assert np.abs(fit.identity - alpha).mean() < 0.3
+    assert fit.yaw == pytest.approx(-18.0, abs=1.0) and fit.pitch == pytest.approx(-6.0, abs=1.0)
+
+
+def test_expression_weights_stay_in_bounds_and_gaze_is_capped(head_model):
+    _, model = head_model
+    beta = np.zeros(model.expression.shape[0])
+    look = model.expression_names.index("eyeLookUp_L")
+    beta[look] = 0.9  # pushes the lids like glasses do; the fit may explain it only up to the cap
+    cam, pix = _synthetic(model, np.zeros(MODES), beta, azimuth=0.0, elevation=0.0)
+    fit = fit_landmarks(model, pix, (cam.fx, cam.fy, cam.cx, cam.cy))
+    assert fit.expression.min() >= 0.0 and fit.expression.max() <= 1.0
+    assert fit.expression[look] <= 0.25 + 1e-9
+
+
+def test_analytic_jacobian_matches_central_differences(head_model):
+    _, model = head_model
+    cam, pix = _synthetic(model, np.zeros(MODES), np.zeros(model.expression.shape[0]), 10.0, 5.0)
+    problem = _Problem(model, pix, (cam.fx, cam.fy, cam.cx, cam.cy), FitConfig(), pose_only=False)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([[2.9, 0.3, -0.2], [1.0, -2.0, 60.0], rng.normal(0, 0.5, problem.k), rng.uniform(0, 0.5, problem.e)])
+    jac = problem.jac(x)
+    eps = 1e-6
+    cols = [0, 1, 2, 5, 6, 6 + problem.k + 3]
+    for c in cols:
+        dx = np.zeros_like(x)
+        dx[c] = eps
+        numeric = (problem.fun(x + dx) - problem.fun(x - dx)) / (2 * eps)
+        assert np.allclose(jac[:, c], numeric, atol=1e-5 * np.abs(numeric).max() + 1e-9)
+
+
+def test_rotation_helpers():
+    omega = np.array([0.3, -1.1, 0.4])
+    rot = rotation_matrix(omega)
+    assert np.allclose(rot @ rot.T, np.eye(3), atol=1e-12) and np.isclose(np.linalg.det(rot), 1.0)
+    assert np.allclose(rotation_matrix(np.zeros(3)), np.eye(3))
+    p = np.array([1.0, 2.0, -0.5])  # d(R(w) p)/dw = -[R p]x J_l(w)
+    eps = 1e-7
+    numeric = np.stack([(rotation_matrix(omega + eps * e) @ p - rotation_matrix(omega - eps * e) @ p) / (2 * eps)
+                        for e in np.eye(3)], 1)
+    rp = rot @ p
+    skew = np.array([[0, -rp[2], rp[1]], [rp[2], 0, -rp[0]], [-rp[1], rp[0], 0]])
+    assert np.allclose(-skew @ _left_jacobian(omega), numeric, atol=1e-6)
+    frontal = np.diag([1.0, -1.0, -1.0])
+    assert np.allclose(head_pose_degrees(frontal), (0.0, 0.0, 0.0), atol=1e-9)

@@ -132,7 +132,7 @@ def _animation(asset, tpl: Template, source: str | Path, fps: float | None, name
     anim = read_animation(source, fps)
     curves = dict(anim.weights)
     if names == "template":  # ARKit channels drive every template shape they are made of
-        for arkit, parts in arkit_map(tpl).items():
+        for arkit, parts in arkit_map(tpl, required=False).items():
             for part in parts:
                 if arkit in anim.weights and part not in curves:
                     curves[part] = anim.weights[arkit]

@@ -96,12 +96,14 @@ def _decimate(verts, faces, uv, uv_faces, thin_f, thin_uv, target_verts: int) ->
     stride = int(uv_faces.max()) + 1
     thin_split = np.searchsorted(pairs[:, 0] * stride + pairs[:, 1], thin_f * stride + thin_uv)  # pairs are sorted
     used = np.unique(thin_split)
-    target_faces = int(round(len(thin_f) * target_verts / len(np.unique(thin_f))))
     points = np.ascontiguousarray(verts[pairs[:, 0]], np.float32)
-    _, _, collapses = fast_simplification.simplify(points, thin_split.astype(np.int32),
-                                                   target_count=min(target_faces, len(thin_f) - 1),
-                                                   agg=QUADRIC_AGGRESSION, preserve_border=True,
-                                                   return_collapses=True)
+    target_faces = int(round(len(thin_f) * target_verts / len(np.unique(thin_f))))
+    if target_faces >= len(thin_f) - 1:  # a mesh already at or under the target only has its lines thinned
+        collapses = np.zeros((0, 2), np.int64)
+    else:
+        _, _, collapses = fast_simplification.simplify(points, thin_split.astype(np.int32), target_count=target_faces,
+                                                       agg=QUADRIC_AGGRESSION, preserve_border=True,
+                                                       return_collapses=True)
     new_pts, new_faces, mapping = fast_simplification.replay_simplification(points, thin_split.astype(np.int32),
                                                                              collapses)
     tri, bary = _snap(np.asarray(new_pts, np.float64), np.asarray(mapping, np.int64), used, verts, pairs, split)

@@ -43,12 +43,15 @@ def lod_chain(template: Template, targets: tuple[int, ...] = DEFAULT_TARGETS, re
     return levels
 
 
-def arkit_map(template: Template) -> dict[str, dict[str, float]]:
-    """{ARKit name: {template expression: weight}} from the template's `arkit_map.json`."""
+def arkit_map(template: Template, required: bool = True) -> dict[str, dict[str, float]]:
+    """{ARKit name: {template expression: weight}} from the template's `arkit_map.json` ({} if absent and
+    not `required`)."""
     from topos_cli.io.fs import read_json
 
     path = (template.root / "arkit_map.json") if template.root is not None else None
     if path is None or not path.is_file():
+        if not required:
+            return {}
         raise UsageError(f"template '{template.name}' declares no ARKit name map (arkit_map.json); "
                          "export with --names template")
     return read_json(path, "ARKit map")["names"]

@@ -35,6 +35,7 @@ VERBS = {
     "textures": Verb("render", "textures", ("template",)),
     "retopo": Verb("retopo", "retopo"),
     "train.vae": Verb("train", "train_vae", ()),
+    "train.dit": Verb("train_dit", "train_dit", ()),
     "align": Verb("align", "align", ("pred", "gt")),
     "metrics": Verb("align", "metrics", ("pred", "gt")),
     "metrics.images": Verb("align", "image_metrics", ("pred", "gt")),

@@ -11,6 +11,7 @@ decodes the tokens to vertices. `encode`/`decode` expose the latent itself (the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,10 @@ from topos_cli.errors import MissingWeights, UsageError
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "geo-dit-small"
 DEFAULT_VAE = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 DINOV2_HUB_ID = "facebook/dinov2-with-registers-large"  # the paper config's backbone (weights: a local folder)
+# torch threads while sampling on a CPU: the small model's ops are tiny (11 tokens x 128 channels), and on the
+# shared 2-core machine 2 threads took 5-22 s for 50 CFG steps where 1 thread took 0.35-0.5 s (oversubscription)
+CPU_SAMPLE_THREADS = 1
+SMALL_WIDTH = 512  # models up to this width sample single-threaded on a CPU
 
 
 @dataclass
@@ -134,14 +139,20 @@ class GeoPrior:
             steps / cfg / method: the ODE sampler's steps, guidance scale and method (euler, heun).
             samples: heads drawn; `verts` is their mean.
         """
-        from topos_cli.pipelines.sampler import SamplerConfig, sample
+        from topos_cli.pipelines.sampler import SamplerConfig
 
         if samples < 1 or steps < 1:
             raise UsageError("--samples and --steps must be >= 1")
+        with _cpu_threads(self.device, CPU_SAMPLE_THREADS if self.model.config.width <= SMALL_WIDTH else None):
+            return self._generate(image, landmarks, generator, SamplerConfig(steps, cfg, method), samples)
+
+    def _generate(self, image, landmarks, generator, config, samples: int) -> GeoPriorOutput:
+        from topos_cli.pipelines.sampler import sample
+
         t0 = time.perf_counter()
         tokens = self.model.encode_condition(self.condition(image, landmarks))  # (1, M, W)
         t1 = time.perf_counter()
-        normed = sample(self.model, tokens.expand(samples, -1, -1), generator, SamplerConfig(steps, cfg, method))
+        normed = sample(self.model, tokens.expand(samples, -1, -1), generator, config)
         latents = self.model.denormalize(normed)  # (K, T, d)
         t2 = time.perf_counter()
         heads = self.decode(latents)
@@ -161,6 +172,20 @@ class GeoPrior:
         tokens = torch.as_tensor(np.asarray(latents.cpu() if torch.is_tensor(latents) else latents),
                                  dtype=torch.float32, device=self.device)
         return self.latent.decode_tokens(tokens).cpu().numpy().astype(np.float32)
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device, threads: int | None):
+    """Run with `threads` torch threads on a CPU device (None or a GPU: unchanged)."""
+    if threads is None or device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _load(loader, path, template, device):

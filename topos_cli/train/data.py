@@ -225,7 +225,9 @@ def build_dit_cache(renders: str | Path, template: Template, progress: bool = Tr
     crops = np.lib.format.open_memmap(cache / "crops.tmp.npy", "w+", np.uint8, (len(recs), CROP_SIZE, CROP_SIZE, 3))
     lms = np.zeros((len(recs), 478, 3), np.float32)
     found = np.zeros(len(recs), bool)
-    for i, rec in enumerate(recs):
+    from topos_cli.utils.log import progress as bar
+
+    for i, rec in enumerate(bar(recs, description="detect faces") if progress else recs):
         image = read_image(folder / rec["image"])[..., :3]
         faces = detect_faces(image)
         if faces:
@@ -233,8 +235,6 @@ def build_dit_cache(renders: str | Path, template: Template, progress: bool = Tr
             crops[i] = crop.image
             lms[i] = crop.normalize_landmarks(np.concatenate([faces[0].landmarks, faces[0].depth[:, None]], 1))
             found[i] = True
-        if progress and i % 500 == 0:
-            print(f"dit cache: detect {i}/{len(recs)}", flush=True)
     crops.flush()
     del crops
     (cache / "crops.tmp.npy").replace(cache / "crops.npy")

@@ -27,6 +27,13 @@ class MissingWeights(UsageError):
     """A weights file the user must supply is absent (exit 2). The message names the file and where it goes."""
 
 
+class DiskFull(ToposError):
+    """The disk (or quota) filled while writing an output (exit 2). The message names the file and how much of
+    it was written; the partial file is removed and finished items stay done (a rerun skips them)."""
+
+    exit_code = 2
+
+
 class PartialFailure(ToposError):
     """Some items of a batch failed (exit 3); the failures are listed in OUT/failures.jsonl."""
 

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from topos_cli.cli.common import ForceOpt, JsonOpt, SeedOpt, ShardOpt, epilog, handle_errors
+from topos_cli.cli.common import (
+    NON_NEGATIVE,
+    ForceOpt,
+    JsonOpt,
+    Output,
+    Range,
+    SeedOpt,
+    ShardOpt,
+    WorkersOpt,
+    epilog,
+    handle_errors,
+)
 
 EPILOG = epilog(
     "topos align pred.obj scan.ply -o pred_aligned.obj --json\n\n"
@@ -17,16 +28,18 @@ EPILOG = epilog(
 
 ProtocolOpt = Annotated[str, typer.Option(
     help="robust (default: symmetric point-to-plane multi-start ICP) or topos (the paper's trimmed ICP verbatim).")]
-TrimOpt = Annotated[float | None, typer.Option(help="Kept fraction tau of the smallest residuals [default 0.5].")]
+TrimOpt = Annotated[float | None, typer.Option(help="Kept fraction tau of the smallest residuals [default 0.5]."),
+                    Range(min=0, max=1, min_open=True)]
 YawsOpt = Annotated[str | None, typer.Option(
     help="Yaw grid in degrees [topos: 0,90,180,270; robust: every 45].")]
 TiltsOpt = Annotated[str | None, typer.Option(
     help="Tilt grid in degrees, robust only: each nonzero value adds a pitch and a roll start [default 0,-20,20].")]
 ScalesOpt = Annotated[str | None, typer.Option(
     help="Scale grid, factors of the bounding-box-diagonal ratio [topos: 0.5,0.7,1,1.4; robust: + 2].")]
-SeedItersOpt = Annotated[int | None, typer.Option(help="ICP iterations from each start [topos 30; robust 25].")]
-FinalItersOpt = Annotated[int | None, typer.Option(help="Max iterations of the final refinement [topos 300; robust 100].")]
-WorkersOpt = Annotated[int, typer.Option(help="Pairs processed in parallel processes.")]
+SeedItersOpt = Annotated[int | None, typer.Option(help="ICP iterations from each start [topos 30; robust 25]."),
+                         NON_NEGATIVE]
+FinalItersOpt = Annotated[int | None, typer.Option(
+    help="Max iterations of the final refinement [topos 300; robust 100]."), NON_NEGATIVE]
 
 
 def float_list(text: str | None, name: str) -> list[float] | None:
@@ -45,7 +58,8 @@ def float_list(text: str | None, name: str) -> list[float] | None:
 def align(
     pred: Annotated[Path, typer.Argument(help="Prediction mesh, or a folder of them (paired by file stem).")],
     gt: Annotated[Path, typer.Argument(help="Ground-truth mesh (stays fixed), or a folder of them.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Aligned mesh file, or a folder for folder input.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Aligned mesh file, or a folder for folder input."),
+                   Output()] = ...,
     protocol: ProtocolOpt = "robust",
     trim: TrimOpt = None,
     yaws: YawsOpt = None,

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from topos_cli.cli.common import ForceOpt, JsonOpt, SeedOpt, ShardOpt, TemplateOpt, epilog, handle_errors
+from topos_cli.cli.common import (
+    COUNT,
+    NON_NEGATIVE,
+    ForceOpt,
+    JsonOpt,
+    Output,
+    SeedOpt,
+    ShardOpt,
+    TemplateOpt,
+    epilog,
+    handle_errors,
+)
 
 EPILOG = epilog(
     "topos augment -o data/aug --copies 8 --seed 0\n\n"
@@ -20,14 +31,15 @@ def augment(
     input: Annotated[str | None, typer.Argument(
         help="Base meshes in template topology: a mesh, a folder, a dataset folder or '-' (JSONL on stdin). "
              "Default: the template itself.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder."), Output("folder")] = ...,
     template: TemplateOpt = None,
-    copies: Annotated[int, typer.Option(help="Augmented copies per base mesh.")] = 4,
+    copies: Annotated[int, typer.Option(help="Augmented copies per base mesh."), NON_NEGATIVE] = 4,
     regions: Annotated[bool, typer.Option(help="Region-wise blendshape sampling (TOPOS appendix B).")] = True,
-    identity_sigma: Annotated[float, typer.Option(help="Random identity: std of the identity weights (0: off).")] = 0.0,
-    identity_modes: Annotated[int | None, typer.Option(help="Use only the first N identity modes.")] = None,
-    expressions: Annotated[int, typer.Option(help="Random ARKit expressions per copy (0: off).")] = 0,
-    expression_max: Annotated[float, typer.Option(help="Expression weights ~ U(0, max).")] = 1.0,
+    identity_sigma: Annotated[float, typer.Option(help="Random identity: std of the identity weights (0: off)."),
+                              NON_NEGATIVE] = 0.0,
+    identity_modes: Annotated[int | None, typer.Option(help="Use only the first N identity modes."), COUNT] = None,
+    expressions: Annotated[int, typer.Option(help="Random ARKit expressions per copy (0: off)."), NON_NEGATIVE] = 0,
+    expression_max: Annotated[float, typer.Option(help="Expression weights ~ U(0, max)."), NON_NEGATIVE] = 1.0,
     include_base: Annotated[bool, typer.Option(help="Also write each base mesh as <id>-base.")] = False,
     seed: SeedOpt = 0,
     shard: ShardOpt = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from topos_cli.cli.common import JsonOpt, TemplateOpt, epilog, handle_errors
+from topos_cli.cli.common import JsonOpt, Output, Range, TemplateOpt, epilog, handle_errors
 
 EPILOG = epilog("topos export head.ply -o head.glb\n\n"
                 "topos export fit/mesh.ply -o head.usdz --texture data/tex --lod 0,1,2 --json\n\n"
@@ -21,7 +21,9 @@ TextureOpt = Annotated[Path | None, typer.Option(
 RigOpt = Annotated[str, typer.Option(help="arkit (joints root/neck/head/jaw/eye_L/eye_R + skin weights) or none.")]
 UnitsOpt = Annotated[str, typer.Option(help="m (glTF's unit; engines) or cm (the template's).")]
 NamesOpt = Annotated[str, typer.Option(help="Morph target names: arkit (Apple's 52) or template (its own).")]
-FpsOpt = Annotated[float | None, typer.Option(help="Frame rate of timecodes / frame-numbered keys (default: file's).")]
+MAX_FPS = 1000  # capture rates top out at a few hundred frames per second; more is a typo
+FpsOpt = Annotated[float | None, typer.Option(help="Frame rate of timecodes / frame-numbered keys (default: file's)."),
+                   Range(min=0, max=MAX_FPS, min_open=True)]
 
 
 def _lods(text: str) -> list[int]:
@@ -45,7 +47,8 @@ def _report(result: dict, json: bool) -> None:
 @handle_errors
 def export(
     head: HeadArg = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help=".glb/.gltf, .usd/.usda/.usdc/.usdz or .obj.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help=".glb/.gltf, .usd/.usda/.usdc/.usdz or .obj."),
+                   Output("file")] = ...,
     template: TemplateOpt = None,
     texture: TextureOpt = None,
     rig: RigOpt = "arkit",
@@ -68,7 +71,7 @@ def export(
 @handle_errors
 def animate(
     head: HeadArg = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help=".glb/.gltf or .usd/.usda/.usdz.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help=".glb/.gltf or .usd/.usda/.usdz."), Output("file")] = ...,
     source: Annotated[Path, typer.Option("--from", help="Live Link Face CSV or keyframe JSON.")] = ...,
     template: TemplateOpt = None,
     texture: TextureOpt = None,

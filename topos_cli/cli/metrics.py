@@ -14,11 +14,21 @@ from topos_cli.cli.align import (
     SeedItersOpt,
     TiltsOpt,
     TrimOpt,
-    WorkersOpt,
     YawsOpt,
     float_list,
 )
-from topos_cli.cli.common import JsonOpt, SeedOpt, ShardOpt, TemplateOpt, epilog, handle_errors
+from topos_cli.cli.common import (
+    MAX_POINTS,
+    NON_NEGATIVE,
+    JsonOpt,
+    Range,
+    SeedOpt,
+    ShardOpt,
+    TemplateOpt,
+    WorkersOpt,
+    epilog,
+    handle_errors,
+)
 
 EPILOG = epilog(
     "topos metrics --icp pred.obj scan.ply --json\n\n"
@@ -37,15 +47,17 @@ def metrics(
     images: Annotated[
         bool, typer.Option("--images", help="Image metrics: PSNR, SSIM, LPIPS, FID, KID, CSIM.")
     ] = False,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Surface samples per mesh.")] = 10000,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Surface samples per mesh."),
+                       Range(min=1, max=MAX_POINTS)] = 10000,
     threshold: Annotated[
-        float, typer.Option(help="F-score threshold, fraction of the gt bbox diagonal.")
+        float, typer.Option(help="F-score threshold, fraction of the gt bbox diagonal."), Range(min=0, max=1, min_open=True)
     ] = 0.01,
     thresholds: Annotated[str | None, typer.Option(help="Extra F-score thresholds, e.g. 0.005,0.02.")] = None,
     clip: Annotated[
         bool, typer.Option(help="Clip the prediction to the gt's bounding box (+margin).")
     ] = True,
-    clip_margin: Annotated[float, typer.Option(help="Box growth: 0.05 makes it 5% longer per axis.")] = 0.05,
+    clip_margin: Annotated[float, typer.Option(help="Box growth: 0.05 makes it 5% longer per axis."),
+                           NON_NEGATIVE] = 0.05,
     protocol: ProtocolOpt = "robust",
     trim: TrimOpt = None,
     yaws: YawsOpt = None,

@@ -8,15 +8,21 @@ from typing import Annotated
 import typer
 
 from topos_cli.cli.common import (
+    MAX_POINTS,
+    NON_NEGATIVE,
     DeviceOpt,
     ForceOpt,
     JsonOpt,
+    Output,
+    Range,
     SeedOpt,
     ShardOpt,
     TemplateOpt,
     epilog,
     handle_errors,
 )
+
+MIN_SCAN_POINTS = 100  # the fewest points a scan may have (commands/retopo.py); fewer samples cannot fit a head
 
 EPILOG = epilog(
     "topos retopo scan.obj -o head.obj --json\n\n"
@@ -29,7 +35,8 @@ EPILOG = epilog(
 def retopo(
     input: Annotated[str, typer.Argument(help="Scan file (.obj/.ply/.off/.stl/.glb), folder of scans, dataset "
                                                "folder or '-' (JSONL with a 'mesh' field on stdin).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.obj/.ply/.glb) or, for many scans, a folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.obj/.ply/.glb) or, for many scans, a folder."),
+                   Output()],
     template: TemplateOpt = None,
     checkpoint: Annotated[Path | None, typer.Option(help="VAE checkpoint folder (default: the shipped one).")] = None,
     landmarks: Annotated[Path | None, typer.Option(
@@ -40,8 +47,9 @@ def retopo(
     vae: Annotated[bool, typer.Option(help="Use the VAE prior.")] = True,
     bases: Annotated[bool, typer.Option(help="Fit the template's identity/expression bases (when it has them).")] = True,
     refine: Annotated[bool, typer.Option(help="Non-rigid refinement onto the scan.")] = True,
-    iters: Annotated[int, typer.Option(help="Bases-fit iterations.")] = 12,
-    points: Annotated[int, typer.Option(help="Scan samples used by the fit.")] = 30000,
+    iters: Annotated[int, typer.Option(help="Bases-fit iterations."), NON_NEGATIVE] = 12,
+    points: Annotated[int, typer.Option(help="Scan samples used by the fit."),
+                      Range(min=MIN_SCAN_POINTS, max=MAX_POINTS)] = 30000,
     format: Annotated[str, typer.Option(help="Mesh format of batch outputs: ply, obj, glb.")] = "ply",
     strict: Annotated[bool, typer.Option(help="Treat a poor fit as an error (exit 2 / batch failure).")] = False,
     seed: SeedOpt = 0,

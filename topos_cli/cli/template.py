@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from topos_cli.cli.common import JsonOpt, epilog, handle_errors
+from topos_cli.cli.common import JsonOpt, Output, epilog, handle_errors
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, export and import templates (the fixed topology).")
 
@@ -42,7 +42,8 @@ def info(template: TemplateArg = None, json: JsonOpt = False) -> None:
 @handle_errors
 def export(
     template: TemplateArg = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.obj keeps UVs, .ply, .glb).")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output mesh (.obj keeps UVs, .ply, .glb)."),
+                   Output("file")] = ...,
     identity: Annotated[str | None, typer.Option(help="Comma-separated identity weights, e.g. 1.5,-0.7,0.2.")] = None,
     expression: Annotated[list[str] | None, typer.Option(help="NAME=WEIGHT ARKit expression (repeatable).")] = None,
     weights: Annotated[Path | None, typer.Option(help='JSON {"identity": [...], "expression": {name: w}}.')] = None,
@@ -66,7 +67,7 @@ def export(
 @handle_errors
 def import_(
     mesh: Annotated[Path, typer.Argument(help="Your topology's mesh in its rest pose (OBJ keeps UVs/quads).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Template folder to create.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Template folder to create."), Output("folder")] = ...,
     name: Annotated[str | None, typer.Option(help="Template name (default: the folder name).")] = None,
     regions: Annotated[Path | None, typer.Option(help="JSON {region: [vertex ids]}.")] = None,
     landmarks: Annotated[Path | None, typer.Option(help="JSON list of landmark vertex ids (68 = iBUG).")] = None,
@@ -87,7 +88,8 @@ def import_(
 @handle_errors
 def lod(
     template: TemplateArg = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write LOD<k>.obj files here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write LOD<k>.obj files here."),
+                   Output("folder")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild even when the cache has the chain.")] = False,
     json: JsonOpt = False,
 ) -> None:

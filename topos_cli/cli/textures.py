@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from topos_cli.cli.common import ForceOpt, JsonOpt, SeedOpt, ShardOpt, epilog, handle_errors
+from topos_cli.cli.common import (
+    COUNT,
+    FRACTION,
+    MAX_IMAGE_SIZE,
+    ForceOpt,
+    JsonOpt,
+    Output,
+    Range,
+    SeedOpt,
+    ShardOpt,
+    epilog,
+    handle_errors,
+)
 
 EPILOG = epilog("topos textures topos-head -o data/textures --count 64 --seed 0\n\n"
                 "topos textures -o tex --count 4 --size 256 --makeup 0 --json")
@@ -16,10 +28,10 @@ EPILOG = epilog("topos textures topos-head -o data/textures --count 64 --seed 0\
 @handle_errors
 def textures(
     template: Annotated[str | None, typer.Argument(help="Template name or folder (default: topos-head).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")] = ...,
-    count: Annotated[int, typer.Option(help="Number of textures.")] = 16,
-    size: Annotated[int, typer.Option(help="Texture size in pixels.")] = 512,
-    makeup: Annotated[float, typer.Option(help="Probability of each makeup element (0 = none).")] = 0.5,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder."), Output("folder")] = ...,
+    count: Annotated[int, typer.Option(help="Number of textures."), COUNT] = 16,
+    size: Annotated[int, typer.Option(help="Texture size in pixels."), Range(min=16, max=MAX_IMAGE_SIZE)] = 512,
+    makeup: Annotated[float, typer.Option(help="Probability of each makeup element (0 = none)."), FRACTION] = 0.5,
     seed: SeedOpt = 0,
     shard: ShardOpt = None,
     force: ForceOpt = False,

@@ -128,6 +128,12 @@ def check_config(tpl: Template, config, regions_requested: bool, copies: int) ->
         raise UsageError(f"template '{tpl.name}' has no identity basis; drop --identity-sigma")
     if config.expressions > 0 and "expression" not in tpl.bases:
         raise UsageError(f"template '{tpl.name}' has no expression basis; drop --expressions")
+    modes = len(tpl.bases["identity"]) if "identity" in tpl.bases else 0
+    if config.identity_modes is not None and modes == 0:
+        raise UsageError(f"template '{tpl.name}' has no identity basis; drop --identity-modes")
+    if config.identity_modes is not None and not 1 <= config.identity_modes <= modes:
+        raise UsageError(f"--identity-modes {config.identity_modes} is out of range (allowed: >= 1 and <= {modes}, "
+                         f"the identity modes of template '{tpl.name}')")
     if config.regions or config.identity_sigma > 0 or config.expressions > 0 or copies == 0:
         return
     if not regions_requested:

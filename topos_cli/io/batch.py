@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from topos_cli.errors import PartialFailure, ToposError, UsageError
+from topos_cli.errors import DiskFull, PartialFailure, ToposError, UsageError
 from topos_cli.io.manifest import BatchResult, Shard, merge_manifest, write_failures, write_meta
 
 STALE_TMP_AGE_S = 3600.0  # a temp file of another host (or an old-style name) is stale after an hour
@@ -91,7 +91,11 @@ def run_batch(items: Iterable[BatchItem], work: Callable[[BatchItem], dict | Out
             result.skipped += 1
         else:
             todo.append(item)
+    disk_full = None
     for item, outcome in map_items(work, todo, workers, description):
+        if isinstance(outcome, DiskFull):  # every later item would fail alike: stop, keep what finished
+            disk_full = outcome
+            break
         if isinstance(outcome, ToposError):
             result.failures.append({"id": item.id, **item.failure, "error": str(outcome)})
             continue
@@ -100,6 +104,8 @@ def run_batch(items: Iterable[BatchItem], work: Callable[[BatchItem], dict | Out
         result.skipped += outcome.skipped
     if out is not None and write:
         finish(result, part, {**(meta or {}), "shard": shard})
+    if disk_full is not None:
+        raise DiskFull(f"{disk_full} ({len(result.records)} item(s) of this run are done)")
     return result
 
 

@@ -8,9 +8,36 @@ from typing import Annotated
 
 import typer
 
-from topos_cli.cli.common import DeviceOpt, JsonOpt, SeedOpt, TemplateOpt, epilog, handle_errors
+from topos_cli.cli.common import (
+    COUNT,
+    MAX_POINTS,
+    NON_NEGATIVE,
+    DeviceOpt,
+    JsonOpt,
+    Output,
+    Range,
+    SeedOpt,
+    TemplateOpt,
+    epilog,
+    handle_errors,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Train topos models (checkpoint folders, resumable).")
+
+MIN_SCAN_POINTS = 64  # the scan simulation keeps at least 64 points after holes and crops (train/data.py)
+MAX_BATCH = 65536  # per process; far beyond any memory, so only typos hit it
+LR = Range(min=0, max=1)  # 0 is allowed: a frozen fine-tune (tests use it)
+EMA_DECAY = Range(min=0, max=1, max_open=True)  # 1 would never move the inference weights
+WORKERS = Range(min=0, max=256)
+RunOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, log.jsonl)."), Output("folder")]
+StepsOpt = Annotated[int, typer.Option(help="Total optimisation steps."), COUNT]
+BatchOpt = Annotated[int, typer.Option(help="Batch size per process."), Range(min=1, max=MAX_BATCH)]
+CkptEveryOpt = Annotated[int, typer.Option(help="Checkpoint every N steps."), COUNT]
+LogEveryOpt = Annotated[int, typer.Option(help="Log every N steps."), COUNT]
+TimeLimitOpt = Annotated[float, typer.Option(help="Stop (with a checkpoint) after this many seconds; 0: none."),
+                         NON_NEGATIVE]
+WorkersOpt = Annotated[int, typer.Option(help="Data-loader worker processes."), WORKERS]
+EmaDecayOpt = Annotated[float, typer.Option(help="EMA decay of the inference weights."), EMA_DECAY]
 
 VAE_EPILOG = epilog(
     "topos train vae --data data/aug --config small --out runs/vae --steps 20000\n\n"
@@ -23,28 +50,31 @@ VAE_EPILOG = epilog(
 @app.command("vae", epilog=VAE_EPILOG, no_args_is_help=True)
 @handle_errors
 def vae(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, log.jsonl).")],
+    out: RunOutOpt,
     data: Annotated[str | None, typer.Option(help="Augment dataset folder; default: heads drawn from the "
                                                    "template's bases on the fly ('synthetic').")] = None,
     config: Annotated[str, typer.Option(help="Named size: paper, small, tiny.")] = "small",
     args: Annotated[str | None, typer.Option(help="JSON overrides of the config fields, e.g. '{\"depth\": 4}'.")] = None,
     template: TemplateOpt = None,
-    steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 1000,
-    batch: Annotated[int, typer.Option(help="Batch size per process.")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (polynomial decay, power 0.9).")] = 1e-3,
-    points: Annotated[int, typer.Option(help="Points per simulated scan.")] = 2048,
+    steps: StepsOpt = 1000,
+    batch: BatchOpt = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (polynomial decay, power 0.9)."), LR] = 1e-3,
+    points: Annotated[int, typer.Option(help="Points per simulated scan."),
+                      Range(min=MIN_SCAN_POINTS, max=MAX_POINTS)] = 2048,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    ckpt_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
-    log_every: Annotated[int, typer.Option(help="Log every N steps.")] = 10,
-    time_limit: Annotated[float, typer.Option(help="Stop (with a checkpoint) after this many seconds; 0: none.")] = 0.0,
-    workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
-    ema_decay: Annotated[float, typer.Option(help="EMA decay of the inference weights.")] = 0.999,
-    kl_warmup: Annotated[int, typer.Option(help="Steps over which the KL weight ramps up from 0 (against posterior collapse).")] = 1000,
+    ckpt_every: CkptEveryOpt = 200,
+    log_every: LogEveryOpt = 10,
+    time_limit: TimeLimitOpt = 0.0,
+    workers: WorkersOpt = 0,
+    ema_decay: EmaDecayOpt = 0.999,
+    kl_warmup: Annotated[int, typer.Option(help="Steps over which the KL weight ramps up from 0 (against posterior "
+                                                "collapse)."), NON_NEGATIVE] = 1000,
     init: Annotated[Path | None, typer.Option(help="Start a new run from this checkpoint's weights (fine-tuning; "
                                                     "fresh optimizer, its architecture).")] = None,
     loss_weights: Annotated[str | None, typer.Option(help="JSON overrides of the paper's loss weights (vertex 2, normal "
                                                           "1, angle 5, dihedral 5, kl 1e-3), e.g. '{\"vertex\": 10}'.")] = None,
-    warmup: Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default: min(100, steps/20)).")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default: min(100, steps/20))."),
+                      NON_NEGATIVE] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     json: JsonOpt = False,

@@ -17,7 +17,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+PIPED_WIDTH = 100_000  # stderr that is not a terminal (a pipe, a log file) is never wrapped: lines stay whole
+
+
+def _stderr_console() -> Console:
+    """The terminal's width on a terminal; no wrapping when stderr is piped or redirected (rich would wrap at 80
+    columns, splitting paths and commands mid-line)."""
+    on_terminal = Console(stderr=True)
+    if on_terminal.is_terminal:
+        return on_terminal
+    return Console(stderr=True, width=PIPED_WIDTH, soft_wrap=True)
+
+
+console = _stderr_console()
 T = TypeVar("T")
 
 

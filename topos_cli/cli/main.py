@@ -10,6 +10,7 @@ from topos_cli import __version__
 from topos_cli.cli import align as align_cmd
 from topos_cli.cli import augment as augment_cmd
 from topos_cli.cli import export as export_cmd
+from topos_cli.cli import generate_geo as generate_geo_cmd
 from topos_cli.cli import manifest as manifest_cmd
 from topos_cli.cli import metrics as metrics_cmd
 from topos_cli.cli import render as render_cmd
@@ -52,6 +53,7 @@ app.command("run", epilog=run_cmd.EPILOG, no_args_is_help=True)(run_cmd.run)
 app.command("render", epilog=render_cmd.EPILOG, no_args_is_help=True)(render_cmd.render)
 app.command("textures", epilog=textures_cmd.EPILOG, no_args_is_help=True)(textures_cmd.textures)
 app.command("retopo", epilog=retopo_cmd.EPILOG, no_args_is_help=True)(retopo_cmd.retopo)
+app.command("generate-geo", epilog=generate_geo_cmd.EPILOG, no_args_is_help=True)(generate_geo_cmd.generate_geo)
 app.add_typer(train_cmd.app, name="train")
 app.command("align", epilog=align_cmd.EPILOG, no_args_is_help=True)(align_cmd.align)
 app.command("metrics", epilog=metrics_cmd.EPILOG, no_args_is_help=True)(metrics_cmd.metrics)

@@ -1,0 +1,270 @@
+"""generate-geo inference: portrait -> face landmarks -> (TOPOS-DiT prior) -> photo fit -> head in template topology.
+
+    pipe = GeoPipeline.from_pretrained()                  # the shipped geo-dit-small when present
+    result = pipe(image_rgb_uint8, source="me.jpg", seed=0)
+    result.verts, result.camera, result.record()          # neutral head (cm, template frame), OpenCV camera
+
+Stages: faces/detect.py finds the face and its 478 landmarks; the generator (pipelines/geo_prior.py, when a
+checkpoint is there) draws a plausible neutral head from the photo; geometry/photo_fit.py fits camera pose,
+expression and an identity-basis correction (regularised toward the generator's head) to the landmarks through
+the template's derived landmark map. Without a generator the prior is the template's mean head.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from topos_cli.errors import UsageError
+
+LANDMARK_MAP = "face_landmarks_mediapipe.json"  # the template sidecar written by scripts/build_face_landmark_map.py
+ASSUMED_DISTANCE_CM = 75.0  # camera-to-face distance assumed for a photo of unknown focal (portraits: 0.4-2 m)
+EYE_CORNERS_CM = 9.0  # typical outer-eye-corner distance, turns the assumed distance into a focal length
+IDENTITY_REG_MEAN = 1e-3  # identity prior weight around the mean head (research sweep: flat within +-0.05 %)
+IDENTITY_REG_PRIOR = 1e-1  # around the generator's head: landmarks carry little identity, keep what it made
+SMALL_FACE_PX = 80.0  # faces smaller than this (box side) give coarse landmarks
+HIGH_REPROJECTION = 0.06  # median landmark error (fraction of the eye distance) that means a poor fit
+OVERLAY_MAX_SIDE = 1024  # overlays of large photos are drawn at most this big
+OVERLAY_OPACITY = 0.6  # mesh over the photo: the face stays readable beneath it
+OVERLAY_COLOUR = (0.25, 0.45, 0.85)  # linear albedo of the drawn mesh: blue stands apart from any skin tone
+
+
+@dataclass
+class GeoOptions:
+    """Per-call options (the command's flags).
+
+    Attributes:
+        samples / steps / cfg: generator draws (their mean is the prior), ODE steps, guidance scale.
+        refine: fit the identity bases to the landmarks (else keep the prior's shape; pose/expression still fit).
+        keep_expression: output the fitted expression instead of the neutral head.
+        face_index: which face (0 = largest) when there are several; None = the largest, with a warning.
+        intrinsics: (fx, fy, cx, cy) when the camera is known; None assumes ASSUMED_DISTANCE_CM.
+    """
+
+    samples: int = 1
+    steps: int = 50
+    cfg: float = 3.0
+    refine: bool = True
+    keep_expression: bool = False
+    face_index: int | None = None
+    intrinsics: tuple | None = None
+
+
+@dataclass
+class GeoResult:
+    """One portrait's head and how it was fitted."""
+
+    verts: np.ndarray  # (V, 3) float32 output head (neutral unless keep_expression), template frame, cm
+    posed: np.ndarray  # (V, 3) float32 the head with the fitted expression (what the camera sees)
+    prior: np.ndarray  # (V, 3) float32 the generator's (or mean) head the fit started from
+    camera: object  # render.camera.Camera: template frame -> photo pixels
+    fit: object  # geometry.photo_fit.LandmarkFit
+    face: object  # faces.detect.Face
+    faces_found: int
+    warnings: list[str] = field(default_factory=list)
+    latents: np.ndarray | None = None
+    seconds: dict = field(default_factory=dict)
+    model: str | None = None
+
+    def record(self, expression_names: list[str]) -> dict:
+        """Plain data for `--json`: camera, pose, expression, latent, reprojection, warnings, timings."""
+        fit = self.fit
+        err = np.linalg.norm(fit.residual_px, axis=1)
+        return {
+            "camera": self.camera.to_dict(),
+            "pose": {"yaw": round(fit.yaw, 3), "pitch": round(fit.pitch, 3), "roll": round(fit.roll, 3),
+                     "rotation": np.round(fit.rotation, 8).tolist(), "translation": np.round(fit.translation, 6).tolist()},
+            "expression": {n: round(float(w), 5) for n, w in zip(expression_names, fit.expression, strict=False)},
+            "identity": np.round(fit.identity, 5).tolist(),
+            "latent": None if self.latents is None else np.round(self.latents, 5).tolist(),
+            "landmarks": {"count": int(len(err)), "reprojection_px_median": round(fit.reprojection_px, 4),
+                          "reprojection_px_mean": round(float(err.mean()), 4)},
+            "face": {"bbox": np.round(self.face.bbox, 2).tolist(), "score": round(self.face.score, 4),
+                     "faces_found": self.faces_found},
+            "model": self.model, "warnings": list(self.warnings),
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+        }
+
+
+@dataclass
+class LandmarkMap:
+    """The template's mediapipe map: triangle + barycentrics + reliability per landmark."""
+
+    triangles: np.ndarray
+    barycentrics: np.ndarray
+    weights: np.ndarray
+
+
+def load_landmark_map(template) -> LandmarkMap:
+    """The template's derived landmark map; UsageError naming the script that builds it when absent."""
+    data = template.sidecar(LANDMARK_MAP)
+    if data is None:
+        raise UsageError(f"template '{template.name}' has no {LANDMARK_MAP}; build it with "
+                         f"scripts/build_face_landmark_map.py --template {template.root} --out "
+                         f"{template.root}/{LANDMARK_MAP}")
+    if data.get("template_hash") not in (None, template.hash):
+        raise UsageError(f"{LANDMARK_MAP} of template '{template.name}' was made for another topology; rebuild it")
+    return LandmarkMap(np.asarray(data["triangles"], np.int64), np.asarray(data["barycentrics"], np.float64),
+                       np.asarray(data["weights"], np.float64))
+
+
+class GeoPipeline:
+    """Portrait -> head; the template, its bases and the optional generator are loaded once."""
+
+    def __init__(self, template, prior=None, model_dir: str | None = None):
+        for name in ("identity", "expression"):
+            template.basis(name)  # UsageError if the template lacks them
+        self.template, self.prior, self.model_dir = template, prior, model_dir
+        self.lmap = load_landmark_map(template)
+        self.identity = template.basis("identity")
+        self.expression = template.basis("expression")
+        self.expression_names = [str(n) for n in template.bases.get("expression_names", [])]
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path | None = None, template=None, device: str = "cpu",
+                        use_prior: bool = True) -> GeoPipeline:
+        """Load the generator from `model` (default: the shipped checkpoint if its folder exists).
+
+        Args:
+            model: TOPOS-DiT checkpoint folder; None uses the shipped one when present, else the mean head.
+            template: Template (default: the generator's, else topos-head).
+            use_prior: False skips the generator (the mean head is the prior).
+        """
+        from topos_cli.template import load_template
+
+        prior = None
+        if use_prior:
+            from topos_cli.pipelines.geo_prior import DEFAULT_MODEL, GeoPrior
+
+            path = Path(model) if model is not None else DEFAULT_MODEL
+            if model is not None and not path.exists():
+                raise UsageError(f"--model {path}: no such folder")
+            shipped = model is None and any((path / f).is_file() for f in ("model.json", "latest"))
+            if model is not None or shipped:
+                prior = GeoPrior.from_pretrained(path, template=template, device=device)
+                model = str(path)
+        tpl = template or (load_template(prior.meta.get("template")) if prior is not None else load_template())
+        return cls(tpl, prior, str(model) if model is not None else None)
+
+    def __call__(self, image: np.ndarray, source: str = "image", seed: int = 0,
+                 options: GeoOptions | None = None) -> GeoResult:
+        """Fit one portrait.
+
+        Args:
+            image: (H, W, 3) uint8 RGB (faces.detect.as_rgb8 for other layouts).
+            source: name used in messages (the file path).
+            seed: the generator's noise seed.
+        """
+        from topos_cli.faces.detect import detect_faces, pick_face
+
+        options = options or GeoOptions()
+        seconds, t0 = {}, time.perf_counter()
+        faces = detect_faces(image)
+        face, warnings = pick_face(faces, options.face_index, source)
+        seconds["detect"] = time.perf_counter() - t0
+        base, latents = self._prior(image, face, seed, options, seconds)
+        intrinsics = self.intrinsics(image.shape, face, options)
+        fit = self._fit(base, face, intrinsics, options, seconds)
+        neutral = _apply(base, self.identity, fit.identity)
+        posed = _apply(neutral, self.expression, fit.expression)
+        camera = _camera(image.shape, intrinsics, fit)
+        warnings += _warnings(face, fit)
+        seconds["total"] = time.perf_counter() - t0
+        return GeoResult(posed if options.keep_expression else neutral, posed, base, camera, fit, face, len(faces),
+                         warnings, latents, seconds, self.model_dir)
+
+    def _prior(self, image, face, seed: int, options: GeoOptions, seconds: dict):
+        if self.prior is None:
+            seconds["prior"] = 0.0
+            return self.template.verts.astype(np.float32), None
+        from topos_cli.utils.seeding import torch_generator
+
+        t0 = time.perf_counter()
+        points = np.concatenate([face.landmarks, face.depth[:, None]], 1)
+        out = self.prior(image, points, torch_generator(seed, str(self.prior.device)), steps=options.steps,
+                         cfg=options.cfg, samples=options.samples)
+        seconds["prior"] = time.perf_counter() - t0
+        return np.asarray(out.verts, np.float32), out.latents
+
+    def _fit(self, base: np.ndarray, face, intrinsics, options: GeoOptions, seconds: dict):
+        from topos_cli.geometry.photo_fit import FitConfig, fit_landmarks, landmark_model
+
+        t0 = time.perf_counter()
+        model = landmark_model(base, self.identity, self.expression, self.lmap.triangles, self.lmap.barycentrics,
+                               self.template.faces, self.lmap.weights, self.expression_names)
+        reg = IDENTITY_REG_PRIOR if self.prior is not None else IDENTITY_REG_MEAN
+        config = FitConfig(fit_identity=options.refine, identity_reg=reg)
+        fit = fit_landmarks(model, face.landmarks, intrinsics, config)
+        seconds["fit"] = time.perf_counter() - t0
+        return fit
+
+    @staticmethod
+    def intrinsics(shape, face, options: GeoOptions) -> tuple[float, float, float, float]:
+        """(fx, fy, cx, cy): given, or a centred pinhole whose focal puts the face at ASSUMED_DISTANCE_CM."""
+        if options.intrinsics is not None:
+            return tuple(float(v) for v in options.intrinsics)
+        from topos_cli.geometry.photo_fit import EYE_OUTER
+
+        h, w = shape[:2]
+        eyes_px = float(np.linalg.norm(face.landmarks[EYE_OUTER[0]] - face.landmarks[EYE_OUTER[1]]))
+        focal = ASSUMED_DISTANCE_CM * max(eyes_px, 1.0) / EYE_CORNERS_CM
+        return focal, focal, w / 2.0, h / 2.0
+
+
+
+def _camera(shape, intrinsics, fit):
+    """The photo's camera for the template frame (R, t = the fitted head pose), near/far around the head."""
+    from topos_cli.render.camera import Camera
+
+    h, w = shape[:2]
+    depth = float(np.linalg.norm(fit.translation))
+    return Camera(w, h, *intrinsics, R=fit.rotation, t=fit.translation, near=max(depth * 0.5, 1.0),
+                  far=depth * 2 + 100.0)
+
+
+def _apply(verts: np.ndarray, basis: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return (np.asarray(verts, np.float64) + np.tensordot(weights, basis[:len(weights)], 1)).astype(np.float32)
+
+
+def _warnings(face, fit) -> list[str]:
+    from topos_cli.geometry.photo_fit import EYE_OUTER, MAX_YAW_WARN
+
+    out = []
+    if abs(fit.yaw) > MAX_YAW_WARN:
+        out.append(f"head turned {fit.yaw:+.0f} deg; near-frontal portraits (|yaw| <= {MAX_YAW_WARN:.0f}) are the "
+                   "supported input, expect a poorer shape")
+    if face.size < SMALL_FACE_PX:
+        out.append(f"small face ({face.size:.0f} px); landmarks are coarse below {SMALL_FACE_PX:.0f} px")
+    eyes = float(np.linalg.norm(face.landmarks[EYE_OUTER[0]] - face.landmarks[EYE_OUTER[1]]))
+    if fit.reprojection_px > HIGH_REPROJECTION * eyes:
+        out.append(f"landmarks fit poorly (median {fit.reprojection_px:.1f} px): occlusion or an unusual face?")
+    return out
+
+
+def overlay(image: np.ndarray, verts: np.ndarray, template, camera) -> np.ndarray:
+    """(H', W', 3) uint8: the photo with the mesh (clay, studio light) drawn over it (at most OVERLAY_MAX_SIDE)."""
+    from topos_cli.render.lights import preset_rig
+    from topos_cli.render.renderer import Renderer, RenderMesh
+
+    h, w = image.shape[:2]
+    scale = min(1.0, OVERLAY_MAX_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    photo = image if scale == 1.0 else _resize(image, size)
+    cam = camera.resized(*size)
+    cam.near, cam.far = 1.0, 1000.0
+    colors = np.tile(np.asarray(OVERLAY_COLOUR, np.float32), (len(verts), 1))
+    out = Renderer("gl").render(RenderMesh(verts, template.faces, colors=colors), cam, rig=preset_rig("studio"),
+                                passes=("color",))
+    rgba = out["color"]
+    alpha = rgba[..., 3:] * OVERLAY_OPACITY
+    blend = photo.astype(np.float32) / 255.0 * (1 - alpha) + rgba[..., :3] * alpha
+    return (np.clip(blend, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -60,6 +61,25 @@ def evaluate(prior, cache, renders: np.ndarray, steps: int, cfg: float, seed: in
             "sample_seconds_per_portrait_batched": round(seconds / len(renders), 4)}
 
 
+def single_portrait_seconds(prior, data: str, renders: np.ndarray, count: int, steps: int, cfg: float) -> dict:
+    """GeoPrior end to end on `count` held-out portraits, one at a time (what generate-geo does per image):
+    median seconds of the condition, the sampling (steps with CFG) and the decode."""
+    import torch
+
+    from topos_cli.faces.detect import detect_faces
+    from topos_cli.io.image import read_image
+    from topos_cli.io.manifest import read_manifest
+
+    recs = read_manifest(data)
+    times = []
+    for render in renders[:count]:
+        image = read_image(Path(data) / recs[int(render)]["image"])[..., :3]
+        face = detect_faces(image)[0]
+        out = prior(image, face.landmarks, torch.Generator().manual_seed(0), steps=steps, cfg=cfg)
+        times.append(out.seconds)
+    return {k: round(float(np.median([t[k] for t in times])), 4) for k in times[0]}
+
+
 def main() -> None:
     import torch
 
@@ -74,6 +94,7 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--limit", type=int, default=0, help="first N held-out renders (0: all)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--time-single", type=int, default=5, help="portraits timed one at a time (0: none)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -83,6 +104,9 @@ def main() -> None:
     if args.limit:
         renders = renders[: args.limit]
     result = evaluate(prior, cache, renders, args.steps, args.cfg)
+    if args.time_single:
+        result["single_portrait_seconds_median"] = single_portrait_seconds(prior, args.data, renders,
+                                                                           args.time_single, args.steps, args.cfg)
     result.update(run=args.run, split=args.split, steps=args.steps, cfg=args.cfg,
                   condition=prior.model.config.condition, latent=prior.model.config.latent)
     print(json.dumps(result))

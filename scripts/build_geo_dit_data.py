@@ -36,6 +36,25 @@ def cmd_render(args) -> None:
                seed=args.seed, shard=args.shard)
 
 
+def cmd_subset(args) -> None:
+    """An augment manifest of the heads whose `per_mesh` renders all exist (to stop a long render early and
+    re-run `render` on it: existing images are skipped, the dataset manifest is written)."""
+    import json
+
+    from topos_cli.io.manifest import read_manifest
+
+    aug, renders = Path(args.aug).resolve(), Path(args.renders)
+    done = []
+    for rec in read_manifest(aug):
+        folder = renders / "items" / rec["id"]
+        if all((folder / f"{rec['id']}-r{k:02d}.png").is_file() for k in range(args.per_mesh)):
+            done.append({**rec, "mesh": str(aug / rec["mesh"])})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in done))
+    print(f"{len(done)} complete heads -> {out}")
+
+
 def cmd_cache(args) -> None:
     from topos_cli.io.manifest import read_manifest
     from topos_cli.template import load_template
@@ -57,10 +76,15 @@ def main() -> None:
     p.add_argument("--texture-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard", default=None)
+    p = sub.add_parser("subset")
+    p.add_argument("--aug", required=True)
+    p.add_argument("--renders", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-mesh", type=int, default=3)
     p = sub.add_parser("cache")
     p.add_argument("--renders", required=True)
     args = parser.parse_args()
-    {"render": cmd_render, "cache": cmd_cache}[args.cmd](args)
+    {"render": cmd_render, "subset": cmd_subset, "cache": cmd_cache}[args.cmd](args)
 
 
 if __name__ == "__main__":

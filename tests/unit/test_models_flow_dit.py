@@ -142,3 +142,17 @@ def test_dinov2_features_from_a_local_folder(tmp_path):
     assert not any(p.requires_grad for p in feats.parameters())
     with pytest.raises(MissingWeights, match="no DINOv2 weights"):
         load_dinov2(tmp_path / "nothing")
+
+
+def test_paper_config_shape_with_backbone_features(tiny_template):
+    """The paper config's structure (condition = layer-normed backbone tokens) at a tiny width."""
+    from topos_cli.models.registry import make_config
+
+    paper = make_config("flow-dit", preset="paper")
+    assert (paper.width, paper.depth, paper.heads, paper.head_dim, paper.mlp_ratio) == (1024, 24, 16, 64, 4.0)
+    assert paper.condition == "features" and paper.feature_dim == 1024 and paper.cond_dropout == 0.1
+    model = build("flow-dit", {"width": 32, "depth": 1, "heads": 2, "head_dim": 16, "num_tokens": 5,
+                               "feature_dim": 24}, tiny_template, preset="paper")
+    feats = torch.randn(2, 9, 24)
+    out = model(torch.randn(2, 5, 16), torch.tensor([0.5, 0.5]), {"features": feats})
+    assert out.shape == (2, 5, 16) and model.cond_encoder.crop is None

@@ -100,3 +100,56 @@ def vae(
                          loss_weights=parse(loss_weights, "--loss-weights"), warmup=warmup)
     emit_json({"out": str(out.resolve()), **last}) if json else print(out)
     console.print(f"train vae: step {last.get('step')} loss {last.get('total')} -> {out}")
+
+
+# ---- topos train dit (TOPOS-DiT) ----
+DIT_EPILOG = epilog(
+    "topos render data/aug -o data/renders --per-mesh 3 --random-lighting --random-textures --size 256\n\n"
+    "topos train dit --data data/renders --config small --out runs/dit --steps 6000\n\n"
+    "topos train dit --data data/renders --out runs/dit --resume --steps 9000\n\n"
+    "torchrun --nproc-per-node 8 -m topos_cli train dit --data data/renders --config paper --image-cond dinov2/ "
+    "--out runs/dit-paper --device cuda"
+)
+
+
+@app.command("dit", epilog=DIT_EPILOG, no_args_is_help=True)
+@handle_errors
+def dit(
+    data: Annotated[Path, typer.Option(help="Render dataset of augmented heads (`topos render AUG -o DATA "
+                                            "--per-mesh N --random-lighting --random-textures`).")],
+    out: RunOutOpt,
+    vae: Annotated[Path | None, typer.Option(help="TOPOS-VAE checkpoint of the latent (default: the shipped "
+                                                  "prior; unused by the bases-only latent).")] = None,
+    config: Annotated[str, typer.Option(help="Named size: paper, small, tiny.")] = "small",
+    args: Annotated[str | None, typer.Option(help="JSON overrides of the config fields, e.g. "
+                                                  "'{\"condition\": \"landmarks\"}'.")] = None,
+    image_cond: Annotated[Path | None, typer.Option(help="Local DINOv2-with-registers folder (paper config).")] = None,
+    steps: StepsOpt = 1000,
+    batch: BatchOpt = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; polynomial decay, power 0.9)."), LR] = 1e-4,
+    warmup: Annotated[int | None, typer.Option(help="Warm-up steps (default: min(100, steps/20))."),
+                      NON_NEGATIVE] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    ckpt_every: CkptEveryOpt = 200,
+    log_every: LogEveryOpt = 10,
+    time_limit: TimeLimitOpt = 0.0,
+    workers: WorkersOpt = 0,
+    ema_decay: EmaDecayOpt = 0.999,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    json: JsonOpt = False,
+) -> None:
+    """Train TOPOS-DiT: image-conditioned rectified flow over the head latent."""
+    from topos_cli.commands.train_dit import train_dit
+    from topos_cli.errors import UsageError
+    from topos_cli.utils.log import console, emit_json
+
+    try:
+        overrides = jsonlib.loads(args) if args else None
+    except jsonlib.JSONDecodeError as exc:
+        raise UsageError(f"--args is not valid JSON: {exc.msg}") from None
+    last = train_dit(data, out, vae=vae, config=config, args=overrides, steps=steps, batch=batch, lr=lr, seed=seed,
+                     resume=resume, device=device, ckpt_every=ckpt_every, log_every=log_every, time_limit=time_limit,
+                     workers=workers, ema_decay=ema_decay, warmup=warmup, image_cond=image_cond)
+    emit_json({"out": str(out.resolve()), **last}) if json else print(out)
+    console.print(f"train dit: step {last.get('step')} loss {last.get('total')} -> {out}")

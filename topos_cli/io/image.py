@@ -61,7 +61,8 @@ def read_photo(path: str | Path) -> np.ndarray:
     try:
         img = np.asarray(iio.imread(path, rotate=True))
     except Exception as exc:  # any decoder failure on user data is a bad file
-        raise UsageError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0]  # imageio appends plugin advice on more lines
+        raise UsageError(f"{path}: cannot read image ({type(exc).__name__}: {first})") from None
     if img.ndim == 4:  # animated or multi-page: the first frame
         img = img[0]
     if img.ndim not in (2, 3) or img.size == 0:

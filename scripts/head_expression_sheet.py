@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from topos_cli.io.image import write_png
     from topos_cli.pipelines.render import sheet
     from topos_cli.render.lights import preset_rig
+    from topos_cli.render.parts import with_parts
     from topos_cli.render.renderer import Material, Renderer, RenderMesh
     from topos_cli.render.views import framed_camera
     from topos_cli.utils.seeding import item_rng
@@ -57,25 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.independent:
             coeffs["expression"] = independent(tpl, args.expressions, rng)
         verts = tpl.verts + coefficient_delta(tpl, coeffs)
-        mesh = RenderMesh(verts=verts, faces=tpl.faces)
+        mesh, material = RenderMesh(verts=verts, faces=tpl.faces), Material()
         if not args.no_parts:
-            mesh = _with_parts(tpl, mesh, coeffs)
+            mesh, material = with_parts(tpl, mesh, material, coeffs.get("identity"), coeffs.get("expression"))
         face = np.concatenate([tpl.region(r) for r in FRAME_REGIONS])
         cam = framed_camera(np.asarray(verts[face], np.float64), 20.0, 5.0, args.size, 20.0)
-        tiles.append(renderer.render(mesh, cam, Material(), rig, "ggx", ("color",), 3)["color"])
+        tiles.append(renderer.render(mesh, cam, material, rig, "ggx", ("color",), 3)["color"])
         print(f"{k:2d} " + " ".join(f"{n}={w:.2f}" for n, w in coeffs.get("expression", {}).items()))
     cols = 6
     write_png(args.out, sheet([tiles[i:i + cols] for i in range(0, len(tiles), cols)]))
     print(f"wrote {args.out}")
     return 0
-
-
-def _with_parts(tpl, mesh, coeffs):
-    try:
-        from topos_cli.render.parts import with_parts
-    except ImportError:
-        return mesh
-    return with_parts(tpl, mesh, identity=coeffs.get("identity"), expression=coeffs.get("expression"))
 
 
 if __name__ == "__main__":

@@ -139,6 +139,17 @@ class Template:
             raise UsageError(f"template '{self.name}' has no basis '{name}'; it has: {sorted(self.bases) or 'none'}")
         return self.bases[name]
 
+    @cached_property
+    def parts(self) -> TemplateParts | None:
+        """Eye and mouth parts stored beside the skin (template.json `parts` + its npz), or None.
+
+        The skin mesh, its vertex order and its hash do not include them; geometry/parts.py places them.
+        """
+        spec = self.meta.get("parts")
+        if not spec or self.root is None or not (self.root / spec.get("file", "parts.npz")).is_file():
+            return None
+        return read_parts(self.root / spec.get("file", "parts.npz"), spec)
+
     def sidecar(self, filename: str) -> dict | None:
         """A JSON asset stored beside the template (e.g. `face_landmarks_mediapipe.json`), or None if absent."""
         from topos_cli.io.fs import read_json
@@ -177,6 +188,46 @@ class Template:
     def summary(self) -> dict:
         """Plain-data description (what `topos template info --json` prints)."""
         return template_summary(self)
+
+
+@dataclass(frozen=True, eq=False)
+class TemplateParts:
+    """Fixed-topology parts beside a template's skin (eyeballs, teeth, mouth socket, ...).
+
+    Attributes:
+        verts: (P, 3) float32 rest positions (cm, the skin's frame).
+        faces: (Fp, 3) int64 triangles over part vertices.
+        uv, uv_faces: (T, 2) float32 the parts' own texture layout and (Fp, 3) int64 corners.
+        identity, expression: (K, P, 3) float32 deltas indexed like the skin's bases of the same names.
+        vertex_material: (P,) int64 index into `spec["material_order"]`.
+        vertex_group: (P,) int64 index into `spec["groups"]` (what the part moves with when placed on a head).
+        spec: the template.json `parts` block (part ranges, materials, eyes, gaze, anchors, uv_patch).
+    """
+
+    verts: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray
+    uv_faces: np.ndarray
+    identity: np.ndarray
+    expression: np.ndarray
+    vertex_material: np.ndarray
+    vertex_group: np.ndarray
+    spec: dict
+
+    @property
+    def num_verts(self) -> int:
+        return int(len(self.verts))
+
+
+def read_parts(path: Path, spec: dict) -> TemplateParts:
+    """Load a parts npz (arrays `verts faces uv uv_faces identity expression vertex_material vertex_group`)."""
+    with np.load(path, allow_pickle=False) as npz:
+        a = {k: npz[k] for k in npz.files}
+    f32 = {k: a[k].astype(np.float32) for k in ("verts", "uv", "identity", "expression")}
+    i64 = {k: a[k].astype(np.int64) for k in ("faces", "uv_faces", "vertex_material", "vertex_group")}
+    if i64["faces"].size and (i64["faces"].min() < 0 or i64["faces"].max() >= len(f32["verts"])):
+        raise UsageError(f"{path}: part faces index out of range")
+    return TemplateParts(**f32, **i64, spec=spec)
 
 
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:

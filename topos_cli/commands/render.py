@@ -17,7 +17,7 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
            texture_pool: int = 32, texture_size: int = 512, turntable: bool = False, frames: int = 36,
            fps: float = 24.0, contact_sheet: bool = False, ssaa: int = 1, normal_space: str = "world",
            fov: float = 20.0, seed: int = 0, shard: str | None = None, force: bool = False,
-           device: str = "cpu") -> BatchResult:
+           device: str = "cpu", parts: bool = True) -> BatchResult:
     """Render meshes (`topos render`). The mode follows OUT:
 
     * `head.png`: one picture (passes beside it as head_<pass>.png; `views` > 1 gives head_vNN.png);
@@ -41,6 +41,7 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
         ssaa: odd supersampling factor for color/albedo (1 = off).
         normal_space: "world" or "camera" for the normal pass.
         seed: seeds random cameras, lighting and textures (bit-identical for the same seed).
+        parts: draw the template's eyeballs, teeth, tongue and mouth socket with heads in its topology.
     """
     from topos_cli.io.batch import raise_failures
     from topos_cli.io.manifest import run_meta
@@ -52,7 +53,7 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
     opts = job.make_options(size=size, backend=backend, device=render_device(device, backend), passes=passes,
                             lighting=lighting, shading=shading, ssaa=ssaa, normal_space=normal_space,
                             texture=texture, fov=fov, template=template, random_texture=random_textures, seed=seed,
-                            normal_map=normal_map)
+                            normal_map=normal_map, parts=parts)
     out = Path(out)
     suffix = out.suffix.lower()
     result = BatchResult(out=out)

@@ -233,6 +233,7 @@ class RenderOptions:
     random_texture: bool = False
     seed: int = 0
     normal_map: str | None = None
+    parts: bool = True  # draw the template's eyes and mouth interior with heads in its topology (render/parts.py)
 
 
 def make_options(passes="color", texture=None, template=None, normal_map=None, **kw) -> RenderOptions:
@@ -315,9 +316,10 @@ def _image8(path, cache: dict) -> np.ndarray:
 
 
 def _renderer(opts: RenderOptions):
+    from topos_cli.render.parts import PartsRenderer
     from topos_cli.render.renderer import Renderer
 
-    return Renderer(opts.backend, opts.device)
+    return PartsRenderer(opts.backend, opts.device, opts.template) if opts.parts else Renderer(opts.backend, opts.device)
 
 
 def render_images(input, out: Path, opts: RenderOptions, camera_file=None, views: int = 1) -> list[dict]:

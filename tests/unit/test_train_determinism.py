@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,5 +113,39 @@ def test_sigkilled_training_resumes_to_the_same_weights(tmp_path, tiny_template_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before its first checkpoint was seen"
+    _train(run, tiny_template_dir, resume=True)
+    _assert_same_run(full_run, run)
+
+
+def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, tiny_template_dir, full_run,
+                                                                    monkeypatch):
+    """torch.save reports a full disk as a RuntimeError: the CLI still says it in one line (exit 2), removes
+    the partial step folder, keeps the step-3 checkpoint, and --resume then ends where the full run does."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from topos_cli.cli.main import app
+
+    real_save = torch.save
+
+    def full_at_step_6(obj, path, *args, **kwargs):
+        if "step-000000006" in str(path):
+            Path(path).write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+        return real_save(obj, path, *args, **kwargs)
+
+    run = tmp_path / "run"
+    argv = ["train", "vae", "-o", str(run), "-t", str(tiny_template_dir)]
+    for key, value in TINY.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    monkeypatch.setattr(torch, "save", full_at_step_6)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
+    res = CliRunner().invoke(app, argv)
+    monkeypatch.undo()
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert "no space left" in lines[0] and "step-000000006" in lines[0] and "step-000000003" in lines[0]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("step-")) == ["step-000000003"]
     _train(run, tiny_template_dir, resume=True)
     _assert_same_run(full_run, run)

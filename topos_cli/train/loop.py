@@ -8,6 +8,7 @@ resuming at step s draws exactly the samples an uninterrupted run would have dra
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import time
@@ -133,8 +134,8 @@ def _setup(task, cfg: TrainConfig, out: Path, device: str, resume: bool, rank: i
         set_rng_state(state.get("rng"))  # older checkpoints have none: their global RNGs were not used anyway
         run.start = int(state["step"])
         _warn_if_threads_differ(state.get("cursor", {}).get("threads"))
-        if rank == 0:
-            _trim_log(out / "log.jsonl", run.start)
+    if rank == 0:  # a resumed run redoes the steps past its checkpoint; a new run in the folder of one killed
+        _trim_log(out / "log.jsonl", run.start)  # before its first checkpoint starts a new log
     return run
 
 
@@ -160,8 +161,44 @@ def _checkpoint(run: _Run, task, cfg: TrainConfig, out: Path, step: int, world: 
     state = {"model": run.model.state_dict(), "ema": run.ema.state_dict(), "optimizer": run.opt.state_dict(),
              "scheduler": run.sched.state_dict(), "step": step, "config": asdict(cfg), "rng": rng_state(),
              "cursor": {"next_step": step, "batch": cfg.batch, "world": world, "threads": torch.get_num_threads()}}
-    save_checkpoint(out, step, task.name, run.model.config.to_dict(), task.template, run.ema.state_dict(), state,
-                    extra=extra)
+    try:
+        save_checkpoint(out, step, task.name, run.model.config.to_dict(), task.template, run.ema.state_dict(),
+                        state, extra=extra)
+    except Exception as exc:  # torch.save and safetensors report a full disk as RuntimeError / SafetensorError
+        _raise_if_disk_full(exc, out, step, state)
+        raise
+
+
+def _raise_if_disk_full(exc: Exception, out: Path, step: int, state: dict) -> None:
+    """DiskFull (one line, exit 2) when a checkpoint failed for want of space; its partial folder is removed and
+    the previous checkpoint stays the one `--resume` continues from."""
+    import shutil
+
+    from topos_cli.errors import DiskFull
+    from topos_cli.io.checkpoint import step_dir_name
+
+    # train_state.pt (weights, EMA, optimizer) plus the EMA weights again as model.safetensors
+    tensors = _tensors([state["model"], state["ema"], state["optimizer"], state["ema"]])
+    needed = sum(t.numel() * t.element_size() for t in tensors)
+    free = shutil.disk_usage(out).free
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full and free >= needed:
+        return
+    shutil.rmtree(out / (step_dir_name(step) + ".tmp"), ignore_errors=True)
+    latest = (out / "latest").read_text().strip() if (out / "latest").is_file() else "none"
+    raise DiskFull(f"no space left on the device of {out} to write checkpoint {step_dir_name(step)} (about "
+                   f"{needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free); free some space and rerun "
+                   f"with --resume (last checkpoint: {latest})") from None
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for value in obj.values() for t in _tensors(value)]
+    if isinstance(obj, list | tuple):
+        return [t for value in obj for t in _tensors(value)]
+    return []
 
 
 def _warn_if_threads_differ(saved: int | None) -> None:

@@ -15,9 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
-
-from topos_cli.geometry.mesh_ops import face_normals
 
 NORMAL_DELTA_EPS = 1e-5  # normal changes below this are float noise of unmoved regions (1e-5 rad)
 NORMAL_BATCH = 8  # morph targets whose normals are computed together (memory: 8 x F x 3 x 3 floats)
@@ -101,21 +98,17 @@ def split_at_seams(faces: np.ndarray, uv_faces: np.ndarray) -> SeamSplit:
 
 def smooth_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) float32 unit area-weighted normals of the welded mesh (smooth across UV seams)."""
-    return _normals_batch(np.asarray(verts, np.float64)[None], faces, _incidence(faces, len(verts)))[0]
+    return _normals_batch(np.asarray(verts, np.float64)[None], faces)[0]
 
 
-def _incidence(faces: np.ndarray, num_verts: int) -> sparse.csr_matrix:
-    """(V, F) 0/1 matrix: which triangles touch each vertex (sums face normals onto vertices)."""
-    rows = np.asarray(faces, np.int64).reshape(-1)
-    cols = np.repeat(np.arange(len(faces)), 3)
-    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(num_verts, len(faces)))
-
-
-def _normals_batch(verts: np.ndarray, faces: np.ndarray, incidence: sparse.csr_matrix) -> np.ndarray:
+def _normals_batch(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(B, V, 3) float32 unit area-weighted normals of a batch of (B, V, 3) positions."""
     tri = verts[:, faces]  # (B, F, 3, 3)
     fn = np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])  # (B, F, 3), length 2 * area
-    vn = np.stack([incidence @ f for f in fn])  # (B, V, 3)
+    corners = np.asarray(faces, np.int64).reshape(-1)
+    num = verts.shape[1]
+    vn = np.stack([np.stack([np.bincount(corners, np.repeat(f[:, c], 3), num) for c in range(3)], 1)
+                   for f in fn])  # (B, V, 3): each face normal summed onto its three corners
     length = np.linalg.norm(vn, axis=2, keepdims=True)
     vn = np.where(length > 1e-20, vn / np.maximum(length, 1e-20), (0.0, 0.0, 1.0))  # isolated: any unit vector
     return vn.astype(np.float32)
@@ -137,7 +130,7 @@ def tangent_frames(verts: np.ndarray, normals: np.ndarray, uv: np.ndarray, split
     det = np.where(np.abs(det) < 1e-20, 1e-20, det)
     du = (e1 * t2[:, 1:] - e2 * t1[:, 1:]) / det[:, None]  # dP/du per triangle
     dv = (e2 * t1[:, :1] - e1 * t2[:, :1]) / det[:, None]  # dP/dv
-    area = np.linalg.norm(face_normals(pos, f, normalize=False), axis=1, keepdims=True)
+    area = np.linalg.norm(np.cross(e1, e2), axis=1, keepdims=True)  # twice the area: only ratios matter
     scale = area / np.maximum(np.linalg.norm(du, axis=1, keepdims=True), 1e-20)
     tan, bit = np.zeros_like(pos), np.zeros_like(pos)
     for k in range(3):
@@ -156,11 +149,10 @@ def tangent_frames(verts: np.ndarray, normals: np.ndarray, uv: np.ndarray, split
 def morph_normal_deltas(verts: np.ndarray, faces: np.ndarray, morphs: np.ndarray,
                         normals: np.ndarray) -> np.ndarray:
     """(K, V, 3) float32 change of the smooth normal under each full-weight morph target."""
-    incidence = _incidence(faces, len(verts))
     out = np.zeros(np.shape(morphs), np.float32)
     base = np.asarray(verts, np.float64)
     for start in range(0, len(morphs), NORMAL_BATCH):
         chunk = np.asarray(morphs[start:start + NORMAL_BATCH], np.float64)
-        out[start:start + len(chunk)] = _normals_batch(base[None] + chunk, faces, incidence) - normals
+        out[start:start + len(chunk)] = _normals_batch(base[None] + chunk, faces) - normals
     out[np.abs(out) < NORMAL_DELTA_EPS] = 0.0  # float noise of unmoved regions: keeps sparse storage sparse
     return out

@@ -22,11 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.linalg import splu
-
-from topos_cli.geometry.align import umeyama
-from topos_cli.geometry.mesh_ops import face_areas
 
 STATIC_EPS_CM = 1e-4  # a vertex that no expression moves more than 1 micron is held in place
 ANCHOR_WEIGHT = 1e2  # soft hold of the static vertices, relative to mean-area-normalised edge terms
@@ -74,6 +69,10 @@ class TransferSolver:
 
     def __init__(self, target: np.ndarray, faces: np.ndarray, static: np.ndarray):
         """Args: target (V, 3) rest head in the template frame; faces (F, 3); static (V,) bool held vertices."""
+        from scipy import sparse  # imported here (slow): the linear-model path never needs it
+
+        from topos_cli.geometry.mesh_ops import face_areas
+
         self.target, self.faces = np.asarray(target, np.float64), np.asarray(faces, np.int64)
         nv, nf = len(target), len(faces)
         rows = np.repeat(np.arange(2 * nf), 2)
@@ -85,6 +84,8 @@ class TransferSolver:
         self.static = np.asarray(static, bool)
         anchor = sparse.diags(ANCHOR_WEIGHT * self.static.astype(np.float64))
         system = (self.edges_op.T @ sparse.diags(self.weight) @ self.edges_op + anchor).tocsc()
+        from scipy.sparse.linalg import splu
+
         self.lu = splu(system)
         self.target_edges = (self.edges_op @ self.target).reshape(nf, 2, 3)  # (F, 2, 3)
 
@@ -97,6 +98,8 @@ class TransferSolver:
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """(scale, rotation, translation) of the least-squares similarity src -> dst."""
+    from topos_cli.geometry.align import umeyama  # imported here: the linear-model path never needs it
+
     fit = umeyama(src, dst)
     if isinstance(fit, tuple):  # geometry.align's tuple form; the Similarity record once geometry/similarity lands
         return fit

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from topos_cli.geometry.mesh_ops import face_normals
-
 DEFAULT_TARGETS = (5000, 2500, 1200)  # vertices of LOD1..3 (LOD0 is the template, ~10k on topos-head)
 MAX_POLYLINE_TURN_DEG = 35.0  # a polyline vertex turning more than this is a corner and is kept
 MIN_NORMAL_DOT = 0.3  # a boundary collapse that tilts any remaining triangle past ~73 degrees is undone
@@ -244,6 +242,8 @@ def _turn_deg(verts: np.ndarray, s: int, pair: list[int]) -> float:
 
 def _collapse(verts, faces, uv_faces, alive, s: int, n: int) -> bool:
     """Move vertex s onto n in every live triangle (uv corners follow their own side); undo on a flip."""
+    from topos_cli.geometry.mesh_ops import face_normals  # scipy-heavy import, only needed when building
+
     touch = np.flatnonzero(alive & (faces == s).any(1))
     uv_of_n = {}  # uv index of s on each side -> uv index of n on that side (from the triangles with both)
     for f in touch:

@@ -58,6 +58,7 @@ class PbrMaps:
         albedo: (H, W, 3|4) sRGB. normal: (H, W, 3) tangent-space, (n + 1) / 2, +Y along +v.
         roughness: (H, W) perceptual roughness. specular: (H, W) F0 scale / 2 (see SPECULAR_COLOR_FACTOR).
         name: material name.
+        png: map name -> the PNG file's bytes when it can be embedded as is (8-bit RGB), saving a re-encode.
     """
 
     albedo: np.ndarray | None = None
@@ -65,6 +66,7 @@ class PbrMaps:
     roughness: np.ndarray | None = None
     specular: np.ndarray | None = None
     name: str = "skin"
+    png: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -287,10 +289,11 @@ def _png(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _texture(b: _Builder, image: np.ndarray, name: str) -> dict:
+def _texture(b: _Builder, image: np.ndarray, name: str, encoded: bytes | None = None) -> dict:
     if not b.doc.get("samplers"):
         b.add("samplers", {"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT})
-    img = b.add("images", {"name": name, "mimeType": "image/png", "bufferView": b.view(_png(image))})
+    data = encoded if encoded is not None else _png(image)
+    img = b.add("images", {"name": name, "mimeType": "image/png", "bufferView": b.view(data)})
     return {"index": b.add("textures", {"sampler": 0, "source": img, "name": name})}
 
 
@@ -300,13 +303,13 @@ def _material(b: _Builder, maps: PbrMaps | None) -> int:
                  "metallicFactor": 0.0, "roughnessFactor": 1.0 if maps.roughness is not None else DEFAULT_ROUGHNESS}
     material: dict = {"name": maps.name, "pbrMetallicRoughness": pbr, "doubleSided": False}
     if maps.albedo is not None:
-        pbr["baseColorTexture"] = _texture(b, maps.albedo[..., :3], "albedo")
+        pbr["baseColorTexture"] = _texture(b, maps.albedo[..., :3], "albedo", maps.png.get("albedo"))
     if maps.roughness is not None:  # glTF reads roughness from G and metalness from B
         rough = np.asarray(maps.roughness, np.uint8)
         pbr["metallicRoughnessTexture"] = _texture(b, np.stack([np.zeros_like(rough), rough, np.zeros_like(rough)], -1),
                                                    "roughness")
     if maps.normal is not None:
-        material["normalTexture"] = _texture(b, maps.normal[..., :3], "normal")
+        material["normalTexture"] = _texture(b, maps.normal[..., :3], "normal", maps.png.get("normal"))
     specular = {"specularFactor": 1.0, "specularColorFactor": [SPECULAR_COLOR_FACTOR] * 3}
     if maps.specular is not None:  # KHR_materials_specular reads the strength from the alpha channel
         spec = np.asarray(maps.specular, np.uint8)

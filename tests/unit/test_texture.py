@@ -1,0 +1,130 @@
+"""generate-tex's pure parts on the shipped template at small sizes: UV raster round trip, mirror map,
+de-lighting, the unwrap method end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from topos_cli.template import load_template
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def head():
+    return load_template("topos-head")
+
+
+def _smooth_texture(size: int) -> np.ndarray:
+    """(S, S, 3) linear colours varying smoothly in uv (so bilinear resampling barely changes them)."""
+    v, u = np.meshgrid(np.linspace(1, 0, size), np.linspace(0, 1, size), indexing="ij")
+    return np.stack([0.3 + 0.2 * u, 0.25 + 0.15 * np.sin(3 * v), 0.2 + 0.1 * u * v], -1)
+
+
+def _render_albedo(head, texture_linear: np.ndarray, camera):
+    from topos_cli.pipelines.tex import linear_to_srgb
+    from topos_cli.render.renderer import Material, Renderer, RenderMesh
+
+    mesh = RenderMesh(head.verts, head.faces, uv=head.uv, uv_faces=head.uv_faces)
+    tex8 = (linear_to_srgb(texture_linear) * 255 + 0.5).astype(np.uint8)
+    out = Renderer("torch").render(mesh, camera, Material(albedo_map=tex8), passes=("albedo",))
+    return out["albedo"][..., :3]
+
+
+def test_uv_round_trip_returns_the_texture_on_visible_texels(head):
+    from topos_cli.pipelines.tex import srgb_to_linear
+    from topos_cli.render.raster_gl import _vertex_normals
+    from topos_cli.render.views import framed_camera
+    from topos_cli.texture.project import depth_map, project_texels
+    from topos_cli.texture.uv import rasterize_uv
+
+    texture = _smooth_texture(SIZE)
+    cam = framed_camera(head.verts.astype(float), 20, 0, 256)
+    photo = srgb_to_linear(_render_albedo(head, texture, cam))
+    raster = rasterize_uv(head.uv, head.uv_faces, SIZE, backend="torch")
+    pos = raster.interpolate(head.verts, head.faces)
+    nrm = raster.interpolate(_vertex_normals(head.verts, head.faces), head.faces)
+    proj = project_texels(photo, pos, nrm, cam, depth_map(head.verts, head.faces, cam, backend="torch"))
+    good = proj.weight > 0.9
+    assert 0.2 < good.mean() < 0.6  # one side of a head, not everything, not nothing
+    truth = texture.reshape(-1, 3)[raster.pix]
+    assert np.abs(proj.colour[good] - truth[good]).mean() < 0.01
+    hidden = proj.weight == 0  # the far side really is rejected: its colours are not what the photo shows
+    assert hidden.mean() > 0.3
+
+
+def test_mirror_map_is_an_involution_onto_mirrored_positions(head):
+    from topos_cli.texture.uv import template_mirror, template_raster
+
+    raster, mirror = template_raster(head, SIZE), template_mirror(head, SIZE)
+    assert (mirror.index >= 0).mean() > 0.98
+    full = np.full(SIZE * SIZE, -1)
+    full[raster.pix] = np.arange(len(raster.pix))
+    ok = mirror.index >= 0
+    back = mirror.index[full[mirror.index[ok]]]
+    assert (back == raster.pix[ok]).mean() > 0.95
+    pos = raster.interpolate(head.verts, head.faces)
+    mirrored = pos[full[mirror.index[ok]]] * np.array([-1, 1, 1])
+    texel_cm = 2 * np.ptp(head.verts, 0).max() / SIZE  # a texel spans about this much of the head
+    assert np.median(np.linalg.norm(mirrored - pos[ok], axis=1)) < texel_cm
+
+
+def test_mirror_corner_uv_of_a_symmetric_pair():
+    from topos_cli.texture.uv import mirror_corner_uv
+
+    # two triangles mirrored about x = 0, each in its own half of the uv square
+    faces = np.array([[0, 1, 2], [3, 5, 4]])
+    uv = np.array([[0.1, 0.1], [0.4, 0.1], [0.1, 0.4], [0.9, 0.1], [0.6, 0.1], [0.9, 0.4]])
+    symmetry = np.array([3, 4, 5, 0, 1, 2])
+    corner_uv, valid = mirror_corner_uv(faces, faces, uv, symmetry)
+    assert valid.all()
+    np.testing.assert_allclose(corner_uv[0], uv[[3, 4, 5]])
+    np.testing.assert_allclose(corner_uv[1], uv[[0, 2, 1]])
+
+
+def test_delight_recovers_albedo_under_sh_light_with_outliers():
+    from topos_cli.render.lights import sh_basis
+    from topos_cli.texture.delight import delight
+
+    rng = np.random.default_rng(0)
+    n = rng.normal(size=(4000, 3))
+    n[:, 2] = np.abs(n[:, 2])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    light = np.array([0.9, 0.3, 0.2, 0.5, 0.05, 0.0, 0.1, 0.0, 0.05])
+    shading = np.clip(sh_basis(n) @ light, 0.05, None)
+    albedo = np.array([0.5, 0.35, 0.3]) * (1 + 0.03 * rng.normal(size=(4000, 1)))
+    colour = albedo * shading[:, None]
+    colour[:400] = 0.02  # dark hair on 10 % of the texels
+    out = delight(colour, n, np.ones(4000), np.ones(4000, bool))
+    skin = np.arange(4000) >= 400
+    skin &= shading > 0.3 * np.median(shading)  # deep shadow is clamped by design (SHADING_FLOOR)
+    ratio = out.albedo[skin] / albedo[skin]
+    assert np.std(ratio[:, 1]) / np.mean(ratio[:, 1]) < 0.03  # shading gone (the raw photo varies ~40 %)
+    assert np.std(colour[skin, 1] / albedo[skin, 1]) / np.mean(colour[skin, 1] / albedo[skin, 1]) > 0.2
+    assert out.inliers[:400].mean() < 0.2
+
+
+def test_unwrap_delights_and_completes_a_lit_render(head):
+    from topos_cli.pipelines.tex import linear_to_srgb, srgb_to_linear, unwrap_texture
+    from topos_cli.render.lights import AmbientLight, DirectionalLight, LightRig
+    from topos_cli.render.renderer import Material, Renderer, RenderMesh
+    from topos_cli.render.views import framed_camera
+
+    texture = _smooth_texture(SIZE)
+    cam = framed_camera(head.verts.astype(float), 15, 0, 256)
+    mesh = RenderMesh(head.verts, head.faces, uv=head.uv, uv_faces=head.uv_faces)
+    tex8 = (linear_to_srgb(texture) * 255 + 0.5).astype(np.uint8)
+    rig = LightRig([AmbientLight(intensity=0.3), DirectionalLight((0.6, 0.3, 0.8), intensity=0.9)], "test")
+    photo = Renderer("torch").render(mesh, cam, Material(albedo_map=tex8), rig, "lambert")["color"][..., :3]
+    result = unwrap_texture(head, SIZE, photo, head.verts, cam)
+    assert result.albedo.shape == (SIZE, SIZE, 3) and result.normal.shape == (SIZE, SIZE, 3)
+    assert np.isfinite(result.albedo).all() and 0 < result.roughness.min() and result.roughness.max() <= 1
+    np.testing.assert_allclose(result.coverage.sum(-1)[result.coverage.sum(-1) > 0], 1.0, atol=1e-6)
+    seen = (result.coverage[..., 0] > 0.9).reshape(-1)
+    pred, truth = srgb_to_linear(result.albedo).reshape(-1, 3)[seen], texture.reshape(-1, 3)[seen]
+    gain = np.median(truth / pred, axis=0)
+    err = np.abs(pred * gain - truth).mean()
+    raw = srgb_to_linear(photo[..., :3]).reshape(-1, 3)
+    assert err < 0.02 and np.isfinite(raw).all()
+    assert result.stats["photo"] > 0.25 and result.stats["mirror"] > 0.05

@@ -1,0 +1,87 @@
+"""Complete a partial UV texture: symmetry fill, then a skin prior blended seam-free by pull-push.
+
+1. Mirror: a texel the photo saw poorly takes its mirror texel's value in proportion to how much better the
+   mirror was seen (weights blend, so the photo/mirror border has no step).
+2. Prior: the rest follows a prior texture (the template's default skin: lips, brows, eyelids, the inside
+   of the mouth and the eye rims keep their own colours there) times a smooth colour ratio pulled and pushed
+   in from the observed texels (`render/textures.fill_padding`), so the completed skin continues the photo's
+   tone without a seam, and texels far from any observation fall back to the prior's layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from topos_cli.render.textures import fill_padding
+
+MIN_OBSERVED = 0.05  # a texel seen (directly or mirrored) with less total weight is completed from the prior
+RATIO_BLUR_FRACTION = 1 / 128  # the photo/prior colour ratio is smoothed over 1/128 of the texture side
+RATIO_RANGE = (0.25, 4.0)  # the ratio is clamped: a dark hair texel must not paint a whole cheek black
+
+
+@dataclass
+class Completion:
+    """A completed texture and where its texels came from.
+
+    Attributes:
+        albedo: (S, S, 3) linear albedo on the covered texels (zero elsewhere until padded).
+        photo, mirror, prior: (S, S) float fractions of each texel's value from each source (sum 1 on charts).
+    """
+
+    albedo: np.ndarray
+    photo: np.ndarray
+    mirror: np.ndarray
+    prior: np.ndarray
+
+
+def mirror_fill(values: np.ndarray, weight: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                       np.ndarray]:
+    """Blend each texel with its mirror texel by confidence.
+
+    Args:
+        values: (S*S, C) texel values (flat). weight: (S*S,) confidence in [0, 1]. mirror: (S*S,) mirror texel
+            index per texel (-1: none).
+
+    Returns:
+        values (S*S, C), own share (S*S,), mirror share (S*S,) of the total weight (S*S,) ... as
+        (blended values, own weight, mirror weight) with mirror weight = (1 - own) * mirror's weight.
+    """
+    has = mirror >= 0
+    w_m = np.where(has, weight[np.maximum(mirror, 0)], 0.0) * (1.0 - weight)
+    v_m = values[np.maximum(mirror, 0)]
+    total = weight + w_m
+    out = (values * weight[:, None] + v_m * w_m[:, None]) / np.maximum(total, 1e-12)[:, None]
+    return out, weight, w_m
+
+
+def complete(albedo: np.ndarray, weight: np.ndarray, covered: np.ndarray, mirror_index: np.ndarray,
+             prior: np.ndarray) -> Completion:
+    """Mirror-fill and prior-complete a partial albedo.
+
+    Args:
+        albedo: (S, S, 3) linear albedo where seen (anything elsewhere). weight: (S, S) confidence in [0, 1].
+        covered: (S, S) bool texels on the UV charts. mirror_index: (S*S,) flat mirror texel per texel (-1).
+        prior: (S, S, 3) linear prior albedo (the template's default skin).
+    """
+    s = covered.shape[0]
+    flat, w = albedo.reshape(-1, 3), np.where(covered, weight, 0.0).reshape(-1)
+    mixed, w_own, w_mir = mirror_fill(flat, w, mirror_index)
+    seen = np.clip(w_own + w_mir, 0.0, 1.0).reshape(s, s)
+    observed = seen >= MIN_OBSERVED
+    ratio = np.where(observed[..., None], mixed.reshape(s, s, 3) / np.maximum(prior, 1e-4), 0.0)
+    # smooth the ratio with normalized convolution (observed texels only), then pull-push it into the holes
+    sigma = max(s * RATIO_BLUR_FRACTION, 0.5)
+    num = np.stack([ndimage.gaussian_filter(ratio[..., c] * seen, sigma) for c in range(3)], -1)
+    den = ndimage.gaussian_filter(seen * observed, sigma)[..., None]
+    smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
+    smooth = fill_padding(np.clip(smooth, *RATIO_RANGE), (den[..., 0] > 1e-3) & covered)
+    filled = prior * np.clip(smooth, *RATIO_RANGE)
+    share = seen[..., None]
+    out = share * mixed.reshape(s, s, 3) + (1 - share) * filled
+    out = np.where(covered[..., None], out, 0.0)
+    photo = np.where(covered, w_own.reshape(s, s), 0.0)
+    mirror = np.where(covered, w_mir.reshape(s, s), 0.0)
+    return Completion(out, photo, mirror, np.where(covered, 1.0 - np.clip(photo + mirror, 0, 1), 0.0))

@@ -70,6 +70,7 @@ def render(
     fov: Annotated[float, typer.Option(help="Vertical field of view in degrees."),
                    Range(min=0, max=180, min_open=True, max_open=True)] = 20.0,
     device: Annotated[str, typer.Option(help="torch backend device: cpu, cuda, auto.")] = "cpu",
+    parts: Annotated[bool, typer.Option(help="Draw the template's eyes and mouth interior with its heads.")] = True,
     seed: SeedOpt = 0,
     shard: ShardOpt = None,
     force: ForceOpt = False,
@@ -87,7 +88,7 @@ def render(
                         texture_pool=texture_pool, texture_size=texture_size, turntable=turntable, frames=frames,
                         fps=fps,
                         contact_sheet=contact_sheet, ssaa=ssaa, normal_space=normal_space, fov=fov, seed=seed,
-                        shard=shard, force=force, device=device)
+                        shard=shard, force=force, device=device, parts=parts)
     for rec in result.records:
         emit_json(rec) if json else emit_line(str(rec["image"]))
     console.print(f"render: {len(result.records) - result.skipped} written, {result.skipped} already done "

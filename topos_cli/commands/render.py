@@ -72,7 +72,7 @@ def render(input: str | Path | None, out: str | Path, template: str | Path | Non
         meta = run_meta("render", seed=seed, template=job.MeshSource(template).try_template(), backend=backend,
                         size=size, passes=list(opts.passes), shading=shading, per_mesh=per_mesh, views=views,
                         random_lighting=random_lighting, random_textures=random_textures, texture_pool=texture_pool,
-                        texture_size=texture_size, ssaa=ssaa, normal_space=normal_space,
+                        texture_size=texture_size, ssaa=ssaa, normal_space=normal_space, parts=parts,
                         input=None if input is None else str(input))
         result = job.render_dataset(input, out, opts, views, per_mesh, random_lighting, random_textures,
                                     texture_pool, camera, seed, shard, force, texture_size, meta=meta)

@@ -1,0 +1,58 @@
+"""GeoPipeline: the generator's head is the prior the photo fit stays close to; --no-refine keeps it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topos_cli.pipelines.geo import GeoOptions, GeoPipeline
+from topos_cli.template import load_template
+
+
+@dataclass
+class _Out:
+    verts: np.ndarray
+    latents: np.ndarray
+
+
+class _FakePrior:
+    """Stands in for GeoPrior: always the same head, records what it was given."""
+
+    device = "cpu"
+    meta: dict = {}
+
+    def __init__(self, verts):
+        self.verts, self.calls = verts, []
+
+    def __call__(self, image, landmarks, generator, steps, cfg, samples):
+        self.calls.append({"landmarks": landmarks.shape, "steps": steps, "cfg": cfg, "samples": samples})
+        return _Out(self.verts, np.zeros((samples, 4, 2), np.float32))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    pytest.importorskip("mediapipe")
+    matplotlib = pytest.importorskip("matplotlib")
+    from topos_cli.io.image import read_photo
+
+    return read_photo(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+
+
+def test_fit_stays_near_the_generators_head_and_no_refine_keeps_it(photo):
+    tpl = load_template()
+    head = tpl.verts + np.tensordot(np.linspace(-1.5, 1.5, 10), tpl.basis("identity")[:10], 1)
+    prior = _FakePrior(head.astype(np.float32))
+    pipe = GeoPipeline(tpl, prior=prior)
+    res = pipe(photo, "hopper.jpg", seed=0, options=GeoOptions(steps=7, cfg=2.0, samples=2))
+    assert prior.calls == [{"landmarks": (478, 3), "steps": 7, "cfg": 2.0, "samples": 2}]
+    np.testing.assert_array_equal(res.prior, head.astype(np.float32))
+    moved = np.linalg.norm(res.verts - head, axis=1).mean()
+    assert moved < 0.5 * np.linalg.norm(head - tpl.verts, axis=1).mean()  # the fit refines, it does not undo
+    rec = res.record(pipe.expression_names)
+    assert rec["latent"] is not None and np.asarray(rec["latent"]).shape == (2, 4, 2)
+    kept = pipe(photo, "hopper.jpg", seed=0, options=GeoOptions(refine=False))
+    np.testing.assert_allclose(kept.verts, head, atol=1e-5)  # identity untouched; pose/expression still fitted
+    assert kept.fit.reprojection_px < 3.0

@@ -117,6 +117,9 @@ def gl_available() -> bool:
         return False
 
 
+TEX_CACHE_SIZE = 16  # GL textures kept between draws (about five heads' maps); older ones are re-uploaded
+
+
 class GLRasterizer:
     """Rasterizes meshes into `GBuffer`s; reuse it across frames (programs, buffers and textures persist)."""
 
@@ -167,12 +170,17 @@ class GLRasterizer:
         tex.build_mipmaps()
         tex.filter = (0x2703, 0x2601)  # LINEAR_MIPMAP_LINEAR, LINEAR
         tex.repeat_x = tex.repeat_y = False
-        if len(self._tex_cache) > 16:
-            for old in self._tex_cache.values():
-                old[1].release()
-            self._tex_cache.clear()
         self._tex_cache[key] = (image, tex)  # keep the array alive so its id stays unique
         return tex
+
+    def _trim_textures(self, keep: set) -> None:
+        """Release cached textures once there are more than TEX_CACHE_SIZE, never those in `keep` (what this
+        draw binds: releasing a texture already bound to a unit let the next upload take its place, so a head
+        could be drawn with another texture, depending on what earlier draws had cached)."""
+        if len(self._tex_cache) <= TEX_CACHE_SIZE:
+            return
+        for key in [k for k in self._tex_cache if k not in keep]:
+            self._tex_cache.pop(key)[1].release()
 
     def rasterize(self, verts, faces, camera, normals=None, uv=None, uv_faces=None, colors=None,
                   albedo_map=None, material_map=None, roughness: float = 0.5, specular: float = 1.0,
@@ -239,6 +247,7 @@ class GLRasterizer:
         clip = camera.clip_matrix().astype(np.float32)
         prog["u_clip"].write(np.ascontiguousarray(clip.T).tobytes())  # GL is column-major
         prog["u_zrow"].value = tuple(float(v) for v in camera.world_to_camera()[2])
+        self._trim_textures({(id(image), name == "albedo") for name, image in textures.items() if image is not None})
         for unit, (name, image) in enumerate(textures.items()):
             uniforms[f"u_has_{name}"] = int(image is not None)
             if image is not None and f"u_{name}" in prog:

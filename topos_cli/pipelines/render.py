@@ -1,6 +1,8 @@
 """Render jobs: single pictures, turntables, contact sheets and render datasets (file in, files out).
 
-Called by `api.render` and `api.textures`; the math lives in `topos_cli/render/`, file formats in `io/`.
+Called by `commands/render.py` (`api.render`); the math lives in `topos_cli/render/`, file formats in `io/`, the
+batch bookkeeping (shards, resume, manifest, meta, failures) in `io/batch.py`, the texture pool in
+`texture_pool.py`.
 
 Dataset layout written by `render_dataset` (STYLE.md 3.4):
 

@@ -3,7 +3,8 @@
     python scripts/build_default_template.py --ict ../shared/data/ict_face_model_light.npz \
         --out topos_cli/assets/templates/topos-head
 
-Pipeline (deterministic; about two minutes on one CPU core, most of it the fit-error measurement):
+Pipeline (deterministic: a rebuild on one machine writes the same bytes; about two minutes on one CPU core,
+most of it the fit-error measurement):
 1. Skin = ICT polygons whose vertices are all in `face` + `head_and_neck`. It is one component,
    edge-manifold, with exactly four holes (neck, two eyes, mouth), and mirror-symmetric up to 0.05 mm with a
    vertex permutation `mirror` (x -> -x). The x >= 0 polygons are triangulated and mirrored, and only the
@@ -23,6 +24,8 @@ Pipeline (deterministic; about two minutes on one CPU core, most of it the fit-e
    same sparse linear interpolation W of ICT's arrays: `W @ (neutral + w @ modes) = verts + w @ (W @ modes)`.
 5. Regions are a hard partition from landmark-based rules; region bases are identity modes localised with
    smooth masks, compressed per region by PCA and stored with both signs.
+6. template.json carries the expression prior (scripts/head_expressions.py) and the eye and mouth parts
+   (scripts/head_parts.py: parts.npz beside the skin, built from the written template.obj and bases.npz).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from head_expressions import expression_prior  # noqa: E402
 from head_geometry import ear_clip, even_odd, flip_for_quality  # noqa: E402
+from head_parts import save_npz, write_parts  # noqa: E402
 from head_regions import REGION_RULES, make_regions, region_bases  # noqa: E402
 from head_report import fit_error, notice_text, pack_uv, readme_text, signed_areas, uv_report  # noqa: E402
 
@@ -663,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_folder(out: Path, ict_path: Path, res: dict) -> None:
-    """Write template.obj, template.json, bases.npz, NOTICE and README.md (each atomically)."""
+    """Write template.obj, template.json, bases.npz, parts.npz, NOTICE and README.md (each atomically)."""
     tpl, skin = res["tpl"], res["skin"]
     verts = tpl["verts"].astype(np.float32)
     faces, uv_faces = tpl["faces"], tpl["uv_faces"]
@@ -672,9 +676,9 @@ def write_folder(out: Path, ict_path: Path, res: dict) -> None:
     uvq = uv_report(res["uv"], uv_faces, verts.astype(np.float64), faces, res["regions"])
     sym = tpl["symmetry"]
     sym_err_mm = float(np.abs(verts[sym] * [-1, 1, 1] - verts).max() * 10)
-    report = {"num_verts": len(verts), "num_faces": len(faces), **quality,
-              "boundary_loops": {k: len(v) for k, v in loops.items()}, "uv": uvq, "uv_layout": res["layout"],
-              "symmetry_max_mismatch_mm": sym_err_mm, "fit": res["fit"]}
+    report = _rounded({"num_verts": len(verts), "num_faces": len(faces), **quality,
+                       "boundary_loops": {k: len(v) for k, v in loops.items()}, "uv": uvq, "uv_layout": res["layout"],
+                       "symmetry_max_mismatch_mm": sym_err_mm, "fit": res["fit"]})
     print(json.dumps(report, indent=1))
     print(f"built in {res['seconds']:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
@@ -706,13 +710,39 @@ def write_folder(out: Path, ict_path: Path, res: dict) -> None:
                    "region_rules": REGION_RULES, "report": report},
     }
     _atomic_text(out / "template.json", json.dumps(meta, separators=(",", ":")) + "\n")
-    tmp = out / "bases.tmp.npz"
-    np.savez_compressed(tmp, **res["bases"])
-    tmp.replace(out / "bases.npz")
+    save_npz(out / "bases.npz", res["bases"])
+    meta["parts"] = write_parts(out, skin["npz"])  # eyes and mouth interior, from the files just written
     _atomic_text(out / "NOTICE", notice_text(skin["licence"]))
-    _atomic_text(out / "README.md", readme_text(report, res, PARAMS, REGION_RULES))
+    _atomic_text(out / "README.md", _keep_foreign_sections(readme_text(report, res, PARAMS, REGION_RULES, meta),
+                                                            out / "README.md"))
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     print(f"wrote {out} ({size:.1f} MB)")
+
+
+REPORT_DIGITS = 6  # significant digits of measured floats in template.json: summation order changes the last
+#                    bits of a mean between runs, and the rebuild should write the same bytes
+
+
+def _rounded(value):
+    """Plain data with every float rounded to REPORT_DIGITS significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{REPORT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _keep_foreign_sections(text: str, path: Path) -> str:
+    """The generated README plus any `## ` section of the existing one that the build does not write (other
+    scripts document their own assets in this folder, e.g. the mediapipe landmark map)."""
+    if not path.is_file():
+        return text
+    ours = {line for line in text.splitlines() if line.startswith("## ")}
+    old = path.read_text().split("\n## ")[1:]
+    extra = [sec for sec in old if "## " + sec.splitlines()[0] not in ours]
+    return text + "".join("\n## " + sec.rstrip("\n") + "\n" for sec in extra)
 
 
 def _atomic_text(path: Path, text: str) -> None:

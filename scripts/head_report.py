@@ -158,7 +158,7 @@ def notice_text(licence: str) -> str:
             + licence.strip() + "\n")
 
 
-def readme_text(rep: dict, res: dict, PARAMS: dict, REGION_RULES: dict) -> str:  # noqa: N803
+def readme_text(rep: dict, res: dict, PARAMS: dict, REGION_RULES: dict, meta: dict) -> str:  # noqa: N803
     fit, uvq = rep["fit"], rep["uv"]
     rows = "\n".join(f"| `{k}` | {len(v)} | {REGION_RULES[k].replace('|', chr(92) + '|')} |"
                      for k, v in res["regions"].items())
@@ -239,6 +239,28 @@ point of an ICT skin triangle), so `neutral + w @ modes` commutes with the resam
 The first is float16 rounding only (template vertices lie on ICT's surface by construction); the second is
 the chordal error of the coarser mesh, largest in the ear folds and at the inner eye corners.
 
+## Expression prior
+
+`template.json` → `expression_prior` (written by `scripts/head_expressions.py`) is how `topos augment
+--expressions N` combines the 53 expressions: {len(meta['expression_prior']['units'])} units drawn as one (left/right pairs mostly together,
+conjugate gaze), {len(meta['expression_prior']['exclusive'])} exclusive groups, {len(meta['expression_prior']['bounded'])} bounded sums, `mouthClose` only as a fraction of
+`jawOpen`, and the landmark gap checks a head is redrawn on: {"; ".join(g["name"] for g in meta['expression_prior']['checks']['gaps'])}.
+
+## Parts (`parts.npz`)
+
+Eyes and mouth interior beside the skin (`template.json` → `parts`; the skin mesh, its vertex order and its
+hash do not include them), from ICT's own parts by `scripts/head_parts.py`, each decimated with every vertex
+a barycentric point of ICT's part, so their `identity` ({meta['parts']['num_verts']} vertices x 100) and `expression` (x 53) bases index
+like the skin's:
+
+| part | vertices | from ICT |
+|---|---|---|
+{parts_rows(meta['parts'])}
+
+Flat materials (linear albedo): {", ".join(meta['parts']['material_order'])}. ICT's expression modes do not move the eyeballs; gaze
+rotates them about their centres ({", ".join(f"{k} {v:.0f}°" for k, v in meta['parts']['gaze_deg'].items())} at eyeLook* = 1). Renderers paint the UV square
+`uv_patch` (in the skin layout's padding) white so the parts' vertex colours show as they are.
+
 ## Rebuild
 
 ```sh
@@ -246,9 +268,17 @@ python scripts/build_default_template.py --ict ../shared/data/ict_face_model_lig
     --out topos_cli/assets/templates/topos-head
 ```
 
-Deterministic (fixed seeds: two runs write byte-identical files); about two minutes on one CPU core, most
-of it the fit-error measurement.
+Deterministic: two runs on one machine write the same bytes (fixed seeds; npz members carry a fixed
+timestamp; measured floats in the report are rounded to 6 significant digits). About two minutes on an idle
+CPU core, most of it the fit-error measurement. Another machine's BLAS/LAPACK may change the last bits of
+the conformal maps and so, in principle, a printed digit of a vertex; the topology and its hash do not depend
+on it. `python scripts/head_parts.py` rebuilds only the parts (from the written template.obj and bases.npz,
+the same way the full build does).
 """
+
+
+def parts_rows(parts: dict) -> str:
+    return "\n".join(f"| `{k}` | {v['verts'][1] - v['verts'][0]} | `{v['source']}` |" for k, v in parts["parts"].items())
 
 
 def rep_scale(layout: dict) -> str:

@@ -234,3 +234,37 @@ def test_same_weights_same_person_as_ict(tpl):
         _, dist, _ = trimesh.proximity.closest_point(mesh, ours[sample])
         # cm; ICT's quads are not planar and the build splits some along the other diagonal (mirror-consistent)
         assert dist.mean() < 0.005 and dist.max() < 0.1
+
+
+def test_expression_prior_and_parts_are_what_the_build_scripts_write(tpl):
+    """template.json's expression prior is scripts/head_expressions.py's output for the template's names, and
+    the parts block and parts.npz are there (scripts/head_parts.py; rebuilt from ICT in the slow test below)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("head_expressions",
+                                                  Path(__file__).resolve().parents[2] / "scripts/head_expressions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = [str(s) for s in tpl.bases["expression_names"]]
+    assert tpl.meta["expression_prior"] == module.expression_prior(names)
+    assert tpl.parts is not None and tpl.parts.num_verts == tpl.meta["parts"]["num_verts"]
+
+
+@pytest.mark.slow
+def test_parts_rebuild_writes_the_same_bytes(tpl, tmp_path):
+    """scripts/head_parts.py on a copy of the template folder reproduces parts.npz and template.json exactly."""
+    import shutil
+    import subprocess
+    import sys
+
+    path = _ict_path()
+    if path is None:
+        pytest.skip("ICT FaceKit npz not found (set TOPOS_ICT_NPZ or put it at ../shared/data/)")
+    root = TEMPLATES_DIR / "topos-head"
+    copy = tmp_path / "topos-head"
+    shutil.copytree(root, copy)
+    script = Path(__file__).resolve().parents[2] / "scripts/head_parts.py"
+    subprocess.run([sys.executable, str(script), "--ict", str(path), "--template", str(copy)], check=True,
+                   capture_output=True)
+    for name in ("parts.npz", "template.json"):
+        assert (copy / name).read_bytes() == (root / name).read_bytes(), name

@@ -154,4 +154,5 @@ def format_obj(obj: ObjData, precision: int = 9) -> str:
 
 def _write_rows(buf: io.StringIO, tag: str, rows: np.ndarray, fmt: str) -> None:
     line_fmt = tag + (" " + fmt) * rows.shape[1] + "\n"
+    rows = np.asarray(rows) + 0.0  # -0.0 + 0.0 is +0.0: no "-0" whose sign depends on the arithmetic path
     buf.write("".join(line_fmt % tuple(r) for r in rows.tolist()))

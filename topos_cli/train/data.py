@@ -175,6 +175,8 @@ class ScanDataset:
 
 DIT_CACHE = "cache"  # subfolder of the render dataset holding the arrays below
 COLOR_JITTER = 0.15  # per-channel gain jitter of the crop in training (the renders' lights are random already)
+KEEP_BLACK_BACKGROUND = 0.2  # fraction of training crops keeping the renders' black background; the rest get a
+# random colour gradient (photos have backgrounds; generate-geo composites cut-outs over white)
 
 
 @dataclass
@@ -256,6 +258,20 @@ def load_dit_cache(renders: str | Path) -> DitCache:
                     split=arrays["split"], neutral=arrays["neutral"])
 
 
+def random_background(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(S, S, 3) float crop whose exactly-black pixels (the renders' empty background) get a random linear colour
+    gradient, except in a KEEP_BLACK_BACKGROUND fraction of draws."""
+    if rng.random() < KEEP_BLACK_BACKGROUND:
+        return crop
+    empty = crop.max(-1) == 0.0
+    size = crop.shape[0]
+    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    field = (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None])[..., None]  # (S, S, 1)
+    color = rng.uniform(0, 1, 3).astype(np.float32) + field * rng.uniform(-0.3, 0.3, 3).astype(np.float32)
+    return np.where(empty[..., None], np.clip(color, 0.0, 1.0), crop)
+
+
 class RenderLatentDataset:
     """Index-addressed TOPOS-DiT samples: sample i is a pure function of (seed, i).
 
@@ -283,7 +299,8 @@ class RenderLatentDataset:
         if "crop" in self.condition:
             crop = np.asarray(self.cache.crops[render], np.float32) / 255.0
             if rng is not None and self.jitter > 0:
-                crop = np.clip(crop * rng.uniform(1 - self.jitter, 1 + self.jitter, 3), 0.0, 1.0)
+                crop = random_background(np.clip(crop * rng.uniform(1 - self.jitter, 1 + self.jitter, 3), 0.0, 1.0),
+                                         rng)
             out["crop"] = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1), np.float32))
         if "landmarks" in self.condition:
             out["landmarks"] = torch.from_numpy(self.cache.landmarks[render])

@@ -120,3 +120,25 @@ def test_khronos_validator_on_every_variant(setup):
         single = HeadAsset(f"lod{k}", [asset.lods[k]], asset.morph_names, asset.skeleton, asset.template)
         files[f"LOD{k}"] = write_gltf(out / f"v_lod{k}.glb", single, maps)
     _assert_valid(files)
+
+
+def test_parts_follow_the_rig_and_the_targets(setup):
+    tpl, asset, info, out = setup
+    parts, sk = asset.parts, asset.skeleton
+    assert info["parts"] == tpl.parts.num_verts and parts.colors.shape == (tpl.parts.num_verts, 3)
+    groups = tpl.parts.spec["groups"]
+    lower = tpl.parts.vertex_group == groups.index("lower")
+    upper = tpl.parts.vertex_group == groups.index("upper")
+    assert (parts.joints[lower, 0] == sk.index("jaw")).all() and (parts.joints[upper, 0] == sk.index("head")).all()
+    jaw = parts.morphs[asset.morph_names.index("jawOpen")]
+    assert np.linalg.norm(jaw[lower], axis=1).mean() > 1.0 > np.linalg.norm(jaw[upper], axis=1).mean()
+    ball = tpl.parts.vertex_group == groups.index("eye_left")
+    centre = sk.positions[sk.index("eye_L")]
+    look = parts.verts[ball] + parts.morphs[asset.morph_names.index("eyeLookUpLeft")][ball]
+    radius = np.linalg.norm(parts.verts[ball] - centre, axis=1)
+    change = np.abs(np.linalg.norm(look - centre, axis=1) - radius)  # a rotation about the eye joint keeps it
+    assert np.median(change) < 1e-5 and change.max() < 0.03  # (a few vertices also carry the basis' own deltas)
+    assert np.abs(look - parts.verts[ball]).max() > 0.3  # ... that moves the eyeball
+    doc = _json(write_gltf(out / "parts.glb", asset))
+    assert [len(m["primitives"]) for m in doc["meshes"]] == [2, 2, 2]  # every LOD shows the same parts
+    assert doc["meshes"][0]["primitives"][1]["attributes"] == doc["meshes"][2]["primitives"][1]["attributes"]

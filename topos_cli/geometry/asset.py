@@ -44,18 +44,20 @@ class AssetMesh:
 
     Attributes:
         verts: (V, 3) float32 rest positions (cm), template (or LOD) vertex order.
-        faces: (F, 3) int64 triangles. uv: (T, 2) float32 (v up). uv_faces: (F, 3) int64.
+        faces: (F, 3) int64 triangles. uv: (T, 2) float32 (v up) or None. uv_faces: (F, 3) int64 or None.
         morphs: (K, V, 3) float32 position deltas (cm), one per `HeadAsset.morph_names`.
         joints: (V, 4) int64 joint indices, or None without a rig. weights: (V, 4) float32 rows summing to 1.
+        colors: (V, 3) float32 linear RGB per vertex (the eye and mouth parts' materials), or None.
     """
 
     verts: np.ndarray
     faces: np.ndarray
-    uv: np.ndarray
-    uv_faces: np.ndarray
+    uv: np.ndarray | None
+    uv_faces: np.ndarray | None
     morphs: np.ndarray
     joints: np.ndarray | None = None
     weights: np.ndarray | None = None
+    colors: np.ndarray | None = None
 
 
 @dataclass
@@ -68,6 +70,8 @@ class HeadAsset:
         morph_names: K target names (ARKit names by default).
         skeleton: the rig, or None.
         template: template name and hash, recorded in the file so topos can check it on the way back.
+        parts: eyeballs, eye sockets, teeth, gums and tongue, mouth socket (one mesh with vertex colours and
+            the same morph targets; every LOD shows the same parts), or None.
     """
 
     name: str
@@ -75,6 +79,7 @@ class HeadAsset:
     morph_names: list[str]
     skeleton: Skeleton | None = None
     template: dict = field(default_factory=dict)
+    parts: AssetMesh | None = None
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,13 @@ class TransferResult:
         deltas: (K, V, 3) float32 per-expression vertex deltas in the target's frame and units.
         method: "linear-model" (the head is in the template's identity span) or "deformation-transfer".
         model_residual: RMS distance (template units) of the head from the identity span.
+        identity_weights: (M,) least-squares identity weights of the head (None without an identity basis).
     """
 
     deltas: np.ndarray
     method: str
     model_residual: float
+    identity_weights: np.ndarray | None = None
 
 
 def deformation_gradients(rest: np.ndarray, deformed: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -96,7 +98,7 @@ class TransferSolver:
         return self.lu.solve(rhs)
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """(scale, rotation, translation) of the least-squares similarity src -> dst."""
     from topos_cli.geometry.align import umeyama  # imported here: the linear-model path never needs it
 
@@ -116,7 +118,7 @@ def transfer_expressions(source: np.ndarray, source_deltas: np.ndarray, target: 
         faces: (F, 3) shared triangles.
     """
     source = np.asarray(source, np.float64)
-    scale, rot, shift = _similarity(np.asarray(target, np.float64), source)  # target -> source frame
+    scale, rot, shift = similarity(np.asarray(target, np.float64), source)  # target -> source frame
     aligned = scale * np.asarray(target, np.float64) @ rot.T + shift
     out = np.zeros(np.shape(source_deltas), np.float32)
     for k, delta in enumerate(np.asarray(source_deltas, np.float64)):
@@ -141,11 +143,11 @@ def expression_deltas(template_verts: np.ndarray, faces: np.ndarray, identity: n
         method: "auto", "linear-model" or "deformation-transfer".
     """
     head = np.asarray(head, np.float64)
-    residual = model_residual(template_verts, identity, head)
+    residual, weights = model_fit(template_verts, identity, head)
     if method == "linear-model" or (method == "auto" and residual <= MODEL_RESIDUAL_CM):
-        return TransferResult(np.asarray(expression, np.float32), "linear-model", residual)
+        return TransferResult(np.asarray(expression, np.float32), "linear-model", residual, weights)
     deltas = transfer_expressions(template_verts, expression, head, faces)
-    return TransferResult(deltas, "deformation-transfer", residual)
+    return TransferResult(deltas, "deformation-transfer", residual, weights)
 
 
 _GRAM_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -165,15 +167,21 @@ def _gram_inverse(identity: np.ndarray) -> np.ndarray:
 
 
 def model_residual(template_verts: np.ndarray, identity: np.ndarray | None, head: np.ndarray) -> float:
-    """RMS distance (template units) of a head from template + span(identity) (inf without a basis).
+    """RMS distance (template units) of a head from template + span(identity) (inf without a basis)."""
+    return model_fit(template_verts, identity, head)[0]
+
+
+def model_fit(template_verts: np.ndarray, identity: np.ndarray | None,
+              head: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """(RMS residual, (M,) identity weights) of the least-squares fit head ~ template + w @ identity.
 
     Solved through the normal equations of the (3V, M) basis, whose inverse Gram matrix is cached.
     """
     if identity is None or len(identity) == 0:
-        return float("inf")
+        return float("inf"), None
     target = (np.asarray(head, np.float64) - np.asarray(template_verts, np.float64)).reshape(-1)
     if not target.any():
-        return 0.0  # the template itself
+        return 0.0, np.zeros(len(identity))  # the template itself
     basis = np.asarray(identity, np.float32).reshape(len(identity), -1)  # (M, 3V)
     coef = _gram_inverse(identity) @ (basis @ target)
-    return float(np.sqrt(np.sum((coef @ basis - target) ** 2) / len(template_verts)))
+    return float(np.sqrt(np.sum((coef @ basis - target) ** 2) / len(template_verts))), coef

@@ -47,6 +47,7 @@ DEFAULT_ROUGHNESS = 0.55  # skin's perceptual roughness when no roughness map is
 # specular maps from `topos textures` store F0 scale / 2 (F0 = 0.028 * scale); glTF's F0 at the default IOR
 # 1.5 is 0.04, so the specular colour factor 2 * 0.028 / 0.04 = 1.4 turns the map into glTF's F0 exactly
 SPECULAR_COLOR_FACTOR = 1.4
+PARTS_ROUGHNESS = 0.3  # eyes, teeth and mouth: the parts' materials range 0.2-0.6; wet surfaces dominate
 LOD_COVERAGE = [0.5, 0.25, 0.12, 0.06]  # MSFT_screencoverage: switch LOD below this fraction of the screen
 
 
@@ -182,7 +183,8 @@ def write_gltf(path: str | Path, asset: HeadAsset, maps: PbrMaps | None = None, 
                                           "morph_names": list(asset.morph_names)}}
     material = _material(b, maps)
     skin = _skin(b, asset, scale) if asset.skeleton is not None else None
-    mesh_nodes = [_mesh_node(b, asset, lod, k, material, skin, scale) for k, lod in enumerate(asset.lods)]
+    parts = _parts_primitive(b, asset, skin, scale) if asset.parts is not None else None
+    mesh_nodes = [_mesh_node(b, asset, lod, k, material, skin, scale, parts) for k, lod in enumerate(asset.lods)]
     scene_nodes = [mesh_nodes[0]]
     if len(mesh_nodes) > 1:
         lod0 = b.doc["nodes"][mesh_nodes[0]]
@@ -220,7 +222,7 @@ def _save(b: _Builder, tmp: Path, final: Path) -> None:
 
 
 def _mesh_node(b: _Builder, asset: HeadAsset, lod: AssetMesh, k: int, material: int, skin: int | None,
-               scale: float) -> int:
+               scale: float, parts: dict | None) -> int:
     split = split_at_seams(lod.faces, lod.uv_faces)
     normals = smooth_normals(lod.verts, lod.faces)
     tangents = tangent_frames(lod.verts, normals, lod.uv, split)
@@ -239,19 +241,44 @@ def _mesh_node(b: _Builder, asset: HeadAsset, lod: AssetMesh, k: int, material: 
     index_type = USHORT if len(split.source) < 65535 else UINT
     primitive = {"attributes": attributes, "material": material, "mode": 4,
                  "indices": b.accessor(split.faces.ravel(), index_type, "SCALAR", ELEMENT_ARRAY_BUFFER)}
-    mesh = {"name": f"{asset.name}_LOD{k}", "primitives": [primitive]}
+    mesh = {"name": f"{asset.name}_LOD{k}", "primitives": [primitive] + ([parts] if parts else [])}
     if len(asset.morph_names):
-        normal_deltas = morph_normal_deltas(lod.verts, lod.faces, lod.morphs, normals)
-        primitive["targets"] = [
-            {"POSITION": b.sparse_vec3(lod.morphs[i][split.source] * scale, bounds=True),
-             "NORMAL": b.sparse_vec3(normal_deltas[i][split.source], bounds=False)}
-            for i in range(len(asset.morph_names))]
+        primitive["targets"] = _targets(b, lod, normals, split.source, scale)
         mesh["weights"] = [0.0] * len(asset.morph_names)
         mesh["extras"] = {"targetNames": list(asset.morph_names)}
     node = {"name": mesh["name"], "mesh": b.add("meshes", mesh)}
     if skin is not None:
         node["skin"] = skin
     return b.add("nodes", node)
+
+
+def _targets(b: _Builder, mesh: AssetMesh, normals: np.ndarray, rows: np.ndarray, scale: float) -> list[dict]:
+    """Sparse POSITION and NORMAL deltas of every morph target, for the (split) vertices `rows`."""
+    normal_deltas = morph_normal_deltas(mesh.verts, mesh.faces, mesh.morphs, normals)
+    return [{"POSITION": b.sparse_vec3(mesh.morphs[i][rows] * scale, bounds=True),
+             "NORMAL": b.sparse_vec3(normal_deltas[i][rows], bounds=False)} for i in range(len(mesh.morphs))]
+
+
+def _parts_primitive(b: _Builder, asset: HeadAsset, skin: int | None, scale: float) -> dict:
+    """The eye and mouth parts as a second primitive (shared by every LOD mesh): vertex colours, rigid skin."""
+    parts = asset.parts
+    normals = smooth_normals(parts.verts, parts.faces)
+    rows = np.arange(len(parts.verts))
+    attributes = {"POSITION": b.accessor(parts.verts * scale, FLOAT, "VEC3", bounds=True),
+                  "NORMAL": b.accessor(normals, FLOAT, "VEC3"),
+                  "COLOR_0": b.accessor(parts.colors, FLOAT, "VEC3")}
+    if skin is not None and parts.joints is not None:
+        joints, weights = _sorted_influences(parts.joints, parts.weights)
+        attributes["JOINTS_0"] = b.accessor(joints, UBYTE, "VEC4")
+        attributes["WEIGHTS_0"] = b.accessor(weights, FLOAT, "VEC4")
+    material = b.add("materials", {"name": "eyes_mouth", "doubleSided": False, "pbrMetallicRoughness": {
+        "baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0, "roughnessFactor": PARTS_ROUGHNESS}})
+    index_type = USHORT if len(rows) < 65535 else UINT
+    primitive = {"attributes": attributes, "material": material, "mode": 4,
+                 "indices": b.accessor(parts.faces.ravel(), index_type, "SCALAR", ELEMENT_ARRAY_BUFFER)}
+    if len(asset.morph_names):
+        primitive["targets"] = _targets(b, parts, normals, rows, scale)
+    return primitive
 
 
 def _sorted_influences(joints: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -107,6 +107,9 @@ def _build_stage(layer: Path, asset: HeadAsset, textures: dict[str, str], scale:
         UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(material)
         if k:
             mesh.CreateVisibilityAttr().Set(UsdGeom.Tokens.invisible)
+    if asset.parts is not None:  # eyeballs, teeth, tongue, sockets: vertex colours through displayColor
+        parts = _mesh(stage, root_path.AppendChild("EyesMouth"), asset.parts, asset.morph_names, skel, scale)
+        UsdShade.MaterialBindingAPI.Apply(parts.GetPrim()).Bind(_parts_material(stage, root_path))
     if animation is not None:
         _animation(stage, root_path, asset, skel, animation, scale)
     stage.GetRootLayer().Save()
@@ -155,9 +158,14 @@ def _mesh(stage, path, lod: AssetMesh, morph_names: list[str], skel, scale: floa
     mesh.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
     lo, hi = verts.min(0), verts.max(0)
     mesh.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(*map(float, lo)), Gf.Vec3f(*map(float, hi))]))
-    st = UsdGeom.PrimvarsAPI(mesh).CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.faceVarying)
-    st.Set(Vt.Vec2fArray.FromNumpy(np.asarray(lod.uv, np.float32)))
-    st.SetIndices(Vt.IntArray.FromNumpy(lod.uv_faces.reshape(-1).astype(np.int32)))
+    if lod.uv is not None:
+        st = UsdGeom.PrimvarsAPI(mesh).CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray,
+                                                     UsdGeom.Tokens.faceVarying)
+        st.Set(Vt.Vec2fArray.FromNumpy(np.asarray(lod.uv, np.float32)))
+        st.SetIndices(Vt.IntArray.FromNumpy(lod.uv_faces.reshape(-1).astype(np.int32)))
+    if lod.colors is not None:
+        color = mesh.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex)
+        color.Set(Vt.Vec3fArray.FromNumpy(np.asarray(lod.colors, np.float32)))
     if skel is None:
         return mesh
     binding = UsdSkel.BindingAPI.Apply(mesh.GetPrim())
@@ -220,6 +228,24 @@ def _material(stage, root_path, textures: dict[str, str]):
             tex.CreateInput("bias", Sdf.ValueTypeNames.Float4).Set((-1.0, -1.0, -1.0, 0.0))
         channel = tex.CreateOutput(out, Sdf.ValueTypeNames.Float3 if out == "rgb" else Sdf.ValueTypeNames.Float)
         surface.CreateInput(inp, kind).ConnectToSource(channel)
+    return material
+
+
+def _parts_material(stage, root_path):
+    """UsdPreviewSurface whose diffuse colour is the parts' displayColor primvar."""
+    _, Sdf, _, _, UsdShade, _, _ = _pxr()
+    mat_path = root_path.AppendChild("Materials").AppendChild("eyes_mouth")
+    material = UsdShade.Material.Define(stage, mat_path)
+    surface = UsdShade.Shader.Define(stage, mat_path.AppendChild("PreviewSurface"))
+    surface.CreateIdAttr("UsdPreviewSurface")
+    surface.CreateInput("metallic", Sdf.ValueTypeNames.Float).Set(0.0)
+    surface.CreateInput("roughness", Sdf.ValueTypeNames.Float).Set(0.3)
+    reader = UsdShade.Shader.Define(stage, mat_path.AppendChild("colorReader"))
+    reader.CreateIdAttr("UsdPrimvarReader_float3")
+    reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("displayColor")
+    color = reader.CreateOutput("result", Sdf.ValueTypeNames.Float3)
+    surface.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(color)
+    material.CreateSurfaceOutput().ConnectToSource(surface.ConnectableAPI(), "surface")
     return material
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,8 @@ def named_targets(template: Template, deltas: np.ndarray, names: str) -> tuple[l
 
 
 def build_head_asset(template: Template, verts: np.ndarray, names: str = "arkit", rig: str = "arkit",
-                     lods: list[int] | None = None, method: str = "auto", name: str = "head") -> tuple[HeadAsset, dict]:
+                     lods: list[int] | None = None, method: str = "auto", name: str = "head",
+                     with_parts: bool = True) -> tuple[HeadAsset, dict]:
     """A rigged, multi-LOD asset of one head; returns it and a plain-data summary (method, counts).
 
     Args:
@@ -81,9 +83,10 @@ def build_head_asset(template: Template, verts: np.ndarray, names: str = "arkit"
             for the linear model; any frame for deformation transfer).
         names: "arkit" or "template". rig: "arkit" (six joints and skin weights) or "none".
         lods: LOD indices to include (default [0]). method: expression transfer, see `expression_deltas`.
+        with_parts: add the template's eye and mouth parts (eyeballs bound to the eye joints, lower teeth and
+            tongue to the jaw) when it has them.
     """
     from topos_cli.geometry.deformation_transfer import expression_deltas
-    from topos_cli.geometry.rig import build_skeleton, skin_weights
 
     if names not in NAME_MODES or rig not in RIG_MODES:
         raise UsageError(f"--names must be one of {NAME_MODES} and --rig one of {RIG_MODES}")
@@ -95,23 +98,105 @@ def build_head_asset(template: Template, verts: np.ndarray, names: str = "arkit"
     result = expression_deltas(template.verts, template.faces, template.bases.get("identity"), expression,
                                verts, method)
     target_names, morphs = named_targets(template, result.deltas, names)
+    frame = _template_frame(template, verts, result.method)
     skeleton = joints = weights = None
     if rig == "arkit":
-        boundaries = {k: np.asarray(v) for k, v in template.meta.get("boundaries", {}).items()}
-        if not {"neck", "eye_left", "eye_right"} <= set(boundaries):
-            raise UsageError(f"template '{template.name}' lacks neck/eye boundary loops the rig needs; use --rig none")
-        jaw = result.deltas[[str(n) for n in template.bases["expression_names"]].index("jawOpen")]
-        skeleton = build_skeleton(verts, boundaries, template.regions.get("ear"))
-        joints, weights = skin_weights(verts, skeleton, jaw, template.regions.get("neck"))
+        skeleton, joints, weights = _rig(template, verts, frame, result.deltas)
+    parts = None
+    if with_parts and template.parts is not None:
+        parts = _parts_mesh(template, verts, frame, result, names, skeleton)
     chain = lod_chain(template) if max(lods) > 0 else None
     if chain is not None and max(lods) >= len(chain):
         raise UsageError(f"--lod {max(lods)}: template '{template.name}' has LODs 0..{len(chain) - 1}")
     meshes = [_lod_mesh(template, verts, morphs, joints, weights, chain[k] if k else None) for k in lods]
-    asset = HeadAsset(name, meshes, target_names, skeleton, {"template": template.name, "template_hash": template.hash})
+    asset = HeadAsset(name, meshes, target_names, skeleton, {"template": template.name, "template_hash": template.hash},
+                      parts)
     info = {"method": result.method, "model_residual": result.model_residual, "morph_targets": len(target_names),
             "lods": {f"LOD{k}": int(len(m.verts)) for k, m in zip(lods, meshes, strict=True)},
-            "joints": list(skeleton.names) if skeleton else []}
+            "joints": list(skeleton.names) if skeleton else [], "parts": 0 if parts is None else len(parts.verts)}
     return asset, info
+
+
+@dataclass(frozen=True)
+class HeadFrame:
+    """The similarity taking a head into the template frame: template_point = scale * rotation @ p + shift."""
+
+    scale: float
+    rotation: np.ndarray
+    shift: np.ndarray
+
+    def to_template(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * np.asarray(points, np.float64) @ self.rotation.T + self.shift
+
+    def to_head(self, points: np.ndarray, vectors: bool = False) -> np.ndarray:
+        """Template-frame points (or, with `vectors`, displacements) back in the head's frame."""
+        points = np.asarray(points, np.float64) - (0.0 if vectors else self.shift)
+        return points @ self.rotation / self.scale
+
+
+def _template_frame(template: Template, verts: np.ndarray, method: str) -> HeadFrame:
+    """Identity for heads of the linear model (they are in the template frame); else a similarity fit."""
+    if method == "linear-model":
+        return HeadFrame(1.0, np.eye(3), np.zeros(3))
+    from topos_cli.geometry.deformation_transfer import similarity
+
+    return HeadFrame(*similarity(np.asarray(verts, np.float64), template.verts))
+
+
+def _rig(template: Template, verts: np.ndarray, frame: HeadFrame, deltas: np.ndarray):
+    """Skeleton (built in the template frame, returned in the head's) and skin weights of the head."""
+    from topos_cli.geometry.asset import Skeleton
+    from topos_cli.geometry.rig import build_skeleton, skin_weights
+
+    boundaries = {k: np.asarray(v) for k, v in template.meta.get("boundaries", {}).items()}
+    if not {"neck", "eye_left", "eye_right"} <= set(boundaries):
+        raise UsageError(f"template '{template.name}' lacks neck/eye boundary loops the rig needs; use --rig none")
+    jaw = deltas[[str(n) for n in template.bases["expression_names"]].index("jawOpen")]
+    local = build_skeleton(frame.to_template(verts), boundaries, template.regions.get("ear"))
+    skeleton = Skeleton(local.names, local.parents, frame.to_head(local.positions))
+    joints, weights = skin_weights(verts, skeleton, jaw, template.regions.get("neck"))
+    return skeleton, joints, weights
+
+
+PART_JOINTS = {"eye_left": "eye_L", "eye_right": "eye_R", "upper": "head", "lower": "jaw"}  # group -> joint
+
+
+def _parts_mesh(template: Template, verts: np.ndarray, frame: HeadFrame, result, names: str,
+                skeleton) -> AssetMesh:
+    """The template's parts placed on this head, their morph deltas (gaze included) and rigid skinning.
+
+    A head from the linear model gets its parts from the same identity weights; any other head gets them by
+    `geometry.parts.fit_parts` on the head moved into the template frame (a few seconds), moved back.
+    """
+    from topos_cli.geometry.deformation_transfer import model_fit
+    from topos_cli.geometry.parts import fit_parts, part_verts
+
+    tp = template.parts
+    own = [str(n) for n in template.bases["expression_names"]]
+    aligned = frame.to_template(verts)
+    identity = result.identity_weights
+    if result.method != "linear-model":
+        identity = model_fit(template.verts, template.bases.get("identity"), aligned)[1]
+    rest = part_verts(template, identity=identity)
+    local = rest if result.method == "linear-model" else fit_parts(template, aligned)
+    placed = frame.to_head(local)
+    deltas = np.stack([part_verts(template, identity, {n: 1.0}) - rest for n in own])  # (K, P, 3)
+    deltas = frame.to_head(deltas.reshape(-1, 3), vectors=True).reshape(deltas.shape).astype(np.float32)
+    _, morphs = named_targets(template, deltas, names)
+    colors = np.array([tp.spec["materials"][m]["color"] for m in tp.spec["material_order"]], np.float32)
+    joints = weights = None
+    if skeleton is not None:
+        groups = tp.spec["groups"]
+        joints = np.zeros((tp.num_verts, 4), np.int64)
+        joints[:, 0] = [skeleton.index(PART_JOINTS.get(groups[g], "head")) for g in tp.vertex_group]
+        weights = np.zeros((tp.num_verts, 4), np.float32)
+        weights[:, 0] = 1.0
+        for eye, joint in (("eye_left", "eye_L"), ("eye_right", "eye_R")):  # eye joints at the eyeball centres
+            ball = tp.vertex_group == groups.index(eye)
+            centre = np.asarray(tp.spec["eyes"][eye]["pivot"]) - tp.verts[ball].mean(0)
+            skeleton.positions[skeleton.index(joint)] = frame.to_head(local[ball].mean(0) + centre)
+    return AssetMesh(np.asarray(placed, np.float32), tp.faces, None, None, morphs, joints, weights,
+                     colors[tp.vertex_material])
 
 
 def _lod_mesh(template: Template, verts, morphs, joints, weights, level: LodLevel | None) -> AssetMesh:

@@ -18,6 +18,7 @@
    truth exists for them.
 
     python benchmarks/generate_geo.py --identities 30 [--model DIR] [--json out.json]
+    python benchmarks/generate_geo.py --docs docs        # the README figures of the public-domain portraits
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)  # iBUG 68: outer/inner eye corners
 NOW_RADIUS = 1.4  # NoW's crop radius factor
 HELD_OUT_EVERY = 4  # real photos: every 4th usable landmark is scored, not fitted
 TRUE_LM_REG = 1e-5  # the true-landmark fit: almost no prior (noise-free points)
+DOCS_TILE = 224  # pixels per tile of the README figures (small PNGs)
+DOCS_CROP = 1.7  # crop side around the face box in the overlay tile
 ROWS = ("mean head", "bases-only landmark fit", "DiT only", "DiT + fit", "latent floor", "fit, true landmarks")
 
 
@@ -66,9 +69,9 @@ class Scores:
 def make_cases(tpl, identities: int) -> list[Case]:
     from scripts.build_face_landmark_map import render_portrait
     from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
-    from topos_cli.render.renderer import Renderer
+    from topos_cli.render.parts import PartsRenderer
 
-    renderer, cache, cases = Renderer("gl"), {}, []
+    renderer, cache, cases = PartsRenderer("gl", template=tpl), {}, []  # with eyeballs and mouth interior
     neutral_cfg = AugmentConfig(regions=bool(tpl.meta.get("augment")), identity_sigma=1.0, expressions=0)
     expr_cfg = AugmentConfig(regions=False, identity_sigma=0.0, expressions=2, expression_max=0.8)
     for i in range(identities):
@@ -217,6 +220,54 @@ def _held_out(pipe, img, name: str, idx: int) -> dict:
             "face_px": res.face.size, "seconds": res.seconds["total"], "warnings": res.warnings}
 
 
+def docs_figures(pipe, folder: Path) -> int:
+    """docs/generate_geo_<name>.png: the portrait with the fitted mesh over it, then the neutral head turned
+    0, 45 and 90 degrees (clay). Public-domain portraits only (the shared photos are for measurement)."""
+    import matplotlib
+    from skimage import data
+
+    from topos_cli.faces.detect import as_rgb8
+    from topos_cli.io.image import read_photo, write_png
+    from topos_cli.pipelines.geo import overlay
+    from topos_cli.render.parts import PartsRenderer
+    from topos_cli.render.renderer import RenderMesh
+    from topos_cli.render.views import framed_camera
+
+    photos = {"astronaut": data.astronaut(),
+              "grace_hopper": read_photo(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")}
+    renderer = PartsRenderer("gl", template=pipe.template)
+    for name, img in photos.items():
+        img = as_rgb8(img)
+        res = pipe(img, name)
+        over = overlay(img, res.posed, pipe.template, res.camera)
+        x0, y0, x1, y1 = res.face.bbox
+        side = int(max(x1 - x0, y1 - y0) * DOCS_CROP)
+        cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2 - 0.1 * side)
+        crop = _square_crop(over, cx, cy, side)
+        tiles = [_resize_square(crop, DOCS_TILE)]
+        for azimuth in (0.0, 45.0, 90.0):
+            cam = framed_camera(res.verts, azimuth, 5.0, DOCS_TILE, 20.0, zoom=1.25)
+            rgba = renderer.render(RenderMesh(res.verts, pipe.template.faces), cam, passes=("color",))["color"]
+            tiles.append((np.clip(rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:]), 0, 1) * 255).astype(np.uint8))
+        path = folder / f"generate_geo_{name}.png"
+        write_png(path, np.concatenate(tiles, 1))
+        print(f"{path}: yaw {res.fit.yaw:+.1f}, median landmark error {res.fit.reprojection_px:.2f} px")
+    return 0
+
+
+def _square_crop(img: np.ndarray, cx: int, cy: int, side: int) -> np.ndarray:
+    pad = side
+    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    y0, x0 = cy - side // 2 + pad, cx - side // 2 + pad
+    return padded[y0:y0 + side, x0:x0 + side]
+
+
+def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def summarise(scores: Scores) -> dict:
     table = {}
     for row, vals in scores.rows.items():
@@ -240,11 +291,15 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None, help="TOPOS-DiT checkpoint (default: the shipped one if present)")
     parser.add_argument("--no-real", action="store_true", help="skip the real photos")
     parser.add_argument("--json", type=Path, default=None, help="also write all numbers here")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="write the README figures (public-domain portraits only) into this folder and stop")
     args = parser.parse_args(argv)
     from topos_cli.pipelines.geo import GeoPipeline
     from topos_cli.template import load_template
 
     tpl = load_template()
+    if args.docs is not None:
+        return docs_figures(GeoPipeline.from_pretrained(args.model, template=tpl), args.docs)
     pipes = {"bases": GeoPipeline(tpl)}
     prior = None
     try:

@@ -121,9 +121,9 @@ def surface_hits(portrait: Portrait, faces: np.ndarray, points: np.ndarray) -> t
 def collect(tpl, renders: int, seed: int) -> tuple[np.ndarray, int]:
     """(renders, 478, 3) mean-template positions of each landmark's surface point (NaN: missed); detections."""
     from topos_cli.faces.detect import NUM_LANDMARKS, detect_faces
-    from topos_cli.render.renderer import Renderer
+    from topos_cli.render.parts import PartsRenderer
 
-    renderer, cache = Renderer("gl"), {}
+    renderer, cache = PartsRenderer("gl", template=tpl), {}  # eyeballs and mouth interior, as in photos
     identity = tpl.basis("identity")
     votes = np.full((renders, NUM_LANDMARKS, 3), np.nan)
     detected = 0

@@ -26,6 +26,7 @@ from topos_cli.template import Template, load_template
 
 PART_ROUGHNESS_DEFAULT = 0.3  # wet eyes and teeth are glossier than skin
 _PAINTED: dict = {}  # (id(source map), kind) -> (source, painted copy): painted once per texture
+_COMBINED: dict = {}  # ids of the skin's topology arrays -> (those arrays, skin + parts topology)
 
 
 def with_parts(template: Template, mesh: RenderMesh, material: Material | None = None, identity=None,
@@ -55,6 +56,26 @@ def with_parts(template: Template, mesh: RenderMesh, material: Material | None =
         pts = fit_parts(template, skin)
     n = len(skin)
     colors = np.concatenate([_skin_colors(mesh, material, n), _part_colors(parts)]).astype(np.float32)
+    faces, uv, uv_faces, labels = _combined_topology(parts, mesh, n)
+    normals = None
+    if mesh.normals is not None:
+        from topos_cli.geometry.mesh_ops import vertex_normals
+
+        normals = np.concatenate([np.asarray(mesh.normals, np.float32),
+                                  vertex_normals(pts.astype(np.float32), parts.faces)])
+    out = replace(mesh, verts=np.concatenate([skin.astype(np.float32), pts]), faces=faces, normals=normals,
+                  uv=uv, uv_faces=uv_faces, colors=colors, face_labels=labels)
+    return out, _painted_material(material, parts.spec)
+
+
+def _combined_topology(parts, mesh: RenderMesh, n: int) -> tuple:
+    """(faces, uv, uv_faces, face_labels) of skin + parts, cached per skin arrays: the same objects come back
+    for every head of a topology, so the GL rasterizer's per-topology cache keeps hitting."""
+    sources = (mesh.faces, mesh.uv, mesh.uv_faces, mesh.face_labels, parts)
+    key = (*(id(a) for a in sources), n)
+    hit = _COMBINED.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], sources, strict=True)):
+        return hit[1]
     faces = np.concatenate([np.asarray(mesh.faces), parts.faces + n])
     labels = None if mesh.face_labels is None else \
         np.concatenate([mesh.face_labels, np.full(len(parts.faces), -1, np.int64)])
@@ -65,15 +86,10 @@ def with_parts(template: Template, mesh: RenderMesh, material: Material | None =
         uv_faces = np.concatenate([np.asarray(uv_faces if uv_faces is not None else mesh.faces),
                                    parts.uv_faces + len(uv)])
         uv = np.concatenate([np.asarray(uv, np.float32), inner.astype(np.float32)])
-    normals = None
-    if mesh.normals is not None:
-        from topos_cli.geometry.mesh_ops import vertex_normals
-
-        normals = np.concatenate([np.asarray(mesh.normals, np.float32),
-                                  vertex_normals(pts.astype(np.float32), parts.faces)])
-    out = replace(mesh, verts=np.concatenate([skin.astype(np.float32), pts]), faces=faces, normals=normals,
-                  uv=uv, uv_faces=uv_faces, colors=colors, face_labels=labels)
-    return out, _painted_material(material, parts.spec)
+    if len(_COMBINED) > 8:
+        _COMBINED.clear()
+    _COMBINED[key] = (sources, (faces, uv, uv_faces, labels))
+    return _COMBINED[key][1]
 
 
 def _skin_colors(mesh: RenderMesh, material: Material, n: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Does a real client read topos's exports right? Blender (the `bpy` wheel) imports a GLB and checks it.
+"""Does a real client read topos's exports right? Blender (the `bpy` wheel) imports a GLB or USD and checks it.
 
     pip install --target /tmp/bpylib --no-deps bpy        # ~370 MB; Blender 5.x as a Python module
     topos export -o runs/head.glb --lod 0,1                # any topos GLB
@@ -47,22 +47,34 @@ def _expected(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.concatenate(pos), np.concatenate(jaw), names
 
 
+def _expected_usd(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """LOD0's points and jawOpen offsets (metres, USD frame) as topos wrote them."""
+    from topos_cli.io.usd import read_usd_head
+
+    head = read_usd_head(path)
+    return head.verts / 100.0, head.morphs[head.morph_names.index("jawOpen")] / 100.0, head.morph_names
+
+
 def check(path: Path) -> dict:
     import bpy
     from scipy.spatial import cKDTree
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.import_scene.gltf(filepath=str(path))
+    is_usd = path.suffix.lower() in (".usd", ".usda", ".usdc", ".usdz")
+    if is_usd:
+        bpy.ops.wm.usd_import(filepath=str(path))
+    else:
+        bpy.ops.import_scene.gltf(filepath=str(path))
     meshes = [o for o in bpy.context.scene.objects if o.type == "MESH" and o.data.shape_keys]
     arm = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
     obj = max(meshes, key=lambda o: len(o.data.vertices))
     keys = obj.data.shape_keys.key_blocks
     mat = obj.active_material
-    images = sorted({n.image.name for n in mat.node_tree.nodes if n.type == "TEX_IMAGE" and n.image})
+    images = sorted({n.image.name for n in mat.node_tree.nodes if n.type == "TEX_IMAGE" and n.image}) if mat else []
     rest = _coords(obj.data)
     world = np.array(obj.matrix_world)
     rest_w = rest @ world[:3, :3].T + world[:3, 3]
-    pos, jaw, names = _expected(path)
+    pos, jaw, names = _expected_usd(path) if is_usd else _expected(path)
     to_blender = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float64)  # glTF +Y up -> Blender +Z up
     dist, idx = cKDTree(pos @ to_blender.T).query(rest_w)
     moved = _coords(obj.data, keys["jawOpen"]) - rest  # the key's full-weight offset, object space

@@ -118,7 +118,7 @@ def torch_step(verts, faces, uv, uvf, camera, albedo, backward: bool):
         gb = renderer.gbuffer(RenderMesh(v, faces, uv=uv, uv_faces=uvf), camera, material)
         from topos_cli.render.shading import shade
 
-        colour = shade(gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"],
+        colour = shade(gb.position, gb.normal, gb.albedo, gb.roughness, gb.specular,
                        camera.center, rig)
         if backward:
             colour.mean().backward()

@@ -228,3 +228,46 @@ def test_batched_rasterization_equals_one_by_one(blob):
         c1 = rt.to_image(rt.texture(tex[b:b + 1], rt.interpolate(torch.tensor(uv), f, one,
                                                                   rt.barycentrics(clip[b:b + 1], f, one))), one)
         assert torch.allclose(c1[0], colour[b])
+
+
+@pytest.mark.parametrize("backend", ["gl", "torch"])
+def test_both_backends_fill_the_same_gbuffer_fields(blob, backend, request):
+    """One typed G-buffer for both backends: the shading fields are filled, per covered pixel, on both."""
+    from topos_cli.render.renderer import GBuffer
+
+    renderer = request.getfixturevalue("gl") if backend == "gl" else Renderer("torch")
+    verts, faces, uv = blob
+    cam = framed_camera(verts, 0.0, 0.0, 48)
+    gb = renderer.gbuffer(RenderMesh(verts, faces, uv=uv, uv_faces=faces), cam,
+                          Material(albedo_map=_gradient_texture()), passes=["mask", "position", "normal", "albedo",
+                                                                            "roughness", "specular", "depth", "uv"])
+    assert isinstance(gb, GBuffer) and gb.shape == (48, 48)
+    n = len(gb.pix)
+    assert 0.2 * 48 * 48 < n < 48 * 48
+    for name, width in (("position", 3), ("normal", 3), ("albedo", 3), ("uv", 2)):
+        assert getattr(gb, name).shape == (n, width), name
+    for name in ("roughness", "specular", "depth"):
+        assert getattr(gb, name).shape == (n,), name
+    assert torch.allclose(gb.normal.norm(dim=-1), torch.ones(n), atol=2e-3)
+
+
+def test_texture_cache_uploads_each_map_once():
+    renderer = Renderer("torch")
+    image = _gradient_texture()
+    first = renderer.textures.get(image, "cpu", srgb=True)
+    assert renderer.textures.get(image, "cpu", srgb=True) is first  # the same array: no second upload
+    assert renderer.textures.get(image.copy(), "cpu", srgb=True) is not first  # another array: its own entry
+    assert renderer.textures.get(image, "cpu", srgb=False) is not first  # another colour space
+
+
+def test_visibility_tolerance_is_tolerance_pixels_at_the_grazing_slope():
+    """A vertex behind the depth pass is visible up to tolerance x GRAZING_SLOPE footprints (+ DEPTH_REL_TOL)."""
+    from topos_cli.render.renderer import DEPTH_REL_TOL, GRAZING_SLOPE
+
+    cam = look_at((0, 0, 40), fov=30, width=64)
+    depth = np.full((64, 64), 40.0)
+    mask = np.ones((64, 64), bool)
+    footprint = 40.0 / cam.fx
+    allowed = 2.0 * GRAZING_SLOPE * footprint + DEPTH_REL_TOL * 40.0
+    behind = np.array([[0.0, 0.0, -0.9 * allowed], [0.0, 0.0, -1.1 * allowed]])  # z = 40 + that, behind the plane
+    assert vertex_visibility(behind, cam, depth, mask, tolerance=2.0).tolist() == [True, False]

@@ -5,7 +5,7 @@ Mesa's llvmpipe on a CPU, NVIDIA's EGL driver on a GPU; `GLCONTEXT_DEVICE_INDEX`
 All GL conventions stay in this file: images come back with row 0 at the top, textures are given with row 0
 at the top (v = 1), depth is camera z in cm.
 
-One draw fills every requested pass (multiple render targets, compiled per pass set); `GBuffer` arrays are numpy
+One draw fills every requested pass (multiple render targets, compiled per pass set); `GLBuffers` arrays are numpy
 float32. Normals and materials travel as half floats (about 1e-3 relative precision), depth as float32;
 world positions are rebuilt from depth and the camera ray (exact for a pinhole camera).
 """
@@ -81,8 +81,9 @@ INSTALL_HINT = ("install the EGL/GL runtime (Debian/Ubuntu: apt-get install -y l
                 "libgl1-mesa-dri) or use --backend torch")
 
 
-class GBuffer(dict):
-    """Per-pixel passes, row 0 at the top. Keys (H, W[, C]) float32 unless noted:
+class GLBuffers(dict):
+    """What one GL draw read back (the raw targets; `renderer.GBuffer` is the packed, typed form), row 0 at
+    the top. Keys (H, W[, C]) float32 unless noted:
 
     mask (bool), depth (camera z, 0 = background), position (world), normal (world, unit), uv, bary (3),
     face_id (int64, -1 = background), albedo (linear RGB), roughness, specular.
@@ -121,7 +122,7 @@ TEX_CACHE_SIZE = 16  # GL textures kept between draws (about five heads' maps); 
 
 
 class GLRasterizer:
-    """Rasterizes meshes into `GBuffer`s; reuse it across frames (programs, buffers and textures persist)."""
+    """Rasterizes meshes into `GLBuffers`s; reuse it across frames (programs, buffers and textures persist)."""
 
     def __init__(self):
         self.ctx = gl_context()
@@ -185,7 +186,7 @@ class GLRasterizer:
     def rasterize(self, verts, faces, camera, normals=None, uv=None, uv_faces=None, colors=None,
                   albedo_map=None, material_map=None, roughness: float = 0.5, specular: float = 1.0,
                   normal_map=None,
-                  passes=None, packed: bool = False, shading: dict | None = None) -> GBuffer:
+                  passes=None, packed: bool = False, shading: dict | None = None) -> GLBuffers:
         """Rasterize a triangle mesh.
 
         Args:
@@ -287,14 +288,14 @@ class GLRasterizer:
         self._static = (key, (remap, ibo, uvs), uv_index)
         return self._static[1]
 
-    def _read(self, targets: dict, camera, want: set, packed: bool) -> GBuffer:
+    def _read(self, targets: dict, camera, want: set, packed: bool) -> GLBuffers:
         """Read the targets back. Packed: only covered pixels, as (N, C) arrays plus their flat image-order
         index `pix` and the image `shape` (skips flipping and copying the background)."""
         width, height = camera.width, camera.height
         depth = np.frombuffer(targets["depth"].read(), np.float32)
         sel = np.flatnonzero(depth > 0)  # GL order: row 0 at the bottom
         rows, cols = height - 1 - sel // width, sel % width
-        gb = GBuffer(pix=rows * width + cols, shape=(height, width))
+        gb = GLBuffers(pix=rows * width + cols, shape=(height, width))
         gb["mask"] = np.ones(len(sel), bool)
         z = depth[sel]
         gb["depth"] = z
@@ -346,10 +347,10 @@ def _unproject(camera, cols: np.ndarray, rows: np.ndarray, z: np.ndarray) -> np.
 ALL_PASSES = ("mask", "depth", "position", "normal", "uv", "bary", "face_id", "albedo", "roughness", "specular")
 
 
-def unpack(gb: GBuffer) -> GBuffer:
+def unpack(gb: GLBuffers) -> GLBuffers:
     """Packed G-buffer to (H, W[, C]) images, row 0 at the top (background 0, face_id -1, mask False)."""
     h, w = gb["shape"]
-    out = GBuffer()
+    out = GLBuffers()
     for key, val in gb.items():
         if key in ("pix", "shape"):
             continue

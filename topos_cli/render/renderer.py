@@ -4,7 +4,7 @@
     images = r.render(RenderMesh(verts, faces, uv=uv, uv_faces=uvf), camera, Material(albedo_map=img),
                       preset_rig("studio"), passes=("color", "normal", "depth", "mask"))
 
-Both backends produce the same G-buffer (`raster_gl.GBuffer` keys). The torch backend shades with
+Both backends produce the same `GBuffer` (packed per covered pixel, torch tensors). The torch backend shades with
 `shading.py` (differentiable); the GL backend shades its colour pass in GLSL (`shading_gl.py`, the same
 formulas; rigs with more than 16 light samples fall back to torch), so a picture differs between the
 backends only by rasterization and mip-selection round-off (tested). Output passes are numpy arrays, row 0 at the
@@ -16,7 +16,7 @@ and vertex_depth (V,), the vertices projected by the camera).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,71 @@ from topos_cli.render.lights import LightRig, preset_rig
 
 PASSES = ("color", "albedo", "normal", "depth", "mask", "uv", "face_id", "region", "visibility")
 CLAY = (0.62, 0.52, 0.46)  # linear base colour of untextured heads (a neutral clay)
+# vertex visibility: a pixel's depth spans footprint x slope on a surface inclined to the view; up to this slope
+# (tan 76 deg: the silhouette's steep flanks, the side of the nose) a vertex is not hidden by its own surface
+GRAZING_SLOPE = 4.0
+DEPTH_REL_TOL = 1e-3  # plus this fraction of the depth (float round-off of the depth pass at far distances)
+TEXTURE_CACHE_SIZE = 8  # textures kept on the device per renderer (a dataset render reuses a handful of maps)
+
+
+@dataclass
+class GBuffer:
+    """The packed G-buffer of one camera, the same fields for both backends: per covered pixel (N of them, flat
+    indices `pix` into the (H, W) image) torch tensors; fields a pass set did not ask for are None.
+
+    Attributes:
+        shape: (H, W).
+        pix: (N,) int64 flat pixel index of each covered pixel.
+        face_id: (H, W) int64 triangle per pixel (-1 background), or None.
+        position: (N, 3) world position (cm). normal: (N, 3) unit world normal. uv: (N, 2).
+        albedo: (N, 3) linear albedo. roughness, specular: (N,). depth: (N,) camera z (cm).
+        color: (N, 3) sRGB colour shaded by the GL backend (None: shade in torch).
+        fragments: the torch rasterizer's fragments, clip positions and faces (torch backend: what antialiasing
+            of a differentiable picture needs), else None.
+    """
+
+    shape: tuple[int, int]
+    pix: torch.Tensor
+    face_id: torch.Tensor | None = None
+    position: torch.Tensor | None = None
+    normal: torch.Tensor | None = None
+    uv: torch.Tensor | None = None
+    albedo: torch.Tensor | None = None
+    roughness: torch.Tensor | None = None
+    specular: torch.Tensor | None = None
+    depth: torch.Tensor | None = None
+    color: torch.Tensor | None = None
+    fragments: TorchFragments | None = None
+
+
+@dataclass
+class TorchFragments:
+    """The torch rasterizer's output for one camera: fragments, (1, V, 4) clip positions and (F, 3) faces."""
+
+    frags: object
+    clip: torch.Tensor
+    faces: torch.Tensor
+
+
+@dataclass
+class TextureCache:
+    """Device copies of texture images, decoded to linear (1, C, H, W) float: one renderer uploads a map once
+    however many views use it. Keyed by the image object (its identity, held so the key cannot be reused by
+    another array) with the colour space and device; cleared when more than `size` are held."""
+
+    size: int = TEXTURE_CACHE_SIZE
+    entries: dict = field(default_factory=dict)
+
+    def get(self, image: np.ndarray, device, srgb: bool) -> torch.Tensor:
+        key = (id(image), srgb, str(device))
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] is image:
+            return hit[1]
+        tex = _texture_tensor(image, device, srgb)
+        if len(self.entries) > self.size:
+            self.entries.clear()
+        self.entries[key] = (image, tex)
+        return tex
 
 
 @dataclass
@@ -84,7 +149,7 @@ class Renderer:
             from topos_cli.render.threads import apply_torch_threads
 
             apply_torch_threads()
-        self._gl = None
+        self._gl, self.textures = None, TextureCache()
         if backend == "gl":
             from topos_cli.render.raster_gl import GLRasterizer
 
@@ -92,9 +157,8 @@ class Renderer:
 
     # ------------------------------------------------------------------ G-buffer
     def gbuffer(self, mesh: RenderMesh, camera: Camera, material: Material | None = None,
-                passes=None, gl_shading: dict | None = None) -> dict:
-        """Packed G-buffer: {"shape": (H, W), "pix": (N,) flat covered pixels, "face_id": (H, W), and
-        (N, C) torch tensors position, normal, uv, albedo (linear), roughness, specular, depth}."""
+                passes=None, gl_shading: dict | None = None) -> GBuffer:
+        """The packed G-buffer (`GBuffer`) of `mesh` seen by `camera`; `passes` (GL) limits what is filled."""
         material = material or Material()
         if self.backend == "gl":
             return self._gbuffer_gl(mesh, camera, material, passes, gl_shading)
@@ -108,14 +172,14 @@ class Renderer:
                                 specular=material.specular, normal_map=material.normal_map, passes=passes,
                                 packed=True, shading=shading)
         h, w = gb["shape"]
-        out = {"shape": (h, w), "pix": torch.from_numpy(gb["pix"]), "face_id": None}
+        out = GBuffer((h, w), torch.from_numpy(gb["pix"]))
         if "face_id" in gb:
             fid = np.full(h * w, -1, np.int64)
             fid[gb["pix"]] = gb["face_id"]
-            out["face_id"] = torch.from_numpy(fid.reshape(h, w))
+            out.face_id = torch.from_numpy(fid.reshape(h, w))
         for key in ("position", "normal", "uv", "albedo", "roughness", "specular", "depth", "color"):
             if key in gb:
-                out[key] = torch.from_numpy(gb[key])
+                setattr(out, key, torch.from_numpy(gb[key]))
         return out
 
     def _gbuffer_torch(self, mesh, camera, material):
@@ -132,28 +196,29 @@ class Renderer:
             torch.as_tensor(mesh.normals, dtype=torch.float32, device=dev)
         colors = torch.as_tensor(_albedo_colors(mesh, material), dtype=torch.float32, device=dev)
         attrs = rt.interpolate(torch.cat([verts, normals, colors, clip[0, :, 3:4]], 1), faces, frags, bary)  # (N, 10)
-        out = {"shape": (camera.height, camera.width), "pix": frags.pix, "face_id": frags.face_id[0],
-               "position": attrs[:, 0:3], "normal": torch.nn.functional.normalize(attrs[:, 3:6], dim=-1),
-               "depth": attrs[:, 9]}
+        out = GBuffer((camera.height, camera.width), frags.pix, face_id=frags.face_id[0], position=attrs[:, 0:3],
+                      normal=torch.nn.functional.normalize(attrs[:, 3:6], dim=-1), depth=attrs[:, 9],
+                      fragments=TorchFragments(frags, clip, faces))
         albedo = attrs[:, 6:9]
-        rough = torch.full_like(out["depth"], material.roughness)
-        spec = torch.full_like(out["depth"], material.specular)
+        rough = torch.full_like(out.depth, material.roughness)
+        spec = torch.full_like(out.depth, material.specular)
         if mesh.uv is not None:
             uv = torch.as_tensor(mesh.uv, dtype=torch.float32, device=dev)
             uvf = torch.as_tensor(np.asarray(mesh.uv_faces if mesh.uv_faces is not None else mesh.faces),
                                   dtype=torch.long, device=dev)
-            out["uv"] = rt.interpolate(uv, uvf, frags, bary)
+            out.uv = rt.interpolate(uv, uvf, frags, bary)
             uv_da = rt.uv_derivatives(clip, faces, uv, uvf, frags)
             if material.albedo_map is not None:
-                albedo = albedo * rt.texture(_texture_tensor(material.albedo_map, dev, srgb=True), out["uv"], uv_da)
+                albedo = albedo * rt.texture(self.textures.get(material.albedo_map, dev, srgb=True), out.uv, uv_da)
             if material.material_map is not None:
-                mat = rt.texture(_texture_tensor(material.material_map, dev, srgb=False), out["uv"], uv_da)
+                mat = rt.texture(self.textures.get(material.material_map, dev, srgb=False), out.uv, uv_da)
                 rough, spec = rough * mat[:, 0], spec * mat[:, 1]
             if material.normal_map is not None:
-                out["normal"] = _perturb_normal(out["normal"], mesh, material, uvf, frags, bary, out["uv"], uv_da)
+                normal_map = self.textures.get(material.normal_map, dev, srgb=False)
+                out.normal = _perturb_normal(out.normal, mesh, normal_map, uvf, frags, bary, out.uv, uv_da)
         else:
-            out["uv"] = torch.zeros(len(frags.pix), 2, device=dev)
-        out.update(albedo=albedo, roughness=rough, specular=spec, frags=frags, clip=clip, faces_t=faces)
+            out.uv = torch.zeros(len(frags.pix), 2, device=dev)
+        out.albedo, out.roughness, out.specular = albedo, rough, spec
         return out
 
     def image(self, mesh: RenderMesh, camera: Camera, material: Material | None = None,
@@ -169,13 +234,13 @@ class Renderer:
         from topos_cli.render.shading import shade
 
         gb = self._gbuffer_torch(mesh, camera, material or Material())
-        colour = shade(gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"], camera.center,
+        colour = shade(gb.position, gb.normal, gb.albedo, gb.roughness, gb.specular, camera.center,
                        rig if rig is not None else preset_rig("studio"), shading)
-        frags = gb["frags"]
+        frags = gb.fragments.frags
         rgba = rt.to_image(torch.cat([colour, torch.ones_like(colour[:, :1])], 1), frags)  # (1, H, W, 4)
         if antialias:
-            depth = rt.to_image(gb["depth"][:, None], frags)[..., 0]
-            rgba = rt.antialias(rgba, frags, gb["clip"], gb["faces_t"], depth)
+            depth = rt.to_image(gb.depth[:, None], frags)[..., 0]
+            rgba = rt.antialias(rgba, frags, gb.fragments.clip, gb.fragments.faces, depth)
         return rgba[0]
 
     # ------------------------------------------------------------------ passes
@@ -197,18 +262,18 @@ class Renderer:
             uniforms = light_uniforms(rig, big.center, shading)  # None: too many lights, shade in torch
         gl_passes = _gl_passes([p for p in passes if p != "color"] if uniforms else passes)
         gb = self.gbuffer(mesh, big, material, gl_passes, uniforms)
-        h, w = gb["shape"]
+        h, w = gb.shape
         out, shaded = {}, {}
         from topos_cli.render.shading import linear_to_srgb, shade
 
         if "color" in passes:
-            shaded["color"] = gb["color"] if uniforms else linear_to_srgb(shade(
-                gb["position"], gb["normal"], gb["albedo"], gb["roughness"], gb["specular"], big.center, rig, shading))
+            shaded["color"] = gb.color if uniforms else linear_to_srgb(shade(
+                gb.position, gb.normal, gb.albedo, gb.roughness, gb.specular, big.center, rig, shading))
         if "albedo" in passes:
-            shaded["albedo"] = linear_to_srgb(gb["albedo"])
+            shaded["albedo"] = linear_to_srgb(gb.albedo)
 
         for name, srgb in shaded.items():
-            out[name] = _rgba(srgb, gb["pix"], h, w, ssaa)
+            out[name] = _rgba(srgb, gb.pix, h, w, ssaa)
         out.update(_data_passes(gb, mesh, camera, passes, ssaa, normal_space))
         return out
 
@@ -223,12 +288,12 @@ def _rgba(srgb: torch.Tensor, pix: torch.Tensor, h: int, w: int, ssaa: int) -> n
     return rgba.detach().cpu().numpy()
 
 
-def _data_passes(gb: dict, mesh: RenderMesh, camera: Camera, passes, ssaa: int, normal_space: str) -> dict:
+def _data_passes(gb: GBuffer, mesh: RenderMesh, camera: Camera, passes, ssaa: int, normal_space: str) -> dict:
     """mask, depth, normal, uv, face_id, region and visibility at the native resolution (pixel centres)."""
-    h, w = gb["shape"]
+    h, w = gb.shape
     centre = (slice(ssaa // 2, None, ssaa), slice(ssaa // 2, None, ssaa))
     mask = np.zeros(h * w, bool)
-    mask[gb["pix"].cpu().numpy()] = True
+    mask[gb.pix.cpu().numpy()] = True
     mask = mask.reshape(h, w)[centre]
     sub = _Sub(gb, h, w, centre)
     out = {"mask": mask} if "mask" in passes else {}
@@ -241,7 +306,7 @@ def _data_passes(gb: dict, mesh: RenderMesh, camera: Camera, passes, ssaa: int, 
     if "uv" in passes:
         out["uv"] = sub("uv")
     if {"face_id", "region"} & set(passes):
-        fid = gb["face_id"].cpu().numpy()[centre]
+        fid = gb.face_id.cpu().numpy()[centre]
         if "face_id" in passes:
             out["face_id"] = fid
         if "region" in passes:
@@ -261,10 +326,10 @@ class _Sub:
     def __init__(self, gb, h, w, centre):
         self.gb, self.h, self.w, self.centre = gb, h, w, centre
 
-    def __call__(self, key):
-        val = self.gb[key].detach()
+    def __call__(self, name: str):
+        val = getattr(self.gb, name).detach()
         val = val[:, None] if val.dim() == 1 else val
-        return _scatter(val, self.gb["pix"], self.h, self.w).cpu().numpy()[self.centre]
+        return _scatter(val, self.gb.pix, self.h, self.w).cpu().numpy()[self.centre]
 
 
 def _scatter(packed: torch.Tensor, pix: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -297,7 +362,7 @@ def _albedo_colors(mesh: RenderMesh, material: Material) -> np.ndarray:
     return base * np.asarray(material.color, np.float32)
 
 
-def _perturb_normal(normal, mesh, material, uvf, frags, bary, uv, uv_da):
+def _perturb_normal(normal, mesh, normal_map: torch.Tensor, uvf, frags, bary, uv, uv_da):
     """Apply a tangent-space normal map (tangents from the uv layout, as the GL shader does)."""
     from topos_cli.render import raster_torch as rt
     from topos_cli.render.raster_gl import uv_tangents
@@ -307,19 +372,12 @@ def _perturb_normal(normal, mesh, material, uvf, frags, bary, uv, uv_da):
     tan = rt.interpolate(torch.as_tensor(tan, device=normal.device), uvf, frags, bary)  # (N, 4)
     t = torch.nn.functional.normalize(tan[:, :3] - normal * (normal * tan[:, :3]).sum(-1, keepdim=True), dim=-1)
     b = torch.cross(normal, t, dim=-1) * torch.where(tan[:, 3:] < 0, -1.0, 1.0)
-    m = rt.texture(_texture_tensor(material.normal_map, normal.device, srgb=False), uv, uv_da) * 2 - 1
+    m = rt.texture(normal_map, uv, uv_da) * 2 - 1
     return torch.nn.functional.normalize(t * m[:, :1] + b * m[:, 1:2] + normal * m[:, 2:3], dim=-1)
 
 
-_TEX_CACHE: dict = {}
-
-
 def _texture_tensor(image: np.ndarray, device, srgb: bool) -> torch.Tensor:
-    """(1, C, H, W) float texture in linear values (sRGB decoded), cached by array identity."""
-    key = (id(image), srgb, str(device))
-    hit = _TEX_CACHE.get(key)
-    if hit is not None and hit[0] is image:
-        return hit[1]
+    """(1, C, H, W) float texture in linear values (sRGB decoded); `TextureCache.get` keeps them."""
     from topos_cli.render.shading import srgb_to_linear
 
     img = np.asarray(image)
@@ -329,19 +387,17 @@ def _texture_tensor(image: np.ndarray, device, srgb: bool) -> torch.Tensor:
     if srgb:
         # GL rounds sRGB texels through 8 bits before decoding; so do we (same values to < 1e-6)
         tex = srgb_to_linear(tex)
-    tex = tex.to(device)
-    if len(_TEX_CACHE) > 8:
-        _TEX_CACHE.clear()
-    _TEX_CACHE[key] = (image, tex)
-    return tex
+    return tex.to(device)
 
 
 def vertex_visibility(verts: np.ndarray, camera: Camera, depth: np.ndarray, mask: np.ndarray,
                       tolerance: float = 2.0) -> np.ndarray:
     """(V,) bool: vertex lies in the image, in front of the camera and on the visible surface.
 
-    A vertex is visible when the depth pass at its pixel is within `tolerance` pixel footprints (plus 0.1%)
-    of the vertex's own camera z, so occluded vertices (behind the nose, the far side) are not.
+    A vertex is visible when its camera z is at most the depth pass at its pixel plus the depth the surface can
+    span over `tolerance` pixels at a slope of up to GRAZING_SLOPE (tolerance x GRAZING_SLOPE pixel footprints,
+    a footprint being z / fx), plus DEPTH_REL_TOL of z; occluded vertices (behind the nose, the far side) lie a
+    whole head's thickness behind and are not.
     """
     pix, z = camera.project(verts)
     col, row = np.floor(pix[:, 0]).astype(np.int64), np.floor(pix[:, 1]).astype(np.int64)
@@ -352,6 +408,6 @@ def vertex_visibility(verts: np.ndarray, camera: Camera, depth: np.ndarray, mask
     d = depth[r, c]
     covered = mask[r, c]
     footprint = z[idx] / camera.fx
-    tol = tolerance * footprint * 4 + 1e-3 * z[idx]
+    tol = tolerance * footprint * GRAZING_SLOPE + DEPTH_REL_TOL * z[idx]
     vis[idx] = covered & (d > 0) & (z[idx] <= d + tol)
     return vis

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from topos_cli.cli.main import app
@@ -86,3 +87,25 @@ def test_template_lod_json(tmp_path, tiny_template_dir, monkeypatch):
     rec = json.loads(res.stdout)
     assert rec["lods"][0]["verts"] == 162 and (tmp_path / "lods" / "LOD0.obj").is_file()
     assert (tmp_path / "cache" / "lod").is_dir()
+
+
+@pytest.mark.slow
+def test_export_a_head_off_the_model_by_deformation_transfer(tmp_path):
+    """A scan-like head (noise off the identity span) in millimetres and turned: rigged by transfer."""
+    from topos_cli.io.mesh import MeshData, save_mesh
+    from topos_cli.template import load_template
+
+    tpl = load_template()
+    rng = np.random.default_rng(7)
+    head = tpl.verts + rng.normal(0, 0.03, tpl.verts.shape)
+    c, s = np.cos(0.4), np.sin(0.4)
+    scan = 10 * head @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T
+    save_mesh(tmp_path / "scan.ply", MeshData.from_template(tpl, scan.astype(np.float32)))
+    res = _run("export", tmp_path / "scan.ply", "-o", tmp_path / "scan.glb", "--units", "cm", "--json")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)
+    assert rec["method"] == "deformation-transfer" and rec["morph_targets"] == 52
+    out = read_gltf_head(tmp_path / "scan.glb")
+    assert np.abs(out.verts - scan).max() < 1e-3
+    jaw = out.morphs[out.morph_names.index("jawOpen")]
+    assert 30 < np.linalg.norm(jaw, axis=1).max() < 50  # millimetres: the template's 4.2 cm jaw, scaled by 10

@@ -87,6 +87,26 @@ def make_cases(tpl, identities: int) -> list[Case]:
     return cases
 
 
+def load_or_make_cases(tpl, identities: int, cache: Path | None) -> list[Case]:
+    """The suite's portraits, from `cache` (.npz written by an earlier run with the same count) or rendered."""
+    from topos_cli.render.camera import from_dict
+
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if int(z["identities"]) == identities:
+                cams = json.loads(str(z["cameras"]))
+                return [Case(int(z["identity"][k]), int(z["view"][k]), z["neutral"][k], z["posed"][k], z["image"][k],
+                             from_dict(cams[k]), bool(z["expression"][k])) for k in range(len(cams))]
+    cases = make_cases(tpl, identities)
+    if cache is not None:
+        np.savez_compressed(cache, identities=identities, identity=[c.identity for c in cases],
+                            view=[c.view for c in cases], neutral=np.stack([c.neutral for c in cases]),
+                            posed=np.stack([c.posed for c in cases]), image=np.stack([c.image for c in cases]),
+                            expression=[c.expression for c in cases],
+                            cameras=json.dumps([c.camera.to_dict() for c in cases]))
+    return cases
+
+
 def vertex_errors(pred: np.ndarray, truth: np.ndarray, face: np.ndarray) -> dict:
     """Mean per-vertex error, % of the truth's bbox diagonal: head/face, raw and after face Procrustes."""
     from topos_cli.geometry.similarity import umeyama
@@ -290,6 +310,9 @@ def main(argv=None) -> int:
     parser.add_argument("--identities", type=int, default=30, help="held-out identities (2 portraits each)")
     parser.add_argument("--model", default=None, help="TOPOS-DiT checkpoint (default: the shipped one if present)")
     parser.add_argument("--no-real", action="store_true", help="skip the real photos")
+    parser.add_argument("--cache", type=Path, default=None, help="portraits cache (.npz): reused when it exists")
+    parser.add_argument("--bases-reg", type=float, default=None, help="identity prior weight of the bases-only fit")
+    parser.add_argument("--prior-reg", type=float, default=None, help="identity prior weight around the DiT head")
     parser.add_argument("--json", type=Path, default=None, help="also write all numbers here")
     parser.add_argument("--docs", type=Path, default=None,
                         help="write the README figures (public-domain portraits only) into this folder and stop")
@@ -300,22 +323,25 @@ def main(argv=None) -> int:
     tpl = load_template()
     if args.docs is not None:
         return docs_figures(GeoPipeline.from_pretrained(args.model, template=tpl), args.docs)
-    pipes = {"bases": GeoPipeline(tpl)}
+    pipes = {"bases": GeoPipeline(tpl, identity_reg=args.bases_reg)}
     prior = None
     try:
         dit = GeoPipeline.from_pretrained(args.model, template=tpl)
         if dit.prior is not None:
+            dit.identity_reg = args.prior_reg if args.prior_reg is not None else dit.identity_reg
             pipes["dit"], prior = dit, dit.prior
     except Exception as exc:  # a missing or half-written checkpoint: benchmark the rest, say why
         print(f"no TOPOS-DiT rows: {exc}", file=sys.stderr)
     t0 = time.perf_counter()
-    cases = make_cases(tpl, args.identities)
+    cases = load_or_make_cases(tpl, args.identities, args.cache)
     render_s = (time.perf_counter() - t0) / len(cases)
     scores = Scores()
     run_synthetic(tpl, cases, pipes, prior, scores)
     table = summarise(scores)
     print(f"synthetic suite: {len(cases)} portraits ({args.identities} held-out identities x 2; half with "
-          f"expressions), 512^2, yaw +-25 deg; model: {pipes['dit'].model_dir if 'dit' in pipes else 'none'}")
+          f"expressions), 512^2, yaw +-25 deg; model: {pipes['dit'].model_dir if 'dit' in pipes else 'none'}; "
+          f"identity prior weight: bases fit {pipes['bases'].identity_reg:g}"
+          + (f", around the DiT head {pipes['dit'].identity_reg:g}" if "dit" in pipes else ""))
     print_table(table, table["mean head"])
     consistency = {row: identity_consistency(tpl, cases, scores.outputs[row])
                    for row in ("bases-only landmark fit", "DiT only", "DiT + fit") if scores.outputs[row]}

@@ -114,10 +114,12 @@ def load_landmark_map(template) -> LandmarkMap:
 class GeoPipeline:
     """Portrait -> head; the template, its bases and the optional generator are loaded once."""
 
-    def __init__(self, template, prior=None, model_dir: str | None = None):
+    def __init__(self, template, prior=None, model_dir: str | None = None, identity_reg: float | None = None):
         for name in ("identity", "expression"):
             template.basis(name)  # UsageError if the template lacks them
         self.template, self.prior, self.model_dir = template, prior, model_dir
+        self.identity_reg = identity_reg if identity_reg is not None else \
+            (IDENTITY_REG_PRIOR if prior is not None else IDENTITY_REG_MEAN)
         self.lmap = load_landmark_map(template)
         self.identity = template.basis("identity")
         self.expression = template.basis("expression")
@@ -195,8 +197,7 @@ class GeoPipeline:
         t0 = time.perf_counter()
         model = landmark_model(base, self.identity, self.expression, self.lmap.triangles, self.lmap.barycentrics,
                                self.template.faces, self.lmap.weights, self.expression_names)
-        reg = IDENTITY_REG_PRIOR if self.prior is not None else IDENTITY_REG_MEAN
-        config = FitConfig(fit_identity=options.refine, identity_reg=reg)
+        config = FitConfig(fit_identity=options.refine, identity_reg=self.identity_reg)
         fit = fit_landmarks(model, face.landmarks, intrinsics, config)
         seconds["fit"] = time.perf_counter() - t0
         return fit

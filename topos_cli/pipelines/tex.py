@@ -31,7 +31,7 @@ MASK_SIZE = 256  # region masks are smooth: computed at 256² and upsampled (bui
 SKIN_LUMA_RANGE = (0.04, 0.6)  # linear luminance of skin albedo, darkest to lightest tone (render/textures)
 PREVIEW_LIGHTS = ("studio", "side", "sunset")  # three lightings of the frontal preview, then a studio profile
 PREVIEW_SIZE = 384
-PRIOR_BLUR_FRACTION = 1 / 256  # the default skin's freckles and pores are one person's: keep only its layout
+PRIOR_BLUR_FRACTION = 1 / 64  # the default skin's freckles, pores and blotches are one person's: keep its tones
 # (lips, brows, lids); measured on held-out synthetic heads, completed-texel MAE 0.0235 -> see benchmarks
 
 
@@ -161,8 +161,12 @@ class TexturePipeline:
         return result
 
 
-def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, camera: Camera) -> TextureResult:
-    """The `unwrap` method (see the module docstring); returns the maps and per-stage seconds."""
+def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, camera: Camera,
+                   relight: bool = True) -> TextureResult:
+    """The `unwrap` method (see the module docstring); returns the maps and per-stage seconds.
+
+    `relight=False` skips the de-lighting (the photo's shading stays in the albedo): an ablation for benchmarks.
+    """
     from topos_cli.render.raster_gl import _vertex_normals
     from topos_cli.render.textures import fill_padding
     from topos_cli.texture.complete import complete
@@ -188,7 +192,7 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     proj = project_texels(srgb_to_linear(photo[..., :3]), position, normal, cam, depth_map(verts, template.faces, cam))
     lap("project")
-    delit = delight(proj.colour, normal, proj.weight, assets.skin)
+    delit = delight(proj.colour, normal, proj.weight, assets.skin if relight else np.zeros_like(assets.skin))
     lap("delight")
     weight = raster.image(proj.weight.astype(np.float64))
     albedo = suppress_highlights(raster.image(delit.albedo), weight)

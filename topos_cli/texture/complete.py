@@ -17,8 +17,9 @@ from scipy import ndimage
 
 from topos_cli.render.textures import fill_padding
 
-MIN_OBSERVED = 0.05  # a texel seen (directly or mirrored) with less total weight is completed from the prior
 RATIO_BLUR_FRACTION = 1 / 128  # the photo/prior colour ratio is smoothed over 1/128 of the texture side
+RATIO_SIZE = 256  # ... at this resolution (a low-frequency field: 1024² costs 20x more for the same result)
+RATIO_MIN_SEEN = 0.5  # only well-seen texels set the completion's colour: grazing ones carry Fresnel sheen
 RATIO_RANGE = (0.25, 4.0)  # the ratio is clamped: a dark hair texel must not paint a whole cheek black
 
 
@@ -69,19 +70,38 @@ def complete(albedo: np.ndarray, weight: np.ndarray, covered: np.ndarray, mirror
     s = covered.shape[0]
     flat, w = albedo.reshape(-1, 3), np.where(covered, weight, 0.0).reshape(-1)
     mixed, w_own, w_mir = mirror_fill(flat, w, mirror_index)
-    seen = np.clip(w_own + w_mir, 0.0, 1.0).reshape(s, s)
-    observed = seen >= MIN_OBSERVED
-    ratio = np.where(observed[..., None], mixed.reshape(s, s, 3) / np.maximum(prior, 1e-4), 0.0)
-    # smooth the ratio with normalized convolution (observed texels only), then pull-push it into the holes
-    sigma = max(s * RATIO_BLUR_FRACTION, 0.5)
-    num = np.stack([ndimage.gaussian_filter(ratio[..., c] * seen, sigma) for c in range(3)], -1)
-    den = ndimage.gaussian_filter(seen * observed, sigma)[..., None]
-    smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
-    smooth = fill_padding(np.clip(smooth, *RATIO_RANGE), (den[..., 0] > 1e-3) & covered)
-    filled = prior * np.clip(smooth, *RATIO_RANGE)
+    mixed = mixed.reshape(s, s, 3)
+    seen = np.where(covered, np.clip(w_own + w_mir, 0.0, 1.0).reshape(s, s), 0.0)
+    ratio = smooth_ratio(mixed, prior, seen, covered)
+    filled = prior * ratio
     share = seen[..., None]
-    out = share * mixed.reshape(s, s, 3) + (1 - share) * filled
-    out = np.where(covered[..., None], out, 0.0)
+    out = np.where(covered[..., None], share * mixed + (1 - share) * filled, 0.0)
     photo = np.where(covered, w_own.reshape(s, s), 0.0)
     mirror = np.where(covered, w_mir.reshape(s, s), 0.0)
     return Completion(out, photo, mirror, np.where(covered, 1.0 - np.clip(photo + mirror, 0, 1), 0.0))
+
+
+def smooth_ratio(values: np.ndarray, prior: np.ndarray, seen: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """(S, S, 3) smooth observed/prior colour ratio, extended over the charts by pull-push.
+
+    Computed at RATIO_SIZE² (the ratio is low-frequency by construction): confidence-weighted area averages
+    of the ratio, a normalized Gaussian blur, pull-push into the unseen texels, bilinear back to S².
+    """
+    import cv2
+
+    s = covered.shape[0]
+    small = min(s, RATIO_SIZE)
+    observed = seen >= RATIO_MIN_SEEN
+    w = np.where(observed, seen, 0.0).astype(np.float32)
+    ratio = np.where(observed[..., None], values / np.maximum(prior, 1e-4), 0.0).astype(np.float32)
+    area = cv2.INTER_AREA
+    num = cv2.resize(ratio * w[..., None], (small, small), interpolation=area)
+    den = cv2.resize(w, (small, small), interpolation=area)
+    sigma = max(small * RATIO_BLUR_FRACTION, 0.5)
+    num = np.stack([ndimage.gaussian_filter(num[..., c], sigma) for c in range(3)], -1)
+    den = ndimage.gaussian_filter(den, sigma)
+    have = den > RATIO_MIN_SEEN * 0.01
+    est = np.where(have[..., None], num / np.maximum(den, 1e-6)[..., None], 0.0)
+    chart = cv2.resize(covered.astype(np.float32), (small, small), interpolation=area) > 0
+    est = fill_padding(np.clip(est, *RATIO_RANGE), have & chart)
+    return np.clip(cv2.resize(est.astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR), *RATIO_RANGE)

@@ -90,29 +90,53 @@ def delight(colour: np.ndarray, normal: np.ndarray, weight: np.ndarray, fit: np.
     return Delit(colour / shading[:, None], shading, coef, used)
 
 
-HIGHLIGHT_HEADROOM = 0.12  # albedo may exceed its neighbourhood's luminance by 12 % (freckle-free skin varies
-# less than that at this scale); more is a specular highlight the diffuse SH model cannot explain
-HIGHLIGHT_SIGMA_FRACTION = 1 / 48  # the neighbourhood: ~2 cm on a head, wider than a highlight on the nose
+HIGHLIGHT_SIGMA_FRACTION = 1 / 32  # the neighbourhood whose luminance a highlight is compared with (~3 cm)
+HIGHLIGHT_MARGIN = 1.0  # a texel may lose specular only down to its neighbourhood's luminance
+HIGHLIGHT_OUTLIER = 1.05  # texels brighter than this times the neighbourhood are left out of it (second pass)
+LOCAL_MEAN_SIZE = 256  # the neighbourhood mean is smooth: computed at 256² (the same at 1024², 16x cheaper)
+SKIN_CHROMA_MIN_SEEN = 0.5  # the reference skin chromaticity comes from texels seen at least this well
 
 
 def suppress_highlights(albedo: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Remove white specular excess from a de-lit albedo image.
+    """Remove white specular reflection from a de-lit albedo image (dichromatic model).
 
-    A texel brighter than `1 + HIGHLIGHT_HEADROOM` times the weighted local mean luminance (computed twice, the
-    second time without the bright texels) loses the excess as a white component (specular reflection of a
-    white light adds the same amount to every channel).
+    Specular reflection of a white light adds the same amount `s` to every channel, while skin's diffuse
+    colour keeps one chromaticity. With the reference skin chromaticity (median of well-seen texels, as
+    blue/red and green/red ratios) each texel splits into `rho + s`: `s = (B - b R) / (1 - b)`. Only texels
+    brighter than their neighbourhood (highlights left out of it) lose it, never below that neighbourhood,
+    so lips, brows and shadows (other chromaticities, darker) keep their colour.
 
     Args:
         albedo: (S, S, 3) linear albedo. weight: (S, S) confidence in [0, 1] (0 = no data).
     """
+    w = np.asarray(weight, np.float64)
+    good = w >= SKIN_CHROMA_MIN_SEEN
+    if good.sum() < 100:
+        return albedo
+    ref_rgb = np.median(albedo[good], axis=0)
+    b = ref_rgb[2] / max(ref_rgb[0], 1e-6)
+    s_chroma = (albedo[..., 2] - b * albedo[..., 0]) / max(1 - b, 1e-3)
+    luma = albedo @ LUMA
+    ref = _local_mean(luma, w)
+    w2 = np.where(luma > HIGHLIGHT_OUTLIER * ref, 0.0, w)  # the neighbourhood without the highlight itself
+    ref = _local_mean(luma, w2, fallback=ref)
+    cap = np.maximum(luma - HIGHLIGHT_MARGIN * ref, 0.0)
+    spec = np.minimum(np.clip(s_chroma, 0.0, None), cap) * (w > 0)
+    return np.maximum(albedo - spec[..., None], 0.0)
+
+
+def _local_mean(values: np.ndarray, weight: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """Weighted Gaussian mean over HIGHLIGHT_SIGMA_FRACTION of the side, computed at LOCAL_MEAN_SIZE² (smooth)."""
+    import cv2
     from scipy import ndimage
 
-    s = albedo.shape[0]
-    sigma = max(s * HIGHLIGHT_SIGMA_FRACTION, 1.0)
-    luma = albedo @ LUMA
-    w = np.asarray(weight, np.float64)
-    for _ in range(2):
-        ref = ndimage.gaussian_filter(luma * w, sigma) / np.maximum(ndimage.gaussian_filter(w, sigma), 1e-6)
-        w = np.where(luma > ref * (1 + HIGHLIGHT_HEADROOM), 0.0, np.asarray(weight, np.float64))
-    excess = np.maximum(luma - ref * (1 + HIGHLIGHT_HEADROOM), 0.0) * (np.asarray(weight) > 0)
-    return np.maximum(albedo - excess[..., None], 0.0)
+    s = values.shape[0]
+    small = min(s, LOCAL_MEAN_SIZE)
+    area = cv2.INTER_AREA
+    vw = cv2.resize((values * weight).astype(np.float32), (small, small), interpolation=area)
+    w = cv2.resize(weight.astype(np.float32), (small, small), interpolation=area)
+    sigma = max(small * HIGHLIGHT_SIGMA_FRACTION, 0.5)
+    vw, w = ndimage.gaussian_filter(vw, sigma), ndimage.gaussian_filter(w, sigma)
+    mean = cv2.resize(vw / np.maximum(w, 1e-6), (s, s), interpolation=cv2.INTER_LINEAR)
+    have = cv2.resize(w, (s, s), interpolation=cv2.INTER_LINEAR) > 1e-3
+    return np.where(have, mean, fallback if fallback is not None else 0.0)

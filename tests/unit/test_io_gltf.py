@@ -81,6 +81,8 @@ def test_mesh_loader_welds_the_export_back_into_template_order(setup):
                       units="cm")
     mesh = load_mesh(path)
     assert mesh.verts.shape == tpl.verts.shape and np.abs(mesh.verts - tpl.verts).max() < 1e-5
+    full = load_mesh(write_gltf(out / "full.glb", asset))  # metres, parts, LODs: still the skin in cm
+    assert np.abs(full.verts - tpl.verts).max() < 1e-4 and np.array_equal(full.faces, tpl.faces)
 
 
 def _animation(asset: HeadAsset) -> Animation:

@@ -88,6 +88,8 @@ def load_mesh(path: str | Path, allow_points: bool = False) -> MeshData:
             mesh = _read_obj(path)
         elif suffix in POINT_SUFFIXES:
             mesh = _read_points(path)
+        elif suffix in (".glb", ".gltf") and _is_topos_gltf(path):
+            mesh = _read_topos_gltf(path)
         else:
             mesh = _read_trimesh(path)
     except MeshError:
@@ -168,6 +170,20 @@ def _mtl_texture(obj_path: Path, mtllib: str | None) -> Path | None:
             tex = obj_path.parent / parts[-1]
             return tex if tex.is_file() else None
     return None
+
+
+def _is_topos_gltf(path: Path) -> bool:
+    """A glTF written by `topos export` (asset.generator "topos" with `asset.extras.topos`)."""
+    head = path.read_bytes()[:4096]
+    return b'"generator":"topos"' in head and b'"topos":{' in head
+
+
+def _read_topos_gltf(path: Path) -> MeshData:
+    """LOD0's skin welded into template order, in template units (the eye/mouth parts and LODs are left out)."""
+    from topos_cli.io.gltf import read_gltf_head
+
+    head = read_gltf_head(path)
+    return MeshData(verts=head.verts, faces=head.faces)
 
 
 def _read_trimesh(path: Path) -> MeshData:

@@ -181,6 +181,29 @@ def test_empty_stdin_exits_2(tmp_path, monkeypatch, path):
     assert _files(tmp_path) == set()
 
 
+LIST_CASES = [  # comma-list and NAME=W options, parsed in the command body: same one line, exit 2
+    (("metrics", "{a}", "{a}", "--thresholds", "-1"), "--thresholds"),
+    (("metrics", "{a}", "{a}", "--thresholds", "0.01,nan"), "--thresholds"),
+    (("align", "{a}", "{a}", "-o", "{out}.obj", "--yaws", "0,nan"), "--yaws"),
+    (("align", "{a}", "{a}", "-o", "{out}.obj", "--scales", "1,0"), "--scales"),
+    (("export", "{a}", "-o", "{out}.glb", "--lod", "-1"), "--lod"),
+    (("template", "export", "{tpl}", "-o", "{out}.obj", "--identity", "nan"), "--identity"),
+    (("template", "export", "{tpl}", "-o", "{out}.obj", "--expression", "jawOpen=inf"), "--expression"),
+    (("template", "export", "{tpl}", "-o", "{out}.obj", "--identity", ",".join(["0.5"] * 11)), "10 identity modes"),
+]
+
+
+@pytest.mark.parametrize(("argv", "word"), LIST_CASES, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_bad_list_values_exit_2(tmp_path, monkeypatch, tiny_template_dir, argv, word):
+    monkeypatch.chdir(tmp_path)
+    mesh = tmp_path / "a.obj"
+    mesh.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    before = _files(tmp_path)
+    res = runner.invoke(app, [a.format(a=mesh, out=tmp_path / "o", tpl=tiny_template_dir) for a in argv])
+    _assert_one_line_exit_2(res, word)
+    assert _files(tmp_path) == before
+
+
 @pytest.mark.xfail(reason="helper B (geometry) makes a zero-area mesh a MeshError; until then align raises "
                           "ValueError", strict=False)
 def test_degenerate_mesh_align_exits_2(tmp_path, tiny_template_dir):

@@ -42,16 +42,25 @@ FinalItersOpt = Annotated[int | None, typer.Option(
     help="Max iterations of the final refinement [topos 300; robust 100]."), NON_NEGATIVE]
 
 
+# allowed values of each element of a comma-list option (any other list: finite numbers)
+LIST_RULES = {"--scales": Range(min=0, min_open=True), "--thresholds": Range(min=0, max=1, min_open=True)}
+
+
 def float_list(text: str | None, name: str) -> list[float] | None:
-    """'0,90,180' -> [0.0, 90.0, 180.0]; None stays None."""
+    """'0,90,180' -> [0.0, 90.0, 180.0]; None stays None. Each value must be finite and within LIST_RULES."""
     from topos_cli.errors import UsageError
 
     if text is None:
         return None
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"{name} takes comma-separated numbers, e.g. 0,90,180,270; got '{text}'") from None
+    rule = LIST_RULES.get(name, Range())
+    bad = next((v for v in values if not rule.allows(v)), None)
+    if bad is not None:
+        raise UsageError(f"{name} value {bad:g} is out of range (allowed: {rule.describe()})")
+    return values
 
 
 @handle_errors

@@ -55,7 +55,7 @@ class Range:
     def describe(self) -> str:
         low = None if self.min is None else f"{'>' if self.min_open else '>='} {_number(self.min)}"
         high = None if self.max is None else f"{'<' if self.max_open else '<='} {_number(self.max)}"
-        return " and ".join(part for part in (low, high) if part) or "any number"
+        return " and ".join(part for part in (low, high) if part) or "any finite number"
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,9 @@ def long_flags(info) -> list[str]:
     return [n for n in names if isinstance(n, str) and n.startswith("--")]
 
 
-def declared_checks(fn) -> list[_Check]:
-    """The Range/Output declarations in `fn`'s Annotated parameters."""
-    hints = typing.get_type_hints(fn, include_extras=True)
+def declared_checks(fn, hints: dict | None = None) -> list[_Check]:
+    """The Range/Output declarations in `fn`'s Annotated parameters (`hints`: its resolved type hints)."""
+    hints = hints if hints is not None else typing.get_type_hints(fn, include_extras=True)
     checks = []
     for name in inspect.signature(fn).parameters:
         extras = getattr(hints.get(name), "__metadata__", ())
@@ -154,7 +154,7 @@ def _show_ranges_in_help(fn) -> None:
     except NameError:  # an annotation that cannot be resolved yet: the checks still run at call time
         return
     fn.__annotations__ = hints
-    for check in declared_checks(fn):
+    for check in declared_checks(fn, hints):
         info = next((m for m in hints[check.name].__metadata__ if isinstance(m, typer.models.ParameterInfo)), None)
         if isinstance(check.rule, Range) and info is not None and info.help and "(allowed:" not in info.help:
             info.help = f"{info.help} (allowed: {check.rule.describe()})"

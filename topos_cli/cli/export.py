@@ -30,9 +30,12 @@ def _lods(text: str) -> list[int]:
     from topos_cli.errors import UsageError
 
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        lods = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"--lod takes comma-separated LOD numbers like 0,1,2, got {text!r}") from None
+    if not lods or min(lods) < 0:
+        raise UsageError(f"--lod {text} is out of range (allowed: LOD numbers >= 0, e.g. 0,1,2)")
+    return lods
 
 
 def _report(result: dict, json: bool) -> None:

@@ -33,8 +33,22 @@ def template_export(template: str | Path | None, out: str | Path, identity: list
         data = read_json(weights)
         identity = identity if identity is not None else data.get("identity")
         expression = {**data.get("expression", {}), **(expression or {})}
+    _check_weights(tpl, identity, expression)
     verts = apply_weights(tpl, identity=identity, expression=expression)
     return save_mesh(out, MeshData.from_template(tpl, verts))
+
+
+def _check_weights(tpl, identity, expression) -> None:
+    """UsageError for weights that are not finite numbers or more identity weights than the template has modes."""
+    import math
+
+    modes = len(tpl.bases["identity"]) if "identity" in tpl.bases else 0
+    values = [*(identity or []), *(expression or {}).values()]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise UsageError("--identity and --expression weights must be finite numbers")
+    if identity and len(identity) > modes:
+        raise UsageError(f"--identity has {len(identity)} weights but template '{tpl.name}' has {modes} identity "
+                         "modes")
 
 
 def template_import(mesh: str | Path, out: str | Path, name: str | None = None,

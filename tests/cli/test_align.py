@@ -168,3 +168,28 @@ def test_obj_materials_uvs_and_groups_are_kept_verbatim(tmp_path):
     pos = np.array([[float(v) for v in ln.split()[1:4]] for ln in new if ln.startswith("v ")])
     diag = np.linalg.norm(verts.max(0) - verts.min(0))
     assert np.abs(pos - verts).max() / diag < 1e-3
+
+
+def test_result_does_not_depend_on_the_file_names(tmp_path):
+    """The sampling stream comes from --seed alone (issue 14): renamed copies of a pair align identically."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pred_a, gt_a, *_ = _pair(tmp_path / "a", "head.obj", "scan.ply")
+    pred_b, gt_b, *_ = _pair(tmp_path / "b", "x7.obj", "other.ply")
+    recs = []
+    for pred, gt in ((pred_a, gt_a), (pred_b, gt_b)):
+        res = _run("align", pred, gt, "-o", pred.parent / "out.ply", "--json", "--seed", "3", *FAST)
+        assert res.exit_code == 0, res.output
+        recs.append(json.loads(res.stdout))
+    assert recs[0]["matrix"] == recs[1]["matrix"] and recs[0]["residual"] == recs[1]["residual"]
+
+
+def test_degenerate_mesh_is_one_line_exit_2(tmp_path):
+    """Three identical vertices: a usage error naming the pair, no traceback, no output written."""
+    _, gt, *_ = _pair(tmp_path)
+    bad = tmp_path / "dot.ply"
+    save_mesh(bad, MeshData(verts=np.ones((3, 3), np.float32), faces=np.array([[0, 1, 2]])))
+    res = _run("align", bad, gt, "-o", tmp_path / "out.ply")
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output and "dot.ply" in res.output
+    assert not (tmp_path / "out.ply").exists()

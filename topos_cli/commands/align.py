@@ -19,7 +19,7 @@ def align(pred: str | Path, gt: str | Path, out: str | Path, protocol: str = "ro
             named like the prediction, plus manifest.jsonl with each transform, meta.json, failures.jsonl).
         protocol: "robust" (default) or "topos" (the paper's trimmed ICP verbatim; see README "Alignment").
         trim / yaws / tilts / scales / seed_iters / final_iters: protocol options; None keeps the default.
-        seed: surface-sampling seed (robust protocol); each pair derives its own stream from (seed, stem).
+        seed: surface-sampling seed (robust protocol); every pair uses this stream (file names do not matter).
         workers: pairs aligned in parallel processes.
         shard: "K/N" to process only that shard of the pairs (folders).
         force: redo pairs whose output exists (folders; a single pair always runs).
@@ -53,7 +53,7 @@ def metrics(pred: str | Path, gt: str | Path, icp: bool = False, protocol: str =
         samples: area-weighted samples per surface.
         threshold: F-score threshold relative to the gt's bounding-box diagonal; `thresholds` adds more.
         clip / clip_margin: clip the prediction to the gt's bounding box grown by `clip_margin` (5%).
-        seed: sampling seed; each pair derives its own streams from (seed, stem).
+        seed: sampling seed; every pair uses these streams (file names do not matter).
         workers: pairs evaluated in parallel processes.
         shard: "K/N" to evaluate only that shard of the pairs.
         template: template whose regions give per-region vertex errors for meshes in its topology.

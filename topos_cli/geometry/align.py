@@ -53,6 +53,14 @@ FINAL_COARSE_POINTS = 3000  # samples of the final refinement's first pass (conv
 FINAL_COARSE_TOL, FINAL_TOL = 1e-5, 1e-6  # stop moves of those passes, fraction of the target's diagonal
 # per-direction overlap of the final refinement: pairs closer than 6 x the 10 % distance quantile, at least 10 %
 FINAL_OVERLAP = (0.1, 6.0, 0.1)
+# starts that reach the final refinement: the multi-start's stages score on few samples and few iterations, so on a
+# partial overlap (a head onto a bust) the right basin can rank second there; each survivor is refined and the one
+# with the best common score (`_common_scores`, on the final samples) wins
+FINAL_CANDIDATES = 6
+# placements of a start beside centroid-on-centroid: the source's box flush with a side of the target's box, tried
+# along an axis where the (rotated, scaled) source is at most this fraction of the target's extent
+FLUSH_MAX_RATIO = 0.8
+PLACEMENTS = ("centroid", "-x", "+x", "-y", "+y", "-z", "+z")
 
 
 @dataclass(frozen=True)
@@ -468,7 +476,8 @@ ROBUST_SCHEDULE = ((150, 3, 24), (400, 8, 4), (1000, 25, 1))
 @dataclass(frozen=True)
 class StartGrid:
     """The robust multi-start's surviving starts: transforms as arrays (B,), (B, 3, 3), (B, 3), the index of
-    each into the full (rotation x scale) grid, and the grid itself ((G, 2): seed index, scale factor)."""
+    each into the full grid, and the grid itself ((G, 3): seed index, scale factor, placement index into
+    PLACEMENTS)."""
 
     scale: np.ndarray
     rotation: np.ndarray
@@ -483,36 +492,81 @@ class StartGrid:
         return Similarity(float(self.scale[row]), self.rotation[row], self.translation[row])
 
 
+def _placements(src: PointCloud, dst: PointCloud, rot: np.ndarray, scale: float) -> list[tuple[int, np.ndarray]]:
+    """(placement index, translation) of a start: centroid onto centroid, and the source's box flush with each
+    side of the target's box where the source is markedly smaller along that axis (a head on a bust sits at its
+    top, a face shell at its front: the centroid start would put it in the chest or the skull)."""
+    out = [(0, dst.points.mean(0) - scale * rot @ src.points.mean(0))]
+    lo, hi = src.points.min(0), src.points.max(0)
+    corners = scale * np.array(np.meshgrid(*zip(lo, hi, strict=True))).T.reshape(-1, 3) @ rot.T  # (8, 3)
+    half, centre = 0.5 * np.ptp(corners, 0), scale * rot @ (0.5 * (lo + hi))
+    d_lo, d_hi = dst.points.min(0), dst.points.max(0)
+    for axis in range(3):
+        if half[axis] > FLUSH_MAX_RATIO * 0.5 * (d_hi[axis] - d_lo[axis]):
+            continue
+        for side, bound in ((1, d_lo[axis] + half[axis]), (2, d_hi[axis] - half[axis])):
+            where = 0.5 * (d_lo + d_hi)
+            where[axis] = bound
+            out.append((2 * axis + side, where - centre))
+    return out
+
+
 def _start_grid(src: PointCloud, dst: PointCloud, seeds: list[SeedRotation], scales, s0: float) -> StartGrid:
-    """Every (rotation, scale) start, centroid onto centroid."""
-    grid = np.array([(r, f) for r in range(len(seeds)) for f in scales])
-    rot = np.stack([seeds[int(r)].rotation for r, _ in grid])
-    s = grid[:, 1] * s0
-    t = dst.points.mean(0) - s[:, None] * (rot @ src.points.mean(0))
-    return StartGrid(s, rot, t, np.arange(len(grid)), grid)
+    """Every (rotation, scale, placement) start."""
+    rows, rots, trans = [], [], []
+    for r, seed in enumerate(seeds):
+        for f in scales:
+            for place, t in _placements(src, dst, seed.rotation, f * s0):
+                rows.append((r, f, place))
+                rots.append(seed.rotation)
+                trans.append(t)
+    grid = np.array(rows)
+    return StartGrid(grid[:, 1] * s0, np.stack(rots), np.stack(trans), np.arange(len(grid)), grid)
 
 
 def _prune_starts(src: PointCloud, dst: PointCloud, starts: StartGrid, schedule, *, trim: float,
                   point_weight: float, guard: tuple[float, float]) -> StartGrid:
-    """Coarse to fine: each stage runs every surviving start's ICP on more samples and keeps the best."""
+    """Coarse to fine: each stage runs every surviving start's ICP on more samples and keeps the best (at least
+    FINAL_CANDIDATES of them, best first)."""
     for points, iters, kept in schedule:
         s, rot, t, rms = symmetric_icp_batch(src.head(points), dst.head(points), starts.scale, starts.rotation,
                                              starts.translation, iters=iters, trim=trim, point_weight=point_weight,
                                              scale_range=guard)
-        top = np.argsort(rms, kind="stable")[:kept]
+        top = np.argsort(rms, kind="stable")[: max(kept, FINAL_CANDIDATES)]
         starts = StartGrid(s, rot, t, starts.alive, starts.grid).take(top)
     return starts
 
 
-def _final_refinement(src: PointCloud, dst: PointCloud, sim: Similarity, *, final_points: int, final_iters: int,
-                      point_weight: float, guard: tuple[float, float]) -> IcpFit:
-    """Coarse-to-fine final refinement: converge on fewer samples, then polish on all of them."""
-    done = 0
-    for points, tol in ((min(FINAL_COARSE_POINTS, final_points), FINAL_COARSE_TOL), (final_points, FINAL_TOL)):
-        fit = symmetric_icp(src.head(points), dst.head(points), sim, iters=final_iters, point_weight=point_weight,
-                            adaptive=FINAL_OVERLAP, scale_range=guard, tol=tol)
-        sim, done = fit.sim, done + fit.iterations
-    return IcpFit(fit.sim, fit.residual, done, fit.overlap)
+def _final_pass(src: PointCloud, dst: PointCloud, sim: Similarity, points: int, tol: float, *, iters: int,
+                point_weight: float, guard: tuple[float, float]) -> IcpFit:
+    """One pass of the final refinement (point-to-plane, adaptive overlap) on the first `points` samples."""
+    return symmetric_icp(src.head(points), dst.head(points), sim, iters=iters, point_weight=point_weight,
+                         adaptive=FINAL_OVERLAP, scale_range=guard, tol=tol)
+
+
+def _common_scores(src: PointCloud, dst: PointCloud, sims: list[Similarity], *, point_weight: float) -> np.ndarray:
+    """(B,) one score for poses found from different starts: the symmetric residual averaged over several trims
+    (`_multi_trim_score`) on all samples, at the poses as given. Unlike each fit's own residual, its kept
+    fractions do not adapt to the pose, so a wrong basin cannot win by keeping fewer pairs."""
+    _, _, _, scores = symmetric_icp_batch(
+        src, dst, np.array([sim.scale for sim in sims]), np.stack([sim.rotation for sim in sims]),
+        np.stack([sim.translation for sim in sims]), iters=0, trim=1.0, point_weight=point_weight,
+        scale_range=(0.0, np.inf))
+    return scores
+
+
+def _best_basin(src: PointCloud, dst: PointCloud, starts: StartGrid, *, final_points: int, final_iters: int,
+                point_weight: float, score_weight: float, guard: tuple[float, float]) -> tuple[int, IcpFit]:
+    """Each surviving start refined on the coarse final samples; the row and fit of the best common score."""
+    coarse = min(FINAL_COARSE_POINTS, final_points)
+    fits = [_final_pass(src, dst, starts.similarity(row), coarse, FINAL_COARSE_TOL, iters=final_iters,
+                        point_weight=point_weight, guard=guard) for row in range(len(starts.scale))]
+    if len(fits) == 1:
+        return 0, fits[0]
+    scores = _common_scores(src.head(final_points), dst.head(final_points), [fit.sim for fit in fits],
+                            point_weight=score_weight)
+    row = int(np.argmin(scores))  # ties: the multi-start's own order
+    return row, fits[row]
 
 
 def align_robust(
@@ -567,9 +621,13 @@ def align_robust(
     seeds = _robust_seeds(yaws, tilts, axis_frames)
     starts = _prune_starts(src_all, dst_all, _start_grid(src_all, dst_all, seeds, scales, s0), schedule, trim=trim,
                            point_weight=point_weight, guard=guard)
-    best = starts.grid[starts.alive[0]]
-    seed = {"rotation": seeds[int(best[0])].name, "scale_factor": float(best[1]), "starts": len(starts.grid)}
-    fit = _final_refinement(src_all, dst_all, starts.similarity(0), final_points=final_points,
-                            final_iters=final_iters, point_weight=final_point_weight, guard=guard)
+    row, coarse = _best_basin(src_all, dst_all, starts, final_points=final_points, final_iters=final_iters,
+                              point_weight=final_point_weight, score_weight=final_point_weight, guard=guard)
+    best = starts.grid[starts.alive[row]]
+    seed = {"rotation": seeds[int(best[0])].name, "scale_factor": float(best[1]),
+            "placement": PLACEMENTS[int(best[2])], "starts": len(starts.grid), "rank": row}
+    fit = _final_pass(src_all, dst_all, coarse.sim, final_points, FINAL_TOL, iters=final_iters,
+                      point_weight=final_point_weight, guard=guard)
     info = {"overlap_src": float(fit.overlap[0]), "overlap_dst": float(fit.overlap[1])}
-    return AlignResult.of(fit.sim, fit.residual, bbox_diagonal(dst_all.points), fit.iterations, "robust", seed, info)
+    return AlignResult.of(fit.sim, fit.residual, bbox_diagonal(dst_all.points), coarse.iterations + fit.iterations,
+                          "robust", seed, info)

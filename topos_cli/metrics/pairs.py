@@ -98,15 +98,24 @@ def used_verts(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return verts if used.all() else verts[used]
 
 
-def fit_alignment(pred, gt, *, protocol: str, options: dict, rng: np.random.Generator):
-    """Similarity mapping mesh ``pred`` (MeshData) onto ``gt``; returns an AlignResult."""
+def fit_alignment(pred, gt, *, protocol: str, options: dict, rng: np.random.Generator, names: str = "pair"):
+    """Similarity mapping mesh ``pred`` (MeshData) onto ``gt``; returns an AlignResult.
+
+    A mesh the alignment cannot use (no surface area, all points in one spot) is a MeshError naming ``names``.
+    """
     from topos_cli.geometry.align import align_robust, align_topos
 
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not '{protocol}'")
-    if protocol == "topos":
-        return align_topos(used_verts(pred.verts, pred.faces), used_verts(gt.verts, gt.faces), **options)
-    return align_robust(pred.verts, pred.faces, gt.verts, gt.faces, rng=rng, **options)
+    for mesh in (pred, gt):
+        if len(mesh.verts) < 3 or float(np.ptp(np.asarray(mesh.verts, np.float64), axis=0).max()) == 0.0:
+            raise MeshError(f"{names}: a mesh has all its points in one spot; nothing to align")
+    try:
+        if protocol == "topos":
+            return align_topos(used_verts(pred.verts, pred.faces), used_verts(gt.verts, gt.faces), **options)
+        return align_robust(pred.verts, pred.faces, gt.verts, gt.faces, rng=rng, **options)
+    except ValueError as exc:  # zero surface area, too few points: a property of the input
+        raise MeshError(f"{names}: {exc}") from None
 
 
 def transformed(mesh, result):
@@ -128,10 +137,11 @@ def align_file(
     order kept.
     """
     from topos_cli.io.mesh import load_mesh, save_mesh, transform_gltf_scene, transform_obj_file
-    from topos_cli.utils.seeding import item_rng
 
     pred_mesh, gt_mesh = load_mesh(pred, allow_points=True), load_mesh(gt, allow_points=True)  # scans may be clouds
-    result = fit_alignment(pred_mesh, gt_mesh, protocol=protocol, options=options, rng=item_rng(seed, stem))
+    # the sampling stream comes from --seed alone: the result must not depend on the files' names
+    result = fit_alignment(pred_mesh, gt_mesh, protocol=protocol, options=options, rng=np.random.default_rng(seed),
+                           names=f"{pred.name} vs {gt.name}")
     gltf = (".glb", ".gltf")
     if pred.suffix.lower() in gltf and out.suffix.lower() in gltf:
         transform_gltf_scene(pred, out, result.matrix)
@@ -162,17 +172,18 @@ def evaluate_file(
 ) -> dict:
     """Geometry metrics of one pair (optionally aligned first); a flat row of numbers plus details.
 
-    The pair's random streams derive from (seed, stem): results do not depend on order, shards or workers.
+    The pair's random streams derive from --seed alone: results depend neither on the files' names nor on order,
+    shards or workers.
     """
     from topos_cli.geometry.metrics import surface_metrics, vertex_errors
     from topos_cli.io.mesh import load_mesh
-    from topos_cli.utils.seeding import item_rng
 
     pred_mesh, gt_mesh = load_mesh(pred), load_mesh(gt)
-    rng_align, rng_metrics = item_rng(seed, stem).spawn(2)
+    rng_align, rng_metrics = np.random.default_rng(seed).spawn(2)
     row: dict = {"id": stem, "pred": str(pred.resolve()), "gt": str(gt.resolve())}
     if icp:
-        result = fit_alignment(pred_mesh, gt_mesh, protocol=protocol, options=align_options, rng=rng_align)
+        result = fit_alignment(pred_mesh, gt_mesh, protocol=protocol, options=align_options, rng=rng_align,
+                               names=f"{pred.name} vs {gt.name}")
         pred_mesh = transformed(pred_mesh, result)
         row["align"] = result.to_dict()
         row["align_residual_rel"] = result.residual_rel

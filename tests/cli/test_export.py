@@ -109,3 +109,17 @@ def test_export_a_head_off_the_model_by_deformation_transfer(tmp_path):
     assert np.abs(out.verts - scan).max() < 1e-3
     jaw = out.morphs[out.morph_names.index("jawOpen")]
     assert 30 < np.linalg.norm(jaw, axis=1).max() < 50  # millimetres: the template's 4.2 cm jaw, scaled by 10
+
+
+def test_eye_joints_turn_only_without_eyelook_channels(tmp_path):
+    rot = {"head": [10, 0, 0], "eye_L": [0, 5, 0]}
+    for name, weights, joints in (("gaze", {"eyeLookUpLeft": 1.0}, ["head"]), ("bones", {"jawOpen": 1.0},
+                                                                               ["eye_L", "head"])):
+        keys = {"keyframes": [{"time": 0}, {"time": 1, "weights": weights, "rotations": rot}]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(keys))
+        res = _run("animate", "-o", tmp_path / f"{name}.glb", "--from", tmp_path / f"{name}.json")
+        assert res.exit_code == 0, res.output
+        doc = _glb_json(tmp_path / f"{name}.glb")
+        turned = sorted(doc["nodes"][c["target"]["node"]]["name"] for c in doc["animations"][0]["channels"]
+                        if c["target"]["path"] == "rotation")
+        assert turned == joints

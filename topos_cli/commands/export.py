@@ -146,7 +146,11 @@ def _animation(asset, tpl: Template, source: str | Path, fps: float | None, name
             weights[:, k] = curves[name]
     rotations = {}
     if asset.skeleton is not None:
-        rotations = {j: euler_to_quat(ypr) for j, ypr in anim.rotations.items() if j in asset.skeleton.names}
+        # a capture's eye rotations repeat its eyeLook* channels, whose targets already turn the eyeballs:
+        # applying both would turn them twice, so the eye joints only move when no eyeLook* channel is given
+        gaze = any(n.startswith("eyeLook") and np.abs(curves[n]).max() > 0 for n in known)
+        rotations = {j: euler_to_quat(ypr) for j, ypr in anim.rotations.items()
+                     if j in asset.skeleton.names and not (gaze and j.startswith("eye_"))}
     return Animation(np.asarray(anim.times, np.float32), weights, rotations, name=Path(source).stem)
 
 

@@ -144,3 +144,22 @@ def test_parts_follow_the_rig_and_the_targets(setup):
     doc = _json(write_gltf(out / "parts.glb", asset))
     assert [len(m["primitives"]) for m in doc["meshes"]] == [2, 2, 2]  # every LOD shows the same parts
     assert doc["meshes"][0]["primitives"][1]["attributes"] == doc["meshes"][2]["primitives"][1]["attributes"]
+
+
+def test_texture_folder_maps_are_found_and_embedded(setup, tmp_path):
+    from topos_cli.io.image import write_png
+
+    tpl, asset, info, out = setup
+    items = tmp_path / "tex" / "items"
+    items.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, shape in (("albedo", (16, 16, 3)), ("normal", (16, 16, 3)), ("roughness", (16, 16)),
+                        ("specular", (16, 16))):
+        write_png(items / f"tex007_{name}.png", rng.integers(0, 255, shape, dtype=np.uint8))
+    maps, paths = texture_maps(tpl, tmp_path / "tex")
+    assert sorted(paths) == ["albedo", "normal", "roughness", "specular"] and "tex007_" in paths["albedo"]
+    assert maps.roughness.shape == (16, 16) and maps.png["albedo"] == (items / "tex007_albedo.png").read_bytes()
+    doc = _json(write_gltf(out / "tex.glb", HeadAsset("t", asset.lods[2:], [], None, asset.template), maps))
+    material = doc["materials"][0]
+    assert {"baseColorTexture", "metallicRoughnessTexture"} <= set(material["pbrMetallicRoughness"])
+    assert "normalTexture" in material and "specularTexture" in material["extensions"]["KHR_materials_specular"]

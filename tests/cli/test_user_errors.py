@@ -275,3 +275,22 @@ def test_augment_into_a_tiny_filesystem(tmp_path, tiny_template_dir):
         assert not [p for p in mount.rglob(".*tmp*")]
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_piped_stderr_is_not_wrapped(tmp_path, monkeypatch):
+    """Stderr that is not a terminal: a long one-line error stays one line (rich would wrap at 80)."""
+    import io
+    import sys
+
+    import topos_cli.utils.log as log
+
+    with monkeypatch.context() as patch:  # build the Console against a stderr that is not a terminal
+        patch.setattr(sys, "stderr", io.StringIO())
+        piped = log._stderr_console()
+    monkeypatch.setattr(log, "console", piped)
+    out = tmp_path / ("a-rather-long-folder-name-" * 6) / "plain.txt"
+    out.parent.mkdir()
+    out.write_text("x")
+    res = runner.invoke(app, ["augment", "-o", str(out / "sub")])
+    line = _assert_one_line_exit_2(res, str(out))
+    assert len(line) > 200

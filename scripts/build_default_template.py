@@ -50,7 +50,16 @@ from head_expressions import expression_prior  # noqa: E402
 from head_geometry import ear_clip, even_odd, flip_for_quality  # noqa: E402
 from head_parts import save_npz, write_parts  # noqa: E402
 from head_regions import REGION_RULES, make_regions, region_bases  # noqa: E402
-from head_report import fit_error, notice_text, pack_uv, readme_text, signed_areas, uv_report  # noqa: E402
+from head_report import (  # noqa: E402
+    fit_error,
+    keep_foreign_sections,
+    notice_text,
+    pack_uv,
+    readme_text,
+    rounded_report,
+    signed_areas,
+    uv_report,
+)
 
 from topos_cli.geometry.mesh_ops import face_areas, mesh_quality  # noqa: E402
 from topos_cli.io.obj import ObjData, format_obj  # noqa: E402
@@ -676,7 +685,7 @@ def write_folder(out: Path, ict_path: Path, res: dict) -> None:
     uvq = uv_report(res["uv"], uv_faces, verts.astype(np.float64), faces, res["regions"])
     sym = tpl["symmetry"]
     sym_err_mm = float(np.abs(verts[sym] * [-1, 1, 1] - verts).max() * 10)
-    report = _rounded({"num_verts": len(verts), "num_faces": len(faces), **quality,
+    report = rounded_report({"num_verts": len(verts), "num_faces": len(faces), **quality,
                        "boundary_loops": {k: len(v) for k, v in loops.items()}, "uv": uvq, "uv_layout": res["layout"],
                        "symmetry_max_mismatch_mm": sym_err_mm, "fit": res["fit"]})
     print(json.dumps(report, indent=1))
@@ -713,36 +722,10 @@ def write_folder(out: Path, ict_path: Path, res: dict) -> None:
     save_npz(out / "bases.npz", res["bases"])
     meta["parts"] = write_parts(out, skin["npz"])  # eyes and mouth interior, from the files just written
     _atomic_text(out / "NOTICE", notice_text(skin["licence"]))
-    _atomic_text(out / "README.md", _keep_foreign_sections(readme_text(report, res, PARAMS, REGION_RULES, meta),
+    _atomic_text(out / "README.md", keep_foreign_sections(readme_text(report, res, PARAMS, REGION_RULES, meta),
                                                             out / "README.md"))
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     print(f"wrote {out} ({size:.1f} MB)")
-
-
-REPORT_DIGITS = 6  # significant digits of measured floats in template.json: summation order changes the last
-#                    bits of a mean between runs, and the rebuild should write the same bytes
-
-
-def _rounded(value):
-    """Plain data with every float rounded to REPORT_DIGITS significant digits."""
-    if isinstance(value, float):
-        return float(f"{value:.{REPORT_DIGITS}g}")
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rounded(v) for v in value]
-    return value
-
-
-def _keep_foreign_sections(text: str, path: Path) -> str:
-    """The generated README plus any `## ` section of the existing one that the build does not write (other
-    scripts document their own assets in this folder, e.g. the mediapipe landmark map)."""
-    if not path.is_file():
-        return text
-    ours = {line for line in text.splitlines() if line.startswith("## ")}
-    old = path.read_text().split("\n## ")[1:]
-    extra = [sec for sec in old if "## " + sec.splitlines()[0] not in ours]
-    return text + "".join("\n## " + sec.rstrip("\n") + "\n" for sec in extra)
 
 
 def _atomic_text(path: Path, text: str) -> None:

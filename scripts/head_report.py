@@ -5,6 +5,8 @@ Part of scripts/build_default_template.py; pure numpy/scipy.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
@@ -284,3 +286,29 @@ def parts_rows(parts: dict) -> str:
 def rep_scale(layout: dict) -> str:
     return (f"{layout['face_scale_per_cm'] * 1024:.1f} / {layout['back_scale_per_cm'] * 1024:.1f} texels per cm "
             f"at 1024²")
+
+
+REPORT_DIGITS = 6  # significant digits of measured floats in template.json: summation order changes the last
+#                    bits of a mean between runs, and the rebuild should write the same bytes
+
+
+def rounded_report(value):
+    """Plain data with every float rounded to REPORT_DIGITS significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{REPORT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: rounded_report(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded_report(v) for v in value]
+    return value
+
+
+def keep_foreign_sections(text: str, path: Path) -> str:
+    """The generated README plus any `## ` section of the existing one that the build does not write (other
+    scripts document their own assets in this folder, e.g. the mediapipe landmark map)."""
+    if not path.is_file():
+        return text
+    ours = {line for line in text.splitlines() if line.startswith("## ")}
+    old = path.read_text().split("\n## ")[1:]
+    extra = [sec for sec in old if "## " + sec.splitlines()[0] not in ours]
+    return text + "".join("\n## " + sec.rstrip("\n") + "\n" for sec in extra)

@@ -7,7 +7,22 @@ from typing import Annotated
 
 import typer
 
-from topos_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, SeedOpt, ShardOpt, epilog, handle_errors
+from topos_cli.cli.common import (
+    COUNT,
+    NON_NEGATIVE,
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    Output,
+    Range,
+    SeedOpt,
+    ShardOpt,
+    epilog,
+    handle_errors,
+)
+
+MAX_SAMPLER_STEPS = 1000  # rectified flow needs tens of Euler steps; thousands is a typo
+MAX_CFG = 50.0  # guidance scales beyond ~10 saturate; 50 leaves room and stops nonsense
 
 EPILOG = epilog(
     "topos generate-geo portrait.jpg -o head.obj --json --overlay\n\n"
@@ -22,18 +37,20 @@ def generate_geo(
                                                "a folder of them, a dataset folder or '-' (JSONL with an 'image' "
                                                "path on stdin). Near-frontal, unoccluded faces work best.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Head mesh (.obj with the template's UVs, .ply, .glb) "
-                                                          "or, for many photos, a folder.")],
+                                                          "or, for many photos, a folder."), Output()],
     model: Annotated[Path | None, typer.Option(help="TOPOS-DiT checkpoint folder (default: the shipped one when "
                                                     "present, else the template's mean head is the prior).")] = None,
-    samples: Annotated[int, typer.Option(help="Generator draws averaged into the prior head.")] = 1,
-    steps: Annotated[int, typer.Option(help="Sampler steps (rectified-flow Euler).")] = 50,
-    cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.0,
+    samples: Annotated[int, typer.Option(help="Generator draws averaged into the prior head."), COUNT] = 1,
+    steps: Annotated[int, typer.Option(help="Sampler steps (rectified-flow Euler)."),
+                     Range(min=1, max=MAX_SAMPLER_STEPS)] = 50,
+    cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale."), Range(min=0, max=MAX_CFG)] = 3.0,
     keep_expression: Annotated[bool, typer.Option(
         "--keep-expression", help="Write the fitted expression instead of the neutral head.")] = False,
     refine: Annotated[bool, typer.Option(help="Fit the identity bases to the photo's landmarks.")] = True,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write the photo with the fitted mesh over it "
                                                             "(<out>_overlay.png; overlay.png per batch item).")] = False,
-    face_index: Annotated[int | None, typer.Option(help="Face to use when there are several (0 = largest).")] = None,
+    face_index: Annotated[int | None, typer.Option(help="Face to use when there are several (0 = largest)."),
+                          NON_NEGATIVE] = None,
     format: Annotated[str, typer.Option(help="Mesh format of batch outputs: obj, ply, glb.")] = "obj",
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",

@@ -30,6 +30,8 @@ MethodOpt = Annotated[str, typer.Option("--method", help="unwrap (classical, CPU
                                                           "weights) or learned.")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Folder with the Qwen-Image-Edit weights and "
                                                                    "the TOPOS-Texture LoRA (--method qwen).")]
+LoraOpt = Annotated[Path | None, typer.Option("--lora", help="TOPOS-Texture LoRA folder (default: WEIGHTS/lora; "
+                                                             "`topos train tex` writes RUN/lora).")]
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="TOPOS-DiT checkpoint for the geometry step.")]
 PreviewOpt = Annotated[bool, typer.Option("--preview/--no-preview", help="Render preview.png (3 lights + profile).")]
 
@@ -51,6 +53,7 @@ def generate_tex(
     pbr: Annotated[bool, typer.Option("--pbr/--no-pbr", help="PBR maps (always written; kept for scripts).")] = True,
     preview: PreviewOpt = True,
     weights: WeightsOpt = None,
+    lora: LoraOpt = None,
     model: ModelOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
@@ -63,8 +66,8 @@ def generate_tex(
     from topos_cli.utils.log import console, emit_json, emit_line
 
     result = api.generate_tex(input, out, geo=geo, mesh=mesh, camera=camera, method=method, size=size,
-                              preview=preview, seed=seed, weights=weights, model=model, device=device, shard=shard,
-                              force=force)
+                              preview=preview, seed=seed, weights=weights, lora=lora, model=model, device=device,
+                              shard=shard, force=force)
     for rec in result.records:
         emit_json(rec) if json else emit_line(rec["texture_dir"])
     console.print(f"generate-tex: {len(result.records) - result.skipped} textured, {result.skipped} already done "
@@ -79,6 +82,7 @@ def generate(
     method: MethodOpt = "unwrap",
     size: SizeOpt = 1024,
     weights: WeightsOpt = None,
+    lora: LoraOpt = None,
     model: ModelOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
@@ -90,7 +94,7 @@ def generate(
     from topos_cli import api
     from topos_cli.utils.log import console, emit_json, emit_line
 
-    result = api.generate(input, out, method=method, size=size, seed=seed, weights=weights, model=model,
+    result = api.generate(input, out, method=method, size=size, seed=seed, weights=weights, lora=lora, model=model,
                           device=device, shard=shard, force=force)
     for rec in result.records:
         emit_json(rec) if json else emit_line(rec["obj"])

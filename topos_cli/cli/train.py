@@ -153,3 +153,40 @@ def dit(
                      workers=workers, ema_decay=ema_decay, warmup=warmup, image_cond=image_cond)
     emit_json({"out": str(out.resolve()), **last}) if json else print(out)
     console.print(f"train dit: step {last.get('step')} loss {last.get('total')} -> {out}")
+
+
+TEX_EPILOG = epilog(
+    "topos train tex --data data/renders --weights models/qwen-image-edit --out runs/tex\n\n"
+    "topos train tex --data data/renders --config tiny --out runs/tex-tiny\n\n"
+    "topos train tex --data data/renders --weights W --out runs/tex --device cuda --stages 256:2000,512:2000"
+)
+
+
+@app.command("tex", epilog=TEX_EPILOG, no_args_is_help=True)
+@handle_errors
+def tex(
+    data: Annotated[Path, typer.Option(help="Render dataset with canonical textures (`topos render HEADS -o DATA "
+                                            "--random-textures --random-lighting`).")],
+    out: RunOutOpt,
+    weights: Annotated[Path | None, typer.Option(help="Local Qwen-Image-Edit folder (transformer/, vae/, "
+                                                      "text_encoder/, tokenizer/, scheduler/).")] = None,
+    config: Annotated[str, typer.Option(help="paper (256->1024 progressive) or tiny (CPU smoke run).")] = "paper",
+    stages: Annotated[str | None, typer.Option(help="Override stages as RES:STEPS,... e.g. 256:2000,512:2000.")] = None,
+    lr: Annotated[float, typer.Option(help="Cosine schedule start (paper 5e-5)."), LR] = 5e-5,
+    lr_min: Annotated[float, typer.Option(help="Cosine schedule end (paper 3.5e-5)."), LR] = 3.5e-5,
+    cond_dropout: Annotated[float, typer.Option(help="Probability of dropping the reference image."),
+                            Range(min=0, max=1, max_open=True)] = 0.2,
+    rank: Annotated[int, typer.Option(help="LoRA rank."), COUNT] = 32,
+    log_every: LogEveryOpt = 10,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",
+    json: JsonOpt = False,
+) -> None:
+    """Fine-tune the TOPOS-Texture LoRA (flow matching, condition dropout, progressive resolution)."""
+    from topos_cli.commands.train_tex import train_tex
+    from topos_cli.utils.log import console, emit_json
+
+    last = train_tex(data, out, weights=weights, config=config, stages=stages, lr=lr, lr_min=lr_min,
+                     cond_dropout=cond_dropout, rank=rank, seed=seed, device=device, log_every=log_every)
+    emit_json({"out": str(out.resolve()), "lora": str((out / "lora").resolve()), **last}) if json else print(out)
+    console.print(f"train tex: step {last.get('step')} loss {last.get('loss')} -> {out / 'lora'}")

@@ -16,8 +16,9 @@ MIN_SIZE, MAX_SIZE = 64, 4096  # below 64² the face is a few texels; 4096² flo
 
 def generate_tex(input: str | Path, out: str | Path, geo: str | Path | None = None, mesh: str | Path | None = None,
                  camera: str | Path | None = None, method: str = "unwrap", size: int = 1024, preview: bool = True,
-                 seed: int = 0, weights: str | Path | None = None, model: str | Path | None = None,
-                 device: str = "cpu", shard: str | None = None, force: bool = False) -> BatchResult:
+                 seed: int = 0, weights: str | Path | None = None, lora: str | Path | None = None,
+                 model: str | Path | None = None, device: str = "cpu", shard: str | None = None,
+                 force: bool = False) -> BatchResult:
     """Texture heads from portraits (`topos generate-tex`).
 
     Args:
@@ -31,6 +32,7 @@ def generate_tex(input: str | Path, out: str | Path, geo: str | Path | None = No
         method: "unwrap" (classical, CPU), "qwen" (TOPOS-Texture; needs local weights) or "learned".
         size: texture side in texels. preview: also render preview.png. seed: the qwen sampler's seed.
         weights: folder of the Qwen-Image-Edit weights and TOPOS-Texture LoRA (method qwen).
+        lora: the LoRA folder when it is not WEIGHTS/lora (e.g. a `topos train tex` run's RUN/lora).
         model: TOPOS-DiT checkpoint for the generate-geo step. device: torch device for learned parts.
     """
     from topos_cli.io.batch import BatchItem, raise_failures, run_batch
@@ -47,7 +49,7 @@ def generate_tex(input: str | Path, out: str | Path, geo: str | Path | None = No
     single = str(input) != "-" and Path(input).is_file()
     if not single and (geo or mesh):
         raise UsageError("--geo/--mesh/--camera apply to a single photo; for many, pipe generate-geo's records")
-    pipe = TexturePipeline(load_template(None), size, method, weights=weights, device=device)
+    pipe = TexturePipeline(load_template(None), size, method, weights=weights, lora=lora, device=device)
     geometry = GeometrySource(pipe.template, model, device)
     if single:
         base = _single_record(Path(input), geo, mesh, camera)
@@ -175,12 +177,12 @@ def texture_one(pipe, geometry, record: dict, out: Path, preview: bool, seed: in
 
 
 def generate(input: str | Path, out: str | Path, method: str = "unwrap", size: int = 1024, seed: int = 0,
-             weights: str | Path | None = None, model: str | Path | None = None, device: str = "cpu",
-             shard: str | None = None, force: bool = False) -> BatchResult:
+             weights: str | Path | None = None, lora: str | Path | None = None, model: str | Path | None = None,
+             device: str = "cpu", shard: str | None = None, force: bool = False) -> BatchResult:
     """Portrait -> head in template topology + texture set + preview (`topos generate`).
 
     The same as `generate-tex` without a mesh: generate-geo's pipeline fits the head, and the record carries
     the textured OBJ (head.obj + head.mtl + maps) and the camera that reproduces the photo (`camera`).
     """
-    return generate_tex(input, out, method=method, size=size, seed=seed, weights=weights, model=model,
+    return generate_tex(input, out, method=method, size=size, seed=seed, weights=weights, lora=lora, model=model,
                         device=device, shard=shard, force=force)

@@ -126,7 +126,8 @@ class TexturePipeline:
     weights folder, `pipelines/tex_qwen.py`), "learned" (not shipped in this version: a one-line error).
     """
 
-    def __init__(self, template, size: int = 1024, method: str = "unwrap", weights=None, device: str = "cpu"):
+    def __init__(self, template, size: int = 1024, method: str = "unwrap", weights=None, lora=None,
+                 device: str = "cpu"):
         if method not in METHODS:
             raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
         if method == "learned":
@@ -137,7 +138,7 @@ class TexturePipeline:
         if method == "qwen":
             from topos_cli.pipelines.tex_qwen import QwenTexturer
 
-            self._qwen = QwenTexturer.from_pretrained(weights, device=device)
+            self._qwen = QwenTexturer.from_pretrained(weights, lora, device=device)
 
     @classmethod
     def from_template(cls, template=None, size: int = 1024, method: str = "unwrap", **kw) -> TexturePipeline:
@@ -156,9 +157,21 @@ class TexturePipeline:
         """
         self.template.check_verts(np.asarray(verts), "head")
         result = unwrap_texture(self.template, self.size, photo, verts, camera)
-        if self._qwen is not None:  # the diffusion model repaints the unwrap (its condition) in the UV layout
-            result = self._qwen.refine(result, photo, seed)
+        if self._qwen is not None:  # TOPOS-Texture paints the albedo; the unwrap's PBR detail stays
+            result = self._qwen_albedo(result, photo, verts, camera, seed)
         return result
+
+    def _qwen_albedo(self, result: TextureResult, photo, verts, camera, seed: int) -> TextureResult:
+        from topos_cli.pipelines.tex_qwen import head_crop
+        from topos_cli.texture.pbr import pbr_maps
+
+        albedo = np.clip(_resize(self._qwen(head_crop(photo, verts, camera), seed=seed), self.size), 0, 1)
+        assets = template_assets(self.template, self.size)
+        maps = pbr_maps(srgb_to_linear(albedo), assets.masks, np.zeros(albedo.shape[:2]), assets.default_normal)
+        coverage = np.zeros_like(result.coverage)
+        coverage[..., 2] = assets.raster.covered  # every texel is generated
+        return TextureResult(albedo, maps.roughness, maps.specular, result.normal, coverage,
+                             {**result.stats, "photo": 0.0, "mirror": 0.0, "completed": 1.0, "method": "qwen"})
 
 
 def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, camera: Camera,

@@ -110,8 +110,8 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
 
 
 def bbox_diagonal(points: np.ndarray) -> float:
-    """Length of the axis-aligned bounding-box diagonal of (N, 3) points."""
-    pts = np.asarray(points, dtype=np.float64)
+    """Length of the axis-aligned bounding-box diagonal of (N, 3) points (computed in their own precision)."""
+    pts = np.asarray(points)
     return float(np.linalg.norm(pts.max(0) - pts.min(0)))
 
 

@@ -8,7 +8,7 @@ Checks, printed as one JSON object: the ARKit-named shape keys (52 + Basis), a U
 colour / normal / roughness textures, the head's height in Blender (metres; ~0.3), the armature's bones (jaw,
 eyes), smooth shading (no flat faces), and that setting Blender's `jawOpen` shape key to 1 moves every vertex
 by topos's own jawOpen delta (max difference in metres; the issue asks <= 1e-5). `--render` writes a Cycles
-CPU render of the imported head with jawOpen 0.6 (not committed: renders stay out of the repository).
+CPU render of the imported head with jawOpen 0.6 (docs/blender_import.png is one such render).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 from topos_cli.geometry import retopo as rt
 from topos_cli.geometry.retopo.bases import solve_bases_step
 from topos_cli.geometry.retopo.hypotheses import upright_rotations
-from topos_cli.geometry.retopo.matches import correspondences, outside_weights
+from topos_cli.geometry.retopo.matches import border_mask, correspondences, outside_weights
 from topos_cli.geometry.retopo.pose import icp_batch, pose_scores
 from topos_cli.geometry.retopo.types import Candidate, distinct, without_hair
 from topos_cli.geometry.similarity import axis_rotations, rotation_error_deg
@@ -314,10 +314,10 @@ def test_umeyama_with_fixed_rotation_fits_scale_and_shift(generator):
 
 
 def test_border_mask_marks_open_boundaries_only(tiny_template):
-    closed = rt.border_mask(tiny_template.num_verts, tiny_template.faces)
+    closed = border_mask(tiny_template.num_verts, tiny_template.faces)
     assert not closed.any()  # an icosphere has no boundary
     open_faces = tiny_template.faces[1:]  # remove one triangle: a 3-vertex hole
-    mask = rt.border_mask(tiny_template.num_verts, open_faces, rings=0)
+    mask = border_mask(tiny_template.num_verts, open_faces, rings=0)
     assert set(np.flatnonzero(mask)) == set(tiny_template.faces[0].tolist())
 
 
@@ -617,3 +617,15 @@ def test_batched_icp_matches_one_icp_per_start(generator, fixed):
         np.testing.assert_allclose(sim.matrix, ref.matrix, atol=1e-10)
         assert score == pytest.approx(ref_score, rel=1e-10)
         assert not np.allclose(sim.matrix, start.matrix)  # the ICP moved it
+
+
+def test_template_inner_boundaries_named_or_computed(tiny_template):
+    """The fit's stiff loops: the named boundaries less the longest (the neck cut), else the computed loops."""
+    from dataclasses import replace
+
+    named = replace(tiny_template, meta={**tiny_template.meta, "boundaries": {
+        "neck": [0, 1, 2, 3, 4], "mouth": [5, 6, 7], "eye_l": [8, 9, 10, 11], "bad": [[1, 2]]}})
+    assert sorted(named.named_boundaries) == ["eye_l", "mouth", "neck"]  # nested lists are not loops
+    assert [loop.tolist() for loop in named.inner_boundaries()] == [[8, 9, 10, 11], [5, 6, 7]]
+    plain = replace(tiny_template, meta={k: v for k, v in tiny_template.meta.items() if k != "boundaries"})
+    assert len(plain.inner_boundaries()) == max(0, len(plain.boundary_loops) - 1)

@@ -25,6 +25,7 @@ ASSUMED_DISTANCE_CM = 75.0  # camera-to-face distance assumed for a photo of unk
 EYE_CORNERS_CM = 9.0  # typical outer-eye-corner distance, turns the assumed distance into a focal length
 IDENTITY_REG_MEAN = 1e-3  # identity prior weight around the mean head (research sweep: flat within +-0.05 %)
 IDENTITY_REG_PRIOR = 1e-1  # around the generator's head: landmarks carry little identity, keep what it made
+EXPRESSION_REG = 1e-3  # expression prior weight (research sweep)
 SMALL_FACE_PX = 80.0  # faces smaller than this (box side) give coarse landmarks
 HIGH_REPROJECTION = 0.06  # median landmark error (fraction of the eye distance) that means a poor fit
 OVERLAY_MAX_SIDE = 1024  # overlays of large photos are drawn at most this big
@@ -114,12 +115,14 @@ def load_landmark_map(template) -> LandmarkMap:
 class GeoPipeline:
     """Portrait -> head; the template, its bases and the optional generator are loaded once."""
 
-    def __init__(self, template, prior=None, model_dir: str | None = None, identity_reg: float | None = None):
+    def __init__(self, template, prior=None, model_dir: str | None = None, identity_reg: float | None = None,
+                 expression_reg: float = EXPRESSION_REG):
         for name in ("identity", "expression"):
             template.basis(name)  # UsageError if the template lacks them
         self.template, self.prior, self.model_dir = template, prior, model_dir
         self.identity_reg = identity_reg if identity_reg is not None else \
             (IDENTITY_REG_PRIOR if prior is not None else IDENTITY_REG_MEAN)
+        self.expression_reg = expression_reg
         self.lmap = load_landmark_map(template)
         self.identity = template.basis("identity")
         self.expression = template.basis("expression")
@@ -197,7 +200,8 @@ class GeoPipeline:
         t0 = time.perf_counter()
         model = landmark_model(base, self.identity, self.expression, self.lmap.triangles, self.lmap.barycentrics,
                                self.template.faces, self.lmap.weights, self.expression_names)
-        config = FitConfig(fit_identity=options.refine, identity_reg=self.identity_reg)
+        config = FitConfig(fit_identity=options.refine, identity_reg=self.identity_reg,
+                           expression_reg=self.expression_reg)
         fit = fit_landmarks(model, face.landmarks, intrinsics, config)
         seconds["fit"] = time.perf_counter() - t0
         return fit

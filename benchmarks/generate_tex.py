@@ -11,8 +11,9 @@
 2. Seconds per portrait of the unwrap at 1024² (warm: template assets cached), with the true mesh.
 3. Real photos (public-domain astronaut + Grace Hopper, and ../shared/data/portraits when present; nothing
    made from the shared photos is written): generate-geo's head, then the de-lighting test — the photo
-   with its left or right half darkened (x0.45, a soft ramp across the middle) must give nearly the same
-   albedo: MAE between the two albedos on texels both saw, with and without de-lighting.
+   with the half left (right) of the head's centre darkened (x0.45 in linear light, a soft ramp) must give
+   nearly the same albedo as the photo itself: MAE between the two albedos on the texels both saw (one gain),
+   with and without de-lighting.
 
     python benchmarks/generate_tex.py --portraits 12 [--json out.json] [--docs docs/]
 """
@@ -166,10 +167,12 @@ def real_photos(tpl, docs: Path | None) -> list[dict]:
             out.append({"photo": name, "error": str(exc)})
             continue
         rec = {"photo": name}
+        centre = float(res.camera.resized(img.shape[1], img.shape[0]).project(res.posed)[0][:, 0].mean())
         for relight in (True, False):
             albedos = []
             for side in (None, "left", "right"):
-                texture = unwrap_texture(tpl, SIZE, _darken(img, side) / 255.0, res.posed, res.camera, relight)
+                texture = unwrap_texture(tpl, SIZE, _darken(img, side, centre) / 255.0, res.posed, res.camera,
+                                         relight)
                 albedos.append((_lin(texture.albedo), texture.coverage[..., 0] > 0.5))
             key = "delit" if relight else "no_delight"
             rec[key] = [round(_pair_mae(albedos[0], a), 4) for a in albedos[1:]]
@@ -196,11 +199,12 @@ def _photos():
                 yield p.stem, as_rgb8(read_photo(p)), False
 
 
-def _darken(img: np.ndarray, side: str | None) -> np.ndarray:
+def _darken(img: np.ndarray, side: str | None, centre: float) -> np.ndarray:
+    """The photo with the part left (or right) of the head's centre column darkened (a 10 % wide ramp)."""
     if side is None:
         return img.astype(np.float64)
     w = img.shape[1]
-    ramp = np.clip((np.arange(w) - 0.45 * w) / (0.1 * w), 0, 1)  # 0 on the left, 1 on the right
+    ramp = np.clip((np.arange(w) - centre + 0.05 * w) / (0.1 * w), 0, 1)  # 0 left of the head's centre, 1 right
     keep = ramp if side == "left" else 1 - ramp
     factor = DARKEN + (1 - DARKEN) * keep
     from topos_cli.pipelines.tex import linear_to_srgb, srgb_to_linear
@@ -223,7 +227,7 @@ def _write_docs(docs: Path, name: str, img: np.ndarray, res, tpl) -> None:
     from topos_cli.pipelines.tex import render_preview, unwrap_texture
 
     texture = unwrap_texture(tpl, 1024, img / 255.0, res.posed, res.camera)
-    tile = 256
+    tile = 192  # small figures for the README
     h, w = img.shape[:2]
     small = cv2.resize(img, (tile * w // max(h, w), tile * h // max(h, w)), interpolation=cv2.INTER_AREA) / 255.0
     photo = np.ones((tile, tile, 3))

@@ -29,6 +29,11 @@ NOT_SKIN = ("eye", "brow", "mouth", "scalp", "back_of_head", "neck", "ear")  # h
 # lighting fit (texels of these regions are also rejected by the robust weights when the mesh is off)
 MASK_SIZE = 256  # region masks are smooth: computed at 256² and upsampled (build_atlas at 1024² costs ~4 s)
 SKIN_LUMA_RANGE = (0.04, 0.6)  # linear luminance of skin albedo, darkest to lightest tone (render/textures)
+OUTER = ("neck", "scalp", "back_of_head", "ear", "forehead", "temple")  # where photos show clothing, hair, hats and
+# background (not jaw, chin, lips, brows: beards and features are real non-skin colours of the face): texels
+# there count only as far as their de-lit colour looks like the face's skin (`_skin_gate`)
+GATE_CHROMA = 0.04  # chromaticity distance (r, g, b sum to 1) at which the gate falls to 1/e: skin tones span ~0.03
+GATE_LOG_LUMA = 0.5  # log-luminance distance at which the gate falls to 1/e: ~1.65x brighter or darker than skin
 PREVIEW_LIGHTS = ("studio", "side", "sunset")  # three lightings of the frontal preview, then a studio profile
 PREVIEW_SIZE = 384
 PRIOR_BLUR_FRACTION = 1 / 64  # the default skin's freckles, pores and blotches are one person's: keep its tones
@@ -62,6 +67,7 @@ class TemplateTextureAssets:
     raster: object  # texture.uv.UVRaster
     mirror: np.ndarray  # (S*S,) flat mirror texel per texel, -1 none
     skin: np.ndarray  # (N,) bool covered texels that may be skin (lighting fit)
+    outer: np.ndarray  # (N,) bool covered texels of the OUTER regions (skin-gated)
     prior: np.ndarray  # (S, S, 3) linear default albedo
     default_normal: np.ndarray  # (S, S, 3) unit tangent-space normals
     masks: dict  # soft (S, S) feature masks: tzone, lips, brows, beard, face
@@ -101,6 +107,11 @@ def template_assets(template, size: int) -> TemplateTextureAssets:
         if name in template.regions:
             labels[template.regions[name]] = 1.0
     skin = raster.interpolate(labels[:, None], template.faces)[:, 0] < 0.5
+    outer_v = np.zeros(len(template.verts))
+    for name in OUTER:
+        if name in template.regions:
+            outer_v[template.regions[name]] = 1.0
+    outer = raster.interpolate(outer_v[:, None], template.faces)[:, 0] >= 0.5
     maps = Path(template.root) / "maps" if template.root is not None else None
     if maps is not None and (maps / "albedo.png").is_file():
         prior = srgb_to_linear(_resize(read_image(maps / "albedo.png")[..., :3] / 255.0, size))
@@ -116,7 +127,7 @@ def template_assets(template, size: int) -> TemplateTextureAssets:
     masks = {k: np.clip(_resize(v, size), 0, 1) for k, v in feature_masks(atlas).items()}
     mirror = np.full(size * size, -1, np.int64)
     mirror[raster.pix] = template_mirror(template, size).index
-    return TemplateTextureAssets(raster, mirror, skin, prior, nrm, masks)
+    return TemplateTextureAssets(raster, mirror, skin, outer, prior, nrm, masks)
 
 
 class TexturePipeline:
@@ -207,7 +218,7 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     lap("project")
     delit = delight(proj.colour, normal, proj.weight, assets.skin if relight else np.zeros_like(assets.skin))
     lap("delight")
-    weight = raster.image(proj.weight.astype(np.float64))
+    weight = raster.image(proj.weight * _skin_gate(delit, proj.weight, assets.outer))
     albedo = suppress_highlights(raster.image(delit.albedo), weight)
     done = complete(albedo, weight, raster.covered, assets.mirror, assets.prior * _prior_gain(delit, proj, assets))
     lap("complete")
@@ -218,6 +229,22 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     result.stats = {**_fractions(done, raster.covered), "seconds": seconds,
                     "lighting_sh": np.round(delit.coefficients, 5).tolist()}
     return result
+
+
+def _skin_gate(delit, weight: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """(N,) in [0, 1]: 1 inside the face; on OUTER texels, how much the de-lit colour looks like the face's skin
+    (Gaussian in chromaticity and log-luminance around the lighting fit's inliers), so a collar, a hat or the
+    background behind the neck is completed from the mirror or the skin prior instead of painted on."""
+    ref_set = delit.inliers & (weight > 0.5)
+    if ref_set.sum() < 100:
+        return np.ones(len(weight))
+    alb = np.maximum(delit.albedo, 1e-6)
+    luma = alb @ np.array([0.2126, 0.7152, 0.0722])
+    chroma = alb / alb.sum(1, keepdims=True)
+    d_chroma = np.abs(chroma - np.median(chroma[ref_set], 0)).sum(1)
+    d_luma = np.log(luma / np.median(luma[ref_set]))
+    gate = np.exp(-(d_chroma / GATE_CHROMA) ** 2 - (d_luma / GATE_LOG_LUMA) ** 2)
+    return np.where(outer, gate, 1.0)
 
 
 def _prior_gain(delit, proj, assets) -> np.ndarray:

@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from topos_cli import api
 from topos_cli.train.determinism import rng_state, seed_everything, set_rng_state
 
-STEPS = 6
-TINY = {"config": "tiny", "steps": STEPS, "batch": 2, "points": 128, "ckpt_every": 3, "log_every": 1,
+STEPS = 4
+TINY = {"config": "tiny", "steps": STEPS, "batch": 2, "points": 128, "ckpt_every": 2, "log_every": 1,
         "device": "cpu", "seed": 3}
 TIMING = ("it_s", "seconds")  # wall-clock fields of a log record: the only ones allowed to differ
 
@@ -41,7 +41,7 @@ def _weights(run, step: int) -> dict:
 def _assert_same_run(a, b):
     assert _losses(a) == _losses(b)
     assert [rec["step"] for rec in _losses(a)] == list(range(1, STEPS + 1))
-    for step in (3, STEPS):
+    for step in (2, STEPS):
         wa, wb = _weights(a, step), _weights(b, step)
         assert wa.keys() == wb.keys()
         for name in wa:
@@ -53,7 +53,7 @@ def _assert_same_run(a, b):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_template_dir):
-    """The uninterrupted reference run (STEPS steps, checkpoints at 3 and STEPS)."""
+    """The uninterrupted reference run (STEPS steps, checkpoints at 2 and STEPS)."""
     out = tmp_path_factory.mktemp("determinism") / "full"
     torch.manual_seed(12345)  # the global state a caller leaves behind must not matter
     _train(out, tiny_template_dir)
@@ -69,13 +69,13 @@ def test_two_runs_with_one_seed_are_bit_identical(tmp_path, tiny_template_dir, f
 
 
 def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path, tiny_template_dir, full_run):
-    def stop_after_step_4(record):  # past the step-3 checkpoint: the resume redoes step 4 from step 3
-        if record["step"] == 4:
+    def stop_after_step_3(record):  # past the step-2 checkpoint: the resume redoes step 3 from step 2
+        if record["step"] == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "cut", tiny_template_dir, on_log=stop_after_step_4)
-    assert (tmp_path / "cut" / "latest").read_text().strip() == "step-000000003"
+        _train(tmp_path / "cut", tiny_template_dir, on_log=stop_after_step_3)
+    assert (tmp_path / "cut" / "latest").read_text().strip() == "step-000000002"
     random.seed(7)  # a resumed process starts from other global states; the checkpoint restores them
     np.random.seed(7)
     torch.manual_seed(7)
@@ -84,9 +84,9 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path, tiny_tem
 
 
 def test_checkpoint_carries_rng_states_and_data_cursor(full_run):
-    state = torch.load(full_run / "step-000000003" / "train_state.pt", weights_only=False)
+    state = torch.load(full_run / "step-000000002" / "train_state.pt", weights_only=False)
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
-    assert state["cursor"] == {"next_step": 3, "batch": 2, "world": 1, "threads": torch.get_num_threads()}
+    assert state["cursor"] == {"next_step": 2, "batch": 2, "world": 1, "threads": torch.get_num_threads()}
 
 
 def test_rng_state_round_trip():
@@ -120,7 +120,7 @@ def test_sigkilled_training_resumes_to_the_same_weights(tmp_path, tiny_template_
 def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, tiny_template_dir, full_run,
                                                                     monkeypatch):
     """torch.save reports a full disk as a RuntimeError: the CLI still says it in one line (exit 2), removes
-    the partial step folder, keeps the step-3 checkpoint, and --resume then ends where the full run does."""
+    the partial step folder, keeps the step-2 checkpoint, and --resume then ends where the full run does."""
     import shutil
 
     from typer.testing import CliRunner
@@ -129,8 +129,8 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, tin
 
     real_save = torch.save
 
-    def full_at_step_6(obj, path, *args, **kwargs):
-        if "step-000000006" in str(path):
+    def full_at_the_last_step(obj, path, *args, **kwargs):
+        if f"step-{STEPS:09d}" in str(path):
             Path(path).write_bytes(b"partial")
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
         return real_save(obj, path, *args, **kwargs)
@@ -139,13 +139,13 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, tin
     argv = ["train", "vae", "-o", str(run), "-t", str(tiny_template_dir)]
     for key, value in TINY.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
-    monkeypatch.setattr(torch, "save", full_at_step_6)
+    monkeypatch.setattr(torch, "save", full_at_the_last_step)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
     res = CliRunner().invoke(app, argv)
     monkeypatch.undo()
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
-    assert "no space left" in lines[0] and "step-000000006" in lines[0] and "step-000000003" in lines[0]
-    assert sorted(p.name for p in run.iterdir() if p.name.startswith("step-")) == ["step-000000003"]
+    assert "no space left" in lines[0] and f"step-{STEPS:09d}" in lines[0] and "step-000000002" in lines[0]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("step-")) == ["step-000000002"]
     _train(run, tiny_template_dir, resume=True)
     _assert_same_run(full_run, run)

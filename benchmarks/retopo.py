@@ -38,6 +38,19 @@ import numpy as np
 ICT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ict_face_model_light.npz"
 SKIN = 11248  # ICT vertices [0, 11247]: face + head_and_neck
 KINDS = ["decimate", "isotropic", "decimate+noise", "front-only", "warped", "bust"]
+# face shells as face scanners crop them (issue 19), cut from the head in its ICT frame (cm, +Y up, +Z front; chin
+# bottom y -8.7, mouth -4, eyes 3, brows 5, hairline ~10, ears at z -2..2): (front: keep z above this; half width:
+# |x| below this; bottom: keep y above this; top: keep y below this). `--face` cycles through them
+FACE_MASKS = {
+    "mask-ears-neck": (0.5, 99.0, -10.5, 99.0),  # in front of the ears, above the neck, forehead and crown front
+    "mask-ears-chin": (0.5, 99.0, -6.5, 99.0),  # in front of the ears, above mid-chin
+    "mask-inner-neck": (4.0, 6.5, -10.5, 6.0),  # the inner face down to under the chin, no forehead
+    "mask-inner-chin": (4.0, 6.5, -6.5, 6.0),  # the inner face above mid-chin, no forehead
+    "mask-ears-nobrow": (0.5, 99.0, -10.5, 6.0),  # ear to ear, above the neck, no forehead
+    "mask-hair": (0.5, 99.0, -10.5, 99.0),  # as mask-ears-neck with carved hair over the forehead and temples
+}
+FACE_NOISE = 0.03  # cm (0.3 mm) normal noise on every face shell
+FACE_HOLES = (2, 4)  # holes (a missing eyebrow, a specular patch) per face shell, radius 0.8-1.5 cm
 
 
 def load_ict(path: Path) -> dict:
@@ -67,7 +80,7 @@ def ict_skin_template(ict: dict, folder: Path) -> Path:
 def make_scan(ict: dict, i: int, kind: str | None = None) -> dict:
     """Scan i of the held-out set: weights, the re-tessellated posed scan, and what was done to it.
 
-    kind: force this kind (one of KINDS, "hair" or "hairy-bust") instead of KINDS[i % len(KINDS)].
+    kind: force this kind (one of KINDS, FACE_MASKS, "hair" or "hairy-bust") instead of KINDS[i % len(KINDS)].
     """
     import fast_simplification
     import trimesh
@@ -109,6 +122,8 @@ def make_scan(ict: dict, i: int, kind: str | None = None) -> dict:
     if kind == "front-only":
         cent = sv[sf].mean(1)
         sf = sf[cent[:, 2] > np.percentile(sv[:, 2], 45)]
+    if kind in FACE_MASKS:
+        sv, sf = face_shell(sv, sf, kind, rng)
     if kind in ("bust", "hairy-bust"):  # shoulders and chest under the neck: the scan is mostly not head
         torso = trimesh.creation.icosphere(subdivisions=4)
         tv = np.asarray(torso.vertices) * rng.uniform([18, 11, 9], [24, 15, 12]) + [0, -16 - rng.uniform(12, 16), -2]
@@ -120,6 +135,54 @@ def make_scan(ict: dict, i: int, kind: str | None = None) -> dict:
     pose = lambda x: unit * x @ rot.T + shift  # noqa: E731
     return {"id": f"h{i:02d}", "kind": kind, "faces_kept": round(float(keep), 3), "unit": unit,
             "scan_verts": pose(sv), "scan_faces": sf, "w_id": w_id, "w_ex": w_ex, "pose": pose, "warp": warp}
+
+
+def face_shell(sv: np.ndarray, sf: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a FACE_MASKS shell out of a head (ICT frame, cm): the mask's box, holes, noise, carved hair."""
+    import trimesh
+
+    front, half, bottom, top = FACE_MASKS[kind]
+    cent = sv[sf].mean(1)
+    keep = (cent[:, 2] > front) & (np.abs(cent[:, 0]) < half) & (cent[:, 1] > bottom) & (cent[:, 1] < top)
+    for _ in range(rng.integers(*FACE_HOLES, endpoint=True)):  # holes anywhere on the kept shell
+        at = cent[keep][rng.integers(keep.sum())]
+        keep &= np.linalg.norm(cent - at, axis=1) > rng.uniform(0.8, 1.5)
+    used, sf = np.unique(sf[keep], return_inverse=True)
+    sv, sf = sv[used], sf.reshape(-1, 3)
+    nrm = trimesh.Trimesh(sv, sf, process=False).vertex_normals
+    if kind == "mask-hair":  # a statue's carved hair: 0.6-1.8 cm of grooved locks above the hairline and at the temples
+        hairline = rng.uniform(8.0, 10.0) - 0.35 * np.abs(sv[:, 0])
+        cap = np.clip((sv[:, 1] - hairline) / 1.5, 0.0, 1.0)
+        cap = np.maximum(cap, np.clip((np.abs(sv[:, 0]) - 6.0) / 1.0, 0, 1) * (sv[:, 1] > 2.0))
+        phase = rng.uniform(0, 2 * np.pi)
+        grooves = 0.75 + 0.25 * np.sin(2.2 * sv[:, 0] + 0.7 * sv[:, 1] + phase)  # carved strands
+        sv = sv + nrm * (cap * rng.uniform(0.6, 1.8) * grooves)[:, None]
+    return sv + nrm * rng.normal(0, FACE_NOISE, (len(sv), 1)), sf
+
+
+def shell_errors(res, truth: np.ndarray, tpl, sv: np.ndarray, sf: np.ndarray, face: np.ndarray) -> dict:
+    """Face-shell figures: the error on the face regions the scan supports, the supported fraction per template
+    region (truth vertices within 1 % of the diagonal of the scan), and how far the unsupported vertices moved
+    from where the fit's prior (bases/VAE head before the surface refinement) put them, in % of the diagonal."""
+    from scipy.spatial import cKDTree
+
+    from topos_cli.geometry.retopo import sample_scan
+
+    diag = float(np.linalg.norm(truth.max(0) - truth.min(0)))
+    pts = sample_scan(sv, sf, 60000, np.random.default_rng(0)).points
+    near = cKDTree(pts).query(truth)[0] < 0.01 * diag
+    err = np.linalg.norm(res.verts.astype(np.float64) - truth, axis=1) / diag * 100
+    sup_face = np.intersect1d(face, np.flatnonzero(near))
+    out = {"v2v_face_supported": float(err[sup_face].mean()) if len(sup_face) else float("nan"),
+           "v2v_unsupported": float(err[~near].mean()) if (~near).any() else 0.0,
+           "truth_coverage": {r: round(float(near[ids].mean()), 3) for r, ids in tpl.regions.items()}}
+    prior = getattr(res, "verts_prior", None)
+    if prior is not None and (~near).any():
+        shift = np.linalg.norm(res.verts.astype(np.float64) - prior, axis=1)[~near] / diag * 100
+        out["unsupported_shift_max"] = float(shift.max())
+    if "coverage" in res.report:
+        out["coverage"] = res.report["coverage"]
+    return out
 
 
 def per_vertex(pred: np.ndarray, truth: np.ndarray, face: np.ndarray | None = None) -> dict:
@@ -148,7 +211,9 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--json", default=None, help="write all rows to this JSON file")
-    parser.add_argument("--kind", default=None, choices=KINDS + ["hair", "hairy-bust"], help="make every scan of this kind")
+    parser.add_argument("--kind", default=None, choices=KINDS + list(FACE_MASKS) + ["hair", "hairy-bust"],
+                        help="make every scan of this kind")
+    parser.add_argument("--face", action="store_true", help="face shells: scan i is of kind FACE_MASKS[i %% 6]")
     parser.add_argument("--methods", default=None, help="comma list of topos variants to run (default: all)")
     args = parser.parse_args()
 
@@ -168,12 +233,13 @@ def main() -> None:
     tpl = pipe.template
     tb = tpl.bases
     face = None
-    if args.kind in ("hair", "hairy-bust"):
+    if args.kind in ("hair", "hairy-bust") or args.face or args.kind in FACE_MASKS:
         names = [r for r in ("eye", "nose", "mouth", "cheek", "chin", "brow", "cheekbone", "jaw") if r in tpl.regions]
         face = np.concatenate([tpl.regions[r] for r in names]) if names else None
     rows = []
     for i in ([int(x) for x in args.ids.split(",")] if args.ids else range(args.scans)):
-        scan = make_scan(ict, i, args.kind)
+        kind = list(FACE_MASKS)[i % len(FACE_MASKS)] if args.face else args.kind
+        scan = make_scan(ict, i, kind)
         truth_t = (tpl.verts + np.tensordot(scan["w_id"][: len(tb["identity"])], tb["identity"], 1)
                    + np.tensordot(scan["w_ex"][: len(tb["expression"])], tb["expression"], 1))
         if scan["warp"] is not None:  # the template lies on the ICT surface: the same field moves it along
@@ -197,6 +263,10 @@ def main() -> None:
             row[name] = {**per_vertex(res.verts.astype(np.float64), truth, face),
                          **surface(res.verts.astype(np.float64), tpl.faces, sv, sf, i), "seconds": sec,
                          "cpu_seconds": cpu, "ok": res.report["ok"]}
+            if scan["kind"] in FACE_MASKS:
+                row[name].update(shell_errors(res, truth, tpl, sv, sf, face))
+                if not res.report["ok"]:
+                    row[name]["reason"] = "; ".join(res.report["warnings"])[:160]
         if not args.no_baseline:
             # the same rigid start as topos: its final similarity, template frame (cm), default parameters
             t0, c0 = time.perf_counter(), time.process_time()
@@ -214,6 +284,8 @@ def main() -> None:
                               if isinstance(val, dict) else val) for k, val in row.items()}), flush=True)
     methods = [k for k in rows[0] if isinstance(rows[0][k], dict)]
     keys = ["v2v_mean", "v2v_p95"] + (["v2v_face_mean"] if face is not None else [])
+    if any(r["kind"] in FACE_MASKS for r in rows):
+        keys += ["v2v_face_supported", "v2v_unsupported", "unsupported_shift_max"]
     keys += ["chamfer_l1", "normal_consistency", "fscore", "seconds", "cpu_seconds"]
     worst_key = "v2v_face_mean" if face is not None else "v2v_mean"
     print(f"\n{len(rows)} scans, template {tpl.name} ({tpl.num_verts} verts), VAE: "
@@ -223,7 +295,9 @@ def main() -> None:
         vals = [np.mean([r[m][k] for r in rows if k in r[m]]) if any(k in r[m] for r in rows) else np.nan
                 for k in keys]
         worst = max(r[m].get(worst_key, np.nan) for r in rows)
-        print(f"{m:16s} " + " ".join(f"{v:12.4f}" for v in vals) + f"  {worst:.4f}")
+        oks = [r[m]["ok"] for r in rows if "ok" in r[m]]
+        print(f"{m:16s} " + " ".join(f"{v:12.4f}" for v in vals) + f"  {worst:.4f}"
+              + (f"  ok {sum(oks)}/{len(oks)}" if oks else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from topos_cli.errors import ToposError
 from topos_cli.geometry import retopo as rt
 from topos_cli.geometry.similarity import PointCloud, Similarity, bbox_diagonal, pca_normals
 from topos_cli.io.checkpoint import trained_steps
@@ -50,7 +51,12 @@ NEAR_SCAN = 0.01  # a head point within this fraction of the diagonal (or 2 samp
 NEAR_SPACINGS = 2.0
 CLOSE_FACTOR = 5.0  # the median head-to-scan distance is taken over points within this x that distance
 MIN_SUPPORTED = 0.25  # less of the head than this with scan data under it: probably not a head
+# a scan under less than this fraction of the head is a shell (a face scan, a statue's front): without a face
+# found on it, its pose is a guess, and it is refused (whole heads measure 0.75 and above, face masks 0.2-0.45)
+SHELL_SUPPORTED = 0.6
 METRIC_SAMPLES = 10000  # surface samples of the fit-to-scan metrics
+LANDMARK_MAP = "face_landmarks_mediapipe.json"  # the template sidecar mapping mediapipe's 478 points to vertices
+NO_FACE = "no face found in any view of the scan; pass --landmarks or --up/--front"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 
 
@@ -97,6 +103,7 @@ class RetopoResult:
     verts_template: np.ndarray  # (V, 3) template frame (cm)
     similarity: Similarity  # scan -> template frame
     report: dict = field(default_factory=dict)
+    verts_prior: np.ndarray | None = None  # (V, 3) the head before the surface refinement, in the requested frame
 
 
 @dataclass
@@ -263,10 +270,13 @@ class RetopoPipeline:
         """
         opt = options or RetopoOptions()
         timer, tmpl_verts = StageTimer(), self.template.verts.astype(np.float64)
+        face: dict = {}
         with timer("align"):
             scan = prepare_scan(scan_verts, scan_faces, opt.points, np.random.default_rng(seed))
+            finder = None if opt.up is not None or opt.front is not None else self._face_finder(scan, face, timer)
             sim, info = rt.prealign(scan.cloud, tmpl_verts, self.template.faces, up=opt.up, front=opt.front,
-                                    landmarks=landmarks, outside_mask=self.hair_mask)
+                                    landmarks=landmarks, outside_mask=self.hair_mask, find_face=finder,
+                                    ambiguous=AMBIGUOUS_ORIENTATION)
         state = FitState(sim, rt.orient_normals(scan.cloud.transformed(sim), tmpl_verts, self.template.faces),
                          tmpl_verts)
         with timer("vae"):
@@ -281,12 +291,41 @@ class RetopoPipeline:
                                    gate=opt.gate / 100 * self.diag, landmarks=_local_landmarks(state.sim, landmarks))
         out = fitted if opt.frame == "template" else state.sim.inverse().apply(fitted)
         report = self._report(state.local, fitted, state.verts, state.sim, info, state.coeffs, opt)
+        if face:
+            report["face"] = face
         report["background_planes"] = scan.planes  # removed before the fit; the metrics below leave them out
         report["metrics"] = _scan_metrics(state.sim.inverse().apply(fitted), self.template.faces, scan.verts,
                                           scan.faces, seed)
         self._flag_poor_pose(report, info, opt)
         report["seconds"] = timer.report()
-        return RetopoResult(out.astype(np.float32), fitted.astype(np.float32), state.sim, report)
+        prior = state.verts if opt.frame == "template" else state.sim.inverse().apply(state.verts)
+        return RetopoResult(out.astype(np.float32), fitted.astype(np.float32), state.sim, report, prior)
+
+    def _face_finder(self, scan: ScanInput, face: dict, timer: StageTimer):
+        """The pose search's face cue: a callable that renders the scan, finds face landmarks on it and returns
+        them as (scan points, template vertex ids), or None; what it found goes into `face` (the report's "face").
+        None when the scan has no faces (a point cloud) or the template no landmark map."""
+        landmark_map = self.template.sidecar(LANDMARK_MAP)
+        if landmark_map is None or scan.faces is None or not len(scan.faces):
+            return None
+
+        def find():
+            from topos_cli.pipelines.retopo_faces import find_face
+
+            with timer("face"):
+                try:
+                    cues = find_face(scan.verts, scan.faces, self.template.verts.astype(np.float64), landmark_map)
+                except ToposError as exc:  # no detector installed, no renderer: the search goes on without it
+                    face.update(found=False, error=str(exc))
+                    return None
+            face["found"] = cues is not None
+            if cues is None:
+                return None
+            face.update(landmarks=len(cues.vertex_ids), residual_pct=round(cues.residual * 100, 3),
+                        views=cues.views, detections=cues.detections)
+            return cues.points, cues.vertex_ids
+
+        return find
 
     def _vae_stage(self, state: FitState, cloud: PointCloud, opt: RetopoOptions, seed: int) -> None:
         """The VAE decode: it seeds the bases fit (first correspondences), or without bases it is the prior, the
@@ -324,12 +363,16 @@ class RetopoPipeline:
     def _flag_poor_pose(self, report: dict, info: dict, opt: RetopoOptions) -> None:
         """A fit with little of the head on the scan, or a poor pose the fit confirms, is not ok."""
         precision, score = report["metrics"].get("precision", 1.0), info.get("score")
-        if precision < opt.min_precision:
+        if info.get("face") is False and report["head_supported"] < SHELL_SUPPORTED:
+            report["ok"] = False
+            report["warnings"].append(f"{NO_FACE} (the scan lies under only {report['head_supported']:.0%} of the "
+                                      "head, and its shape alone does not show which way it faces)")
+        elif precision < opt.min_precision:
             report["ok"] = False
             report["warnings"].append(
                 f"poor fit: only {precision:.0%} of the fitted head lies on the scan; if the "
                 "scan holds more than a head (shoulders, torso), pass --up/--front or --landmarks")
-        elif (info.get("method") != "landmarks" and score is not None and score > POOR_POSE_SCORE * self.diag
+        elif (info.get("method") not in ("landmarks", "face") and score is not None and score > POOR_POSE_SCORE * self.diag
               and precision < POOR_POSE_PRECISION):  # no head pose explains the scan, and the fit shows it
             report["ok"] = False
             report["warnings"].append(
@@ -361,6 +404,7 @@ class RetopoPipeline:
             "vae_step": None if self.vae is None else trained_steps(self.vae_meta),
             "bases_coefficients": None if coeffs is None else int(len(coeffs)),
             "head_supported": supported,
+            "coverage": {name: round(float((dist_t2s[ids] < near).mean()), 3) for name, ids in t.regions.items()},
             "median_distance_pct": median / self.diag * 100,
             "refine_shift_pct": float(np.linalg.norm(verts - prior_verts, axis=1).mean() / self.diag * 100),
             "ok": not warnings, "warnings": warnings,

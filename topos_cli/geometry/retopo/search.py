@@ -10,6 +10,7 @@ inside the scan (`hypotheses.extra_hypotheses`). `up`/`front` skip the orientati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,12 @@ NECK_CUT = 0.1  # the reverse score ignores the template box's lowest tenth (the
 MIN_INSIDE = 20  # fewer scan points inside the template's box: the reverse score is the box's diagonal (worst)
 OTHER_ORIENTATION_DEG = 45.0  # a final candidate turned further than this from the winner is another orientation
 EXPLAINED_PROBES = 3000  # scan points probed for the explained fraction
+# face cues (landmarks found on the scan, `find_face`): their score term is the mean distance of the closest
+# CUE_TRIM of them to their template vertices (template units), times CUE_WEIGHT; a detection puts a wrong
+# orientation tens of cm off, the right one a few mm (the detector's and the identity's spread)
+CUE_TRIM = 0.7
+CUE_WEIGHT = 1.0
+CUE_FINALS = 3  # whole-scan finals that compete with the face-landmark pose
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,9 @@ def _rms_radius(points: np.ndarray) -> float:
 def prealign(cloud: PointCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, *, up=None, front=None,
              landmarks: tuple[np.ndarray, np.ndarray] | None = None, num_points: int = 1000,
              trim: float = 0.6, final_trim: float = 0.9, min_explained: float = 0.75,
-             max_score: float = 0.025, outside_mask: np.ndarray | None = None) -> tuple[Similarity, dict]:
+             max_score: float = 0.025, outside_mask: np.ndarray | None = None,
+             find_face: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
+             ambiguous: float = 1.05) -> tuple[Similarity, dict]:
     """Find the similarity that maps the scan (cloud, any units/pose) into the template frame.
 
     Args:
@@ -122,6 +131,11 @@ def prealign(cloud: PointCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, 
         outside_mask: (V,) template vertices where hair may cover the skin: the search lets a layer of hair up to
             `HAIR_DEPTH` of the diagonal lie over them (`HairLayer`), the final polish discounts matches far
             outside them (`refine_similarity`).
+        find_face: called (once) when the whole-scan search is in doubt (the scan is not just a clean head, or
+            another orientation scores within `ambiguous` times the winner's): face landmarks found on the scan,
+            (scan points (L, 3), template vertex ids (L,)), or None. When it finds a face, its landmark pose
+            competes with the whole-scan finals by the common score plus a landmark term (`_choose_with_face`)
+            instead of the search for heads inside the scan; info["face"] says what it found.
 
     Returns:
         (Similarity scan->template, info dict with the candidate scores).
@@ -149,7 +163,15 @@ def prealign(cloud: PointCloud, tmpl_verts: np.ndarray, tmpl_faces: np.ndarray, 
     finals = None if explained < min_explained else _choose(results, ctx)  # a bust needs the search below anyway
     info = {"whole_scan_explained": round(explained, 4),
             "whole_scan_score": None if finals is None else round(finals[0].score, 4)}
-    if finals is None or finals[0].score > max_score * ctx.diag:
+    doubtful = finals is None or finals[0].score > max_score * ctx.diag
+    if find_face is not None and (doubtful or _ambiguous(finals, ambiguous)):
+        cues = find_face()
+        info["face"] = cues is not None
+        if cues is not None:
+            finals = _choose_with_face(ctx, results, finals, cues)
+            return finals[0].sim, {"method": "face", "score": finals[0].score, "candidates": len(results),
+                                   **_runner_up(finals), **info}
+    if doubtful:
         # the scan is not just a head (shoulders, torso, hair, background), or it is a shell that the whole-scan
         # starts do not fit well: try heads of other sizes at the scan's extremities, oriented by local axes
         # and by the best whole-scan rotations
@@ -178,6 +200,40 @@ def _choose(results: list[Candidate], ctx: SearchContext) -> list[Candidate]:
                             outside_mask=ctx.outside_mask)
     winner = Candidate(sim, pose_scores(ctx.full, ctx.tpts, ctx.tnrm, [sim], ctx.trim, ctx.hair)[0] + ctx.reverse(sim))
     return [winner] + finals[1:]
+
+
+def _ambiguous(finals: list[Candidate] | None, factor: float) -> bool:
+    """Another orientation of the finals scores within `factor` times the winner's."""
+    if finals is None:
+        return True
+    other = _runner_up(finals)["other_orientation"]
+    return other is not None and other["score"] < factor * finals[0].score
+
+
+def cue_score(sim: Similarity, cues: tuple[np.ndarray, np.ndarray], verts: np.ndarray) -> float:
+    """Trimmed mean distance (template units) of the face landmarks under `sim` to their template vertices."""
+    dist = np.sort(np.linalg.norm(sim.apply(cues[0]) - verts[cues[1]], axis=1))
+    return float(dist[: max(1, int(CUE_TRIM * len(dist)))].mean())
+
+
+def _choose_with_face(ctx: SearchContext, results: list[Candidate], finals: list[Candidate] | None,
+                      cues: tuple[np.ndarray, np.ndarray]) -> list[Candidate]:
+    """The landmark pose (a robust similarity fit of the face landmarks, polished on the scan) against the best
+    whole-scan poses, by the common score (pose score + reverse score) plus the landmark term, best first."""
+    keep = np.arange(len(cues[1]))
+    for _ in range(2):  # refit to the closest landmarks: a few detections land off their point
+        sim0 = umeyama(cues[0][keep], ctx.verts[cues[1][keep]])
+        err = np.linalg.norm(sim0.apply(cues[0]) - ctx.verts[cues[1]], axis=1)
+        keep = np.argsort(err)[: max(3, int(CUE_TRIM * len(err)))]
+    others = [c.sim for c in (finals or sorted(results, key=lambda c: c.score))[:CUE_FINALS]]
+    sims = [refine_similarity(ctx.full, ctx.verts, ctx.faces, sim0, outside_mask=ctx.outside_mask)] + others
+    scores = pose_scores(ctx.full, ctx.tpts, ctx.tnrm, sims, ctx.trim, ctx.hair)
+    rows = sorted((Candidate(sim, score + ctx.reverse(sim) + CUE_WEIGHT * cue_score(sim, cues, ctx.verts))
+                   for sim, score in zip(sims, scores, strict=True)), key=lambda c: c.score)
+    sim = refine_similarity(ctx.full, ctx.verts, ctx.faces, rows[0].sim, iters=WINNER_POLISH_ITERS,
+                            outside_mask=ctx.outside_mask)
+    score = pose_scores(ctx.full, ctx.tpts, ctx.tnrm, [sim], ctx.trim, ctx.hair)[0] + ctx.reverse(sim)
+    return [Candidate(sim, score + CUE_WEIGHT * cue_score(sim, cues, ctx.verts))] + rows[1:]
 
 
 def _runner_up(finals: list[Candidate]) -> dict:

@@ -100,3 +100,26 @@ def test_no_face_is_exit_2(tmp_path):
     write_png(blank, np.full((128, 128, 3), 0.5))
     res = _run(blank, "-o", tmp_path / "t", "--size", 64, "--no-preview")
     _one_line_error(res, "no face found")
+
+
+def test_json_lines_on_stdin_make_a_dataset_and_resume(scene, tmp_path):
+    cam = json.loads(Path(scene["camera"]).read_text())
+    lines = "".join(json.dumps({"id": f"p{i}", "image": str(scene["photo"]), "mesh": str(scene["mesh"]),
+                                "camera": cam, "expression": {}}) + "\n" for i in range(2))
+    out = tmp_path / "texs"
+    args = ["generate-tex", "-", "-o", str(out), "--size", "64", "--no-preview"]
+    res = runner.invoke(app, args, input=lines)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (out / "items").iterdir()) == ["p0", "p1"]
+    assert (out / "items" / "p1" / "albedo.png").is_file() and (out / "manifest.jsonl").is_file()
+    again = runner.invoke(app, args, input=lines)
+    assert again.exit_code == 0 and "0 textured, 2 already done" in again.stderr
+
+
+def test_no_pbr_writes_albedo_only(scene, tmp_path):
+    out = tmp_path / "flat"
+    res = _run(scene["photo"], "-o", out, "--mesh", scene["mesh"], "--camera", scene["camera"], "--size", 64,
+               "--no-preview", "--no-pbr")
+    assert res.exit_code == 0, res.output
+    assert (out / "albedo.png").is_file() and not (out / "normal.png").exists()
+    assert "roughness.png" not in (out / "head.mtl").read_text()

@@ -50,7 +50,7 @@ def generate_tex(
                                                                   "'Cameras').")] = None,
     method: MethodOpt = "unwrap",
     size: SizeOpt = 1024,
-    pbr: Annotated[bool, typer.Option("--pbr/--no-pbr", help="PBR maps (always written; kept for scripts).")] = True,
+    pbr: Annotated[bool, typer.Option("--pbr/--no-pbr", help="Also write normal, roughness and specular maps.")] = True,
     preview: PreviewOpt = True,
     weights: WeightsOpt = None,
     lora: LoraOpt = None,
@@ -65,7 +65,7 @@ def generate_tex(
     from topos_cli import api
     from topos_cli.utils.log import console, emit_json, emit_line
 
-    result = api.generate_tex(input, out, geo=geo, mesh=mesh, camera=camera, method=method, size=size,
+    result = api.generate_tex(input, out, geo=geo, mesh=mesh, camera=camera, method=method, size=size, pbr=pbr,
                               preview=preview, seed=seed, weights=weights, lora=lora, model=model, device=device,
                               shard=shard, force=force)
     for rec in result.records:

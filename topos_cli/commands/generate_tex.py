@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -10,13 +11,13 @@ import numpy as np
 from topos_cli.errors import UsageError
 from topos_cli.io.manifest import BatchResult
 
-TEX_FILES = ("albedo.png", "normal.png", "roughness.png", "specular.png", "coverage.png", "head.obj", "head.mtl")
+TEX_FILES = ("albedo.png", "coverage.png", "head.obj", "head.mtl")  # + PBR_FILES with pbr
 MIN_SIZE, MAX_SIZE = 64, 4096  # below 64² the face is a few texels; 4096² float maps take ~1 GB
 
 
 def generate_tex(input: str | Path, out: str | Path, geo: str | Path | None = None, mesh: str | Path | None = None,
-                 camera: str | Path | None = None, method: str = "unwrap", size: int = 1024, preview: bool = True,
-                 seed: int = 0, weights: str | Path | None = None, lora: str | Path | None = None,
+                 camera: str | Path | None = None, method: str = "unwrap", size: int = 1024, pbr: bool = True,
+                 preview: bool = True, seed: int = 0, weights: str | Path | None = None, lora: str | Path | None = None,
                  model: str | Path | None = None, device: str = "cpu", shard: str | None = None,
                  force: bool = False) -> BatchResult:
     """Texture heads from portraits (`topos generate-tex`).
@@ -30,14 +31,15 @@ def generate_tex(input: str | Path, out: str | Path, geo: str | Path | None = No
         mesh / camera: the head in template topology posed as in the photo, and its camera JSON
             (`render/camera.py` formats); instead of `geo`. Without any of them generate-geo runs first.
         method: "unwrap" (classical, CPU), "qwen" (TOPOS-Texture; needs local weights) or "learned".
-        size: texture side in texels. preview: also render preview.png. seed: the qwen sampler's seed.
+        size: texture side in texels. pbr: also write normal/roughness/specular maps (and name them in the
+            MTL). preview: also render preview.png. seed: the qwen sampler's seed.
         weights: folder of the Qwen-Image-Edit weights and TOPOS-Texture LoRA (method qwen).
         lora: the LoRA folder when it is not WEIGHTS/lora (e.g. a `topos train tex` run's RUN/lora).
         model: TOPOS-DiT checkpoint for the generate-geo step. device: torch device for learned parts.
     """
     from topos_cli.io.batch import BatchItem, raise_failures, run_batch
     from topos_cli.io.manifest import run_meta
-    from topos_cli.pipelines.tex import TexturePipeline
+    from topos_cli.pipelines.tex import PBR_FILES, TexturePipeline
     from topos_cli.template import load_template
 
     if not MIN_SIZE <= size <= MAX_SIZE:
@@ -53,17 +55,26 @@ def generate_tex(input: str | Path, out: str | Path, geo: str | Path | None = No
     geometry = GeometrySource(pipe.template, model, device)
     if single:
         base = _single_record(Path(input), geo, mesh, camera)
-        return BatchResult(out=out, records=[texture_one(pipe, geometry, base, out, preview, seed)])
+        return BatchResult(out=out, records=[texture_one(pipe, geometry, base, out, Writing(preview, pbr), seed)])
     from topos_cli.commands.generate_geo import photo_records
 
     records = photo_records(input)
-    items = [BatchItem(id=r["id"], outputs=tuple(out / "items" / r["id"] / f for f in (*TEX_FILES, "report.json")),
+    files = (*TEX_FILES, *(PBR_FILES if pbr else ()), "report.json")
+    items = [BatchItem(id=r["id"], outputs=tuple(out / "items" / r["id"] / f for f in files),
                        payload=r, failure={"image": str(r["image"])}) for r in records]
     meta = run_meta("generate-tex", seed=seed, template=pipe.template, input=str(input), method=method, size=size)
-    result = run_batch(items, partial(_item, pipe, geometry, preview, seed), out, shard=shard, force=force,
+    result = run_batch(items, partial(_item, pipe, geometry, Writing(preview, pbr), seed), out, shard=shard, force=force,
                        meta=meta, description="generate-tex", done=_done)
     raise_failures(result, "photo(s)", "textures written", all_failed_is_usage=len(items) == 1)
     return result
+
+
+@dataclass(frozen=True)
+class Writing:
+    """Which optional outputs to write."""
+
+    preview: bool = True
+    pbr: bool = True
 
 
 class GeometrySource:
@@ -141,10 +152,10 @@ def _single_record(photo: Path, geo, mesh, camera) -> dict:
     return record
 
 
-def _item(pipe, geometry, preview: bool, seed: int, item) -> dict:
+def _item(pipe, geometry, writing: Writing, seed: int, item) -> dict:
     from topos_cli.utils.seeding import item_seed
 
-    return texture_one(pipe, geometry, item.payload, item.outputs[0].parent, preview, item_seed(seed, item.id),
+    return texture_one(pipe, geometry, item.payload, item.outputs[0].parent, writing, item_seed(seed, item.id),
                        batch=True)
 
 
@@ -154,7 +165,7 @@ def _done(item) -> dict:
     return read_json(item.outputs[-1], "report.json")
 
 
-def texture_one(pipe, geometry, record: dict, out: Path, preview: bool, seed: int, batch: bool = False) -> dict:
+def texture_one(pipe, geometry, record: dict, out: Path, writing: Writing, seed: int, batch: bool = False) -> dict:
     """Texture one photo into the folder `out`; returns the record (paths absolute)."""
     from topos_cli.faces.detect import as_rgb8
     from topos_cli.io.fs import write_json
@@ -165,7 +176,7 @@ def texture_one(pipe, geometry, record: dict, out: Path, preview: bool, seed: in
     rgb8 = as_rgb8(read_photo(photo))
     verts, cam, extra = geometry(record, rgb8, seed)
     result = pipe(rgb8 / 255.0, verts, cam, seed=seed)
-    paths = write_texture_set(out, result, verts, pipe.template, preview=preview)
+    paths = write_texture_set(out, result, verts, pipe.template, preview=writing.preview, pbr=writing.pbr)
     rec = {**{k: v for k, v in record.items() if k not in ("camera",)}, "id": record.get("id", photo.stem),
            "image": str(photo.resolve()), "texture_dir": str(Path(out).resolve()), **paths,
            "camera": cam.to_dict(), "method": pipe.method, "size": pipe.size,

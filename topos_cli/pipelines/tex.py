@@ -281,21 +281,21 @@ def _fractions(done, covered: np.ndarray) -> dict:
 
 # ----------------------------------------------------------------------------- outputs
 
-MTL = """# topos generate-tex: PBR maps (map_Pr / norm are the PBR extension of MTL; map_Kd is read everywhere)
+MTL = """# topos generate-tex (map_Pr / norm are the PBR extension of MTL; map_Kd is read everywhere)
 newmtl skin
 Ka 0 0 0
 Kd 1 1 1
 Ks 0.028 0.028 0.028
 map_Kd albedo.png
-map_Ks specular.png
-map_Pr roughness.png
-norm normal.png
-map_Bump normal.png
 """
+MTL_PBR = "map_Ks specular.png\nmap_Pr roughness.png\nnorm normal.png\nmap_Bump normal.png\n"
+PBR_FILES = ("normal.png", "roughness.png", "specular.png")
 
 
-def write_texture_set(out: Path, result: TextureResult, verts: np.ndarray, template, preview: bool = True) -> dict:
-    """Write albedo/normal/roughness/specular/coverage PNGs, head.obj + head.mtl and preview.png into `out`.
+def write_texture_set(out: Path, result: TextureResult, verts: np.ndarray, template, preview: bool = True,
+                      pbr: bool = True) -> dict:
+    """Write albedo/normal/roughness/specular/coverage PNGs, head.obj + head.mtl and preview.png into `out`
+    (`pbr=False`: albedo and coverage only, and the MTL names only the albedo).
 
     Returns {name: absolute path}.
     """
@@ -307,13 +307,14 @@ def write_texture_set(out: Path, result: TextureResult, verts: np.ndarray, templ
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"albedo": write_png(out / "albedo.png", result.albedo),
-             "normal": write_png(out / "normal.png", result.normal * 0.5 + 0.5),
-             "roughness": write_png(out / "roughness.png", result.roughness),
-             "specular": write_png(out / "specular.png", result.specular / 2),
              "coverage": write_png(out / "coverage.png", result.coverage)}
+    if pbr:
+        paths.update(normal=write_png(out / "normal.png", result.normal * 0.5 + 0.5),
+                     roughness=write_png(out / "roughness.png", result.roughness),
+                     specular=write_png(out / "specular.png", result.specular / 2))
     mesh = MeshData.from_template(template, np.asarray(verts, np.float32))
     with atomic_path(out / "head.mtl") as tmp:
-        tmp.write_text(MTL)
+        tmp.write_text(MTL + (MTL_PBR if pbr else ""))
     obj = ObjData(verts=mesh.verts, polys=mesh.polys if mesh.polys is not None else mesh.faces, uv=mesh.uv,
                   uv_polys=_uv_polys(mesh), normals=None, mtllib="head.mtl",
                   materials=np.zeros(len(mesh.polys if mesh.polys is not None else mesh.faces), np.int64),
@@ -322,7 +323,7 @@ def write_texture_set(out: Path, result: TextureResult, verts: np.ndarray, templ
         tmp.write_text(format_obj(obj))
     paths.update(obj=out / "head.obj", mtl=out / "head.mtl")
     if preview:
-        paths["preview"] = write_png(out / "preview.png", render_preview(result, verts, template))
+        paths["preview"] = write_png(out / "preview.png", render_preview(result, verts, template, pbr=pbr))
     return {k: str(Path(v).resolve()) for k, v in paths.items()}
 
 
@@ -332,7 +333,8 @@ def _uv_polys(mesh) -> np.ndarray:
     return mesh.uv_faces if mesh.polys is None else _poly_uv(mesh)
 
 
-def render_preview(result: TextureResult, verts: np.ndarray, template, size: int = PREVIEW_SIZE) -> np.ndarray:
+def render_preview(result: TextureResult, verts: np.ndarray, template, size: int = PREVIEW_SIZE,
+                   pbr: bool = True) -> np.ndarray:
     """The textured head, front under `PREVIEW_LIGHTS` and a studio-lit profile, side by side (RGB float)."""
     from topos_cli.io.image import to_uint8
     from topos_cli.pipelines.render import resolve_lighting, sheet
@@ -341,9 +343,11 @@ def render_preview(result: TextureResult, verts: np.ndarray, template, size: int
     from topos_cli.render.views import framed_camera
 
     mesh = RenderMesh(np.asarray(verts, np.float32), template.faces, uv=template.uv, uv_faces=template.uv_faces)
-    material = Material(albedo_map=to_uint8(result.albedo),
-                        material_map=np.stack([result.roughness, result.specular], -1).astype(np.float32),
-                        normal_map=to_uint8(result.normal * 0.5 + 0.5), roughness=1.0, specular=1.0)
+    material = Material(albedo_map=to_uint8(result.albedo))
+    if pbr:
+        material = Material(albedo_map=to_uint8(result.albedo),
+                            material_map=np.stack([result.roughness, result.specular], -1).astype(np.float32),
+                            normal_map=to_uint8(result.normal * 0.5 + 0.5), roughness=1.0, specular=1.0)
     renderer = Renderer("gl" if gl_available() else "torch")
     v = np.asarray(verts, np.float64)
     front, profile = framed_camera(v, 0, 0, size), framed_camera(v, 90, 0, size)

@@ -49,8 +49,7 @@ class TexLoraConfig:
         return int(sum(n for _, n in self.stages))
 
 
-def lr_at(step: int, cfg: TexLoraConfig) -> float:
-    """Cosine decay from cfg.lr (step 0) to cfg.lr_min (last step)."""
+def lr_at(step: int, cfg: TexLoraConfig) -> float:  # cosine from cfg.lr (step 0) to cfg.lr_min (last step)
     frac = step / max(cfg.total_steps - 1, 1)
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
 
@@ -71,8 +70,7 @@ def render_pairs(data: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _image(path: Path, size: int):
-    """(1, 3, size, size) tensor in [-1, 1] from an 8-bit image."""
+def _image(path: Path, size: int):  # (1, 3, size, size) in [-1, 1]
     import cv2
     import torch
 
@@ -171,8 +169,7 @@ def save_lora(parts, folder: Path, cfg: TexLoraConfig, last: dict) -> None:
 
 
 def write_tiny_weights(folder: Path, seed: int = 0) -> Path:
-    """A random Qwen-Image-Edit stack at CPU smoke-test size, saved like the real one (transformer/, vae/,
-    text_encoder/, tokenizer/, scheduler/). Sizes from diffusers' own pipeline tests."""
+    """A random Qwen-Image-Edit stack of diffusers' own test sizes, saved in the real folder layout."""
     import torch
     from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
     from tokenizers.pre_tokenizers import ByteLevel

@@ -492,15 +492,33 @@ class StartGrid:
         return Similarity(float(self.scale[row]), self.rotation[row], self.translation[row])
 
 
-def _placements(src: PointCloud, dst: PointCloud, rot: np.ndarray, scale: float) -> list[tuple[int, np.ndarray]]:
+@dataclass(frozen=True)
+class _Boxes:
+    """The source's bounding box (corners (8, 3), centre) and centroid, the target's box and centroid."""
+
+    src_corners: np.ndarray
+    src_centre: np.ndarray
+    src_mean: np.ndarray
+    dst_lo: np.ndarray
+    dst_hi: np.ndarray
+    dst_mean: np.ndarray
+
+    @classmethod
+    def of(cls, src: PointCloud, dst: PointCloud) -> _Boxes:
+        lo, hi = src.points.min(0), src.points.max(0)
+        corners = np.array(np.meshgrid(*zip(lo, hi, strict=True))).T.reshape(-1, 3)
+        return cls(corners, 0.5 * (lo + hi), src.points.mean(0), dst.points.min(0), dst.points.max(0),
+                   dst.points.mean(0))
+
+
+def _placements(boxes: _Boxes, rot: np.ndarray, scale: float) -> list[tuple[int, np.ndarray]]:
     """(placement index, translation) of a start: centroid onto centroid, and the source's box flush with each
     side of the target's box where the source is markedly smaller along that axis (a head on a bust sits at its
     top, a face shell at its front: the centroid start would put it in the chest or the skull)."""
-    out = [(0, dst.points.mean(0) - scale * rot @ src.points.mean(0))]
-    lo, hi = src.points.min(0), src.points.max(0)
-    corners = scale * np.array(np.meshgrid(*zip(lo, hi, strict=True))).T.reshape(-1, 3) @ rot.T  # (8, 3)
-    half, centre = 0.5 * np.ptp(corners, 0), scale * rot @ (0.5 * (lo + hi))
-    d_lo, d_hi = dst.points.min(0), dst.points.max(0)
+    out = [(0, boxes.dst_mean - scale * rot @ boxes.src_mean)]
+    corners = scale * boxes.src_corners @ rot.T  # (8, 3)
+    half, centre = 0.5 * np.ptp(corners, 0), scale * rot @ boxes.src_centre
+    d_lo, d_hi = boxes.dst_lo, boxes.dst_hi
     for axis in range(3):
         if half[axis] > FLUSH_MAX_RATIO * 0.5 * (d_hi[axis] - d_lo[axis]):
             continue
@@ -513,10 +531,11 @@ def _placements(src: PointCloud, dst: PointCloud, rot: np.ndarray, scale: float)
 
 def _start_grid(src: PointCloud, dst: PointCloud, seeds: list[SeedRotation], scales, s0: float) -> StartGrid:
     """Every (rotation, scale, placement) start."""
+    boxes = _Boxes.of(src, dst)
     rows, rots, trans = [], [], []
     for r, seed in enumerate(seeds):
         for f in scales:
-            for place, t in _placements(src, dst, seed.rotation, f * s0):
+            for place, t in _placements(boxes, seed.rotation, f * s0):
                 rows.append((r, f, place))
                 rots.append(seed.rotation)
                 trans.append(t)

@@ -176,6 +176,8 @@ def shell_errors(res, truth: np.ndarray, tpl, sv: np.ndarray, sf: np.ndarray, fa
     out = {"v2v_face_supported": float(err[sup_face].mean()) if len(sup_face) else float("nan"),
            "v2v_unsupported": float(err[~near].mean()) if (~near).any() else 0.0,
            "truth_coverage": {r: round(float(near[ids].mean()), 3) for r, ids in tpl.regions.items()}}
+    hairy = np.concatenate([tpl.regions[r] for r in ("forehead", "temple") if r in tpl.regions])
+    out["v2v_forehead_temple_max"] = float(err[hairy].max())  # carved hair must not pull this skin out
     prior = getattr(res, "verts_prior", None)
     if prior is not None and (~near).any():
         shift = np.linalg.norm(res.verts.astype(np.float64) - prior, axis=1)[~near] / diag * 100
@@ -285,7 +287,7 @@ def main() -> None:
     methods = [k for k in rows[0] if isinstance(rows[0][k], dict)]
     keys = ["v2v_mean", "v2v_p95"] + (["v2v_face_mean"] if face is not None else [])
     if any(r["kind"] in FACE_MASKS for r in rows):
-        keys += ["v2v_face_supported", "v2v_unsupported", "unsupported_shift_max"]
+        keys += ["v2v_face_supported", "v2v_unsupported", "unsupported_shift_max", "v2v_forehead_temple_max"]
     keys += ["chamfer_l1", "normal_consistency", "fscore", "seconds", "cpu_seconds"]
     worst_key = "v2v_face_mean" if face is not None else "v2v_mean"
     print(f"\n{len(rows)} scans, template {tpl.name} ({tpl.num_verts} verts), VAE: "

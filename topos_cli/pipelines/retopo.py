@@ -37,6 +37,10 @@ POOR_POSE_PRECISION = 0.8
 REGION_STIFFNESS = {"ear": 300.0}  # smoothness multiplier of the surface refinement per template region
 BOUNDARY_STIFFNESS = 6.0  # smoothness multiplier on the eye/mouth loops and their 2-ring: they stay clean
 BOUNDARY_RINGS = 2
+# where hair may cover the skin, the refinement moves a vertex at most this fraction of the template's diagonal
+# outward of the prior (along the prior's normal): hair, carved or real, lies over the skin and must not pull it out
+# (1 % is 0.5 cm on a 47 cm head; the prior's own skin error there is a few mm)
+HAIR_OFFSET = 0.01
 EXPRESSION_PRIOR_STD = 0.5  # prior std of the expression coefficients (identity: 1), expressions are rarer
 BASES_GATE = 0.07  # the bases fit's first correspondence gate, fraction of the template's diagonal
 # the VAE encoder was trained on heads alone, as near-uniform surface samples: points outside the template's box
@@ -80,6 +84,8 @@ class RetopoOptions:
         prior_weight: strength of the Gaussian prior on the bases coefficients.
         min_precision: a fit with less than this fraction of its surface within 1% of the scan (inside the
             scan's box) is flagged poor.
+        hair_offset: over the hair regions, the refinement moves the skin at most this far (% of the diagonal)
+            outward of the prior; None: unbounded.
     """
 
     up: tuple[float, float, float] | None = None
@@ -95,6 +101,7 @@ class RetopoOptions:
     poor_fit: float = 1.0
     prior_weight: float = 0.1
     min_precision: float = 0.4
+    hair_offset: float | None = HAIR_OFFSET * 100
 
 
 @dataclass
@@ -289,6 +296,7 @@ class RetopoPipeline:
             if opt.refine:
                 fitted = rt.refine(state.local, state.verts, self.template.faces, stiffness=self.stiffness,
                                    gate=opt.gate / 100 * self.diag, landmarks=_local_landmarks(state.sim, landmarks))
+                fitted = self._bound_hair(fitted, state.verts, opt.hair_offset)
         out = fitted if opt.frame == "template" else state.sim.inverse().apply(fitted)
         report = self._report(state.local, fitted, state.verts, state.sim, info, state.coeffs, opt)
         if face:
@@ -353,6 +361,18 @@ class RetopoPipeline:
             gate=BASES_GATE * self.diag, landmarks=_local_landmarks(state.sim, landmarks),
             prior_weight=opt.prior_weight, init_coeffs=state.init, outside_mask=self.hair_mask)
         self._move(state, cloud, corr)
+
+    def _bound_hair(self, fitted: np.ndarray, prior: np.ndarray, offset: float | None) -> np.ndarray:
+        """Over the hair regions, take off what the refinement moved a vertex outward of the prior beyond
+        `offset` (% of the diagonal), along the prior's normal: hair over the skin does not pull it out."""
+        if offset is None or self.hair_mask is None:
+            return fitted
+        from topos_cli.geometry.mesh_ops import vertex_normals
+
+        nrm = vertex_normals(prior, self.template.faces)
+        out = ((fitted - prior) * nrm).sum(1)
+        excess = np.clip(out - offset / 100 * self.diag, 0.0, None) * self.hair_mask
+        return fitted - excess[:, None] * nrm
 
     @staticmethod
     def _move(state: FitState, cloud: PointCloud, corr: Similarity) -> None:

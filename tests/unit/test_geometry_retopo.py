@@ -583,8 +583,7 @@ def _reference_icp(cloud, tpts, tnrm, sim, iters, trim, fixed):
         compat = (cloud.normals[idx] @ inv.rotation.T * tnrm).sum(1)
         keep = compat * (1.0 if np.median(compat) >= 0 else -1.0) > 0.3
         keep &= dist <= np.quantile(dist[keep], trim)
-        inv = rt.Similarity(*align.umeyama(tpts[keep], cloud.points[idx[keep]],
-                                           rotation=inv.rotation if fixed else None))
+        inv = align.umeyama(tpts[keep], cloud.points[idx[keep]], rotation=inv.rotation if fixed else None)
     out = inv.inverse()
     return out, _reference_score(cloud, tpts, tnrm, out, trim)
 

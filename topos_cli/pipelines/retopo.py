@@ -381,13 +381,10 @@ class RetopoPipeline:
         state.local = PointCloud(state.sim.apply(cloud.points), state.local.normals @ corr.rotation.T)
 
     def _flag_poor_pose(self, report: dict, info: dict, opt: RetopoOptions) -> None:
-        """A fit with little of the head on the scan, or a poor pose the fit confirms, is not ok."""
+        """A fit with little of the head on the scan, or a poor pose the fit confirms, is not ok; when the face
+        search ran and found none, the first warning says so (what is missing, and the overrides)."""
         precision, score = report["metrics"].get("precision", 1.0), info.get("score")
-        if info.get("face") is False and report["head_supported"] < SHELL_SUPPORTED:
-            report["ok"] = False
-            report["warnings"].append(f"{NO_FACE} (the scan lies under only {report['head_supported']:.0%} of the "
-                                      "head, and its shape alone does not show which way it faces)")
-        elif precision < opt.min_precision:
+        if precision < opt.min_precision:
             report["ok"] = False
             report["warnings"].append(
                 f"poor fit: only {precision:.0%} of the fitted head lies on the scan; if the "
@@ -399,6 +396,11 @@ class RetopoPipeline:
                 f"poor fit: the best head pose found stays {score / self.diag * 100:.1f}% of its diagonal from the "
                 f"scan and {1 - precision:.0%} of the fitted head is off it; if the scan holds more than a head, "
                 "pass --up/--front or --landmarks")
+        shell = report["head_supported"] < SHELL_SUPPORTED
+        if info.get("face") is False and (shell or not report["ok"]):
+            report["ok"] = False
+            report["warnings"].insert(0, f"{NO_FACE} (the scan lies under {report['head_supported']:.0%} of the "
+                                         "head, and its shape alone does not show which way it faces)")
 
     def _report(self, local, verts, prior_verts, sim, info, coeffs, opt) -> dict:
         t = self.template

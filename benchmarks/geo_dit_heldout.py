@@ -30,7 +30,8 @@ def vertex_errors(pred: np.ndarray, truth: np.ndarray, face: np.ndarray) -> dict
     return {"head": round(float(err.mean()), 4), "face": round(float(err[:, face].mean()), 4)}
 
 
-def evaluate(prior, cache, renders: np.ndarray, steps: int, cfg: float, seed: int = 0, batch: int = 16) -> dict:
+def evaluate(prior, cache, renders: np.ndarray, steps: int, cfg: float, seed: int = 0, batch: int = 16,
+             samples: int = 1, temperature: float = 1.0) -> dict:
     """Rows {model, template rest shape, mean of the training heads} over `renders` (indices into the cache),
     plus sampling seconds per portrait (batched)."""
     import torch
@@ -48,10 +49,12 @@ def evaluate(prior, cache, renders: np.ndarray, steps: int, cfg: float, seed: in
                 "landmarks": torch.from_numpy(cache.landmarks[idx])}
         t0 = time.perf_counter()
         with torch.no_grad():
-            tokens = prior.model.encode_condition(cond)
-            latents = prior.model.denormalize(sample(prior.model, tokens, gen, SamplerConfig(steps, cfg)))
+            tokens = prior.model.encode_condition(cond).repeat_interleave(samples, 0)
+            config = SamplerConfig(steps, cfg, temperature=temperature)
+            latents = prior.model.denormalize(sample(prior.model, tokens, gen, config))
         seconds += time.perf_counter() - t0
-        preds.append(prior.decode(latents))
+        heads = prior.decode(latents)
+        preds.append(heads.reshape(len(idx), samples, *heads.shape[1:]).mean(1))
     pred = np.concatenate(preds)
     return {"dit": vertex_errors(pred, truth, face),
             "mean head": vertex_errors(np.broadcast_to(tpl.verts, truth.shape), truth, face),
@@ -92,6 +95,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--cfg", type=float, default=3.0)
+    parser.add_argument("--samples", type=int, default=1, help="heads averaged per portrait")
+    parser.add_argument("--temperature", type=float, default=1.0, help="initial-noise scale")
     parser.add_argument("--limit", type=int, default=0, help="first N held-out renders (0: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--time-single", type=int, default=5, help="portraits timed one at a time (0: none)")
@@ -103,11 +108,13 @@ def main() -> None:
     renders = cache.renders(args.split)
     if args.limit:
         renders = renders[: args.limit]
-    result = evaluate(prior, cache, renders, args.steps, args.cfg)
+    result = evaluate(prior, cache, renders, args.steps, args.cfg, samples=args.samples,
+                      temperature=args.temperature)
     if args.time_single:
         result["single_portrait_seconds_median"] = single_portrait_seconds(prior, args.data, renders,
                                                                            args.time_single, args.steps, args.cfg)
-    result.update(run=args.run, split=args.split, steps=args.steps, cfg=args.cfg,
+    result.update(run=args.run, split=args.split, steps=args.steps, cfg=args.cfg, samples=args.samples,
+                  temperature=args.temperature,
                   condition=prior.model.config.condition, latent=prior.model.config.latent)
     print(json.dumps(result))
     if args.json:

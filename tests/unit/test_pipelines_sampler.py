@@ -68,3 +68,14 @@ def test_sample_is_deterministic_given_the_generator(tiny_template):
     b = sample(model, cond.expand(2, -1, -1), torch.Generator().manual_seed(5), SamplerConfig(steps=4, cfg=2.0))
     assert a.shape == (2, 3, 4) and torch.equal(a, b)
     assert not torch.equal(a[0], a[1])  # one noise draw per row
+
+
+def test_temperature_zero_starts_from_the_noise_mean(tiny_template):
+    model = _model(tiny_template)
+    size = model.config.crop_size
+    cond = model.encode_condition({"crop": torch.rand(1, 3, size, size), "landmarks": torch.rand(1, 478, 2)})
+    cfg = SamplerConfig(steps=3, cfg=2.0, temperature=0.0)
+    a = sample(model, cond, torch.Generator().manual_seed(1), cfg)
+    b = sample(model, cond, torch.Generator().manual_seed(2), cfg)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, integrate(guided_velocity(model, cond, 2.0), torch.zeros_like(a), 3))

@@ -129,7 +129,8 @@ class GeoPrior:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, generator: torch.Generator | None = None,
-                 steps: int = 50, cfg: float = 3.0, samples: int = 1, method: str = "euler") -> GeoPriorOutput:
+                 steps: int = 50, cfg: float = 3.0, samples: int = 1, method: str = "euler",
+                 temperature: float | None = None) -> GeoPriorOutput:
         """Generate the neutral head of the face in `image`.
 
         Args:
@@ -138,13 +139,18 @@ class GeoPrior:
             generator: the sampler's noise (a torch.Generator on the model's device).
             steps / cfg / method: the ODE sampler's steps, guidance scale and method (euler, heun).
             samples: heads drawn; `verts` is their mean.
+            temperature: scale of the initial noise (1: a sample of the learned distribution, the paper; 0: the
+                deterministic head at the noise mean). Default: the checkpoint's `sampling.temperature`, else 1.
         """
         from topos_cli.pipelines.sampler import SamplerConfig
 
         if samples < 1 or steps < 1:
             raise UsageError("--samples and --steps must be >= 1")
         with _cpu_threads(self.device, CPU_SAMPLE_THREADS if self.model.config.width <= SMALL_WIDTH else None):
-            return self._generate(image, landmarks, generator, SamplerConfig(steps, cfg, method), samples)
+            if temperature is None:
+                temperature = float((self.meta.get("sampling") or {}).get("temperature", 1.0))
+            config = SamplerConfig(steps, cfg, method, temperature)
+            return self._generate(image, landmarks, generator, config, samples)
 
     def _generate(self, image, landmarks, generator, config, samples: int) -> GeoPriorOutput:
         from topos_cli.pipelines.sampler import sample

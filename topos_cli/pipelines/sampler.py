@@ -20,11 +20,14 @@ Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (B, ...), 
 
 @dataclass
 class SamplerConfig:
-    """steps: ODE steps; cfg: guidance scale (1 = none); method: "euler" or "heun"."""
+    """steps: ODE steps; cfg: guidance scale (1 = none); method: "euler" or "heun"; temperature: scale of the
+    initial noise (1 = a sample of the learned distribution; 0 = the flow of the noise mean, one deterministic
+    head near the centre of the conditional distribution)."""
 
     steps: int = DEFAULT_STEPS
     cfg: float = DEFAULT_CFG
     method: str = "euler"
+    temperature: float = 1.0
 
 
 def integrate(velocity: Velocity, noise: torch.Tensor, steps: int = DEFAULT_STEPS, method: str = "euler") -> torch.Tensor:
@@ -81,5 +84,5 @@ def sample(model, cond_tokens: torch.Tensor, generator: torch.Generator | None =
     config = config or SamplerConfig()
     cfg = model.config
     noise = torch.randn((len(cond_tokens), cfg.num_tokens, cfg.token_dim), generator=generator,
-                        device=cond_tokens.device, dtype=cond_tokens.dtype)
+                        device=cond_tokens.device, dtype=cond_tokens.dtype) * config.temperature
     return integrate(guided_velocity(model, cond_tokens, config.cfg), noise, config.steps, config.method)

@@ -192,8 +192,7 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     `relight=False` skips the de-lighting (the photo's shading stays in the albedo): an ablation for benchmarks.
     """
     from topos_cli.render.raster_gl import _vertex_normals
-    from topos_cli.render.textures import fill_padding
-    from topos_cli.texture.complete import complete
+    from topos_cli.texture.complete import complete, pad_charts
     from topos_cli.texture.delight import delight, suppress_highlights
     from topos_cli.texture.pbr import pbr_maps
     from topos_cli.texture.project import depth_map, project_texels
@@ -222,7 +221,7 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     albedo = suppress_highlights(raster.image(delit.albedo), weight)
     done = complete(albedo, weight, raster.covered, assets.mirror, assets.prior * _prior_gain(delit, proj, assets))
     lap("complete")
-    lin = fill_padding(done.albedo * _skin_gain(done.albedo, assets), raster.covered)  # pad before filtering
+    lin = pad_charts(done.albedo * _skin_gain(done.albedo, assets), raster.covered)  # pad before filtering
     maps = pbr_maps(lin, assets.masks, np.clip(done.photo, 0, 1), assets.default_normal)
     result = _finish(lin, maps, done)
     lap("pbr")

@@ -18,6 +18,7 @@ from scipy import ndimage
 from topos_cli.render.textures import fill_padding
 
 RATIO_BLUR_FRACTION = 1 / 128  # the photo/prior colour ratio is smoothed over 1/128 of the texture side
+PAD_RING = 4  # texels around the charts copied from the nearest chart texel (bilinear + 2 mip levels read them)
 RATIO_SIZE = 256  # ... at this resolution (a low-frequency field: 1024² costs 20x more for the same result)
 RATIO_MIN_SEEN = 0.5  # only well-seen texels set the completion's colour: grazing ones carry Fresnel sheen
 RATIO_RANGE = (0.25, 4.0)  # the ratio is clamped: a dark hair texel must not paint a whole cheek black
@@ -105,3 +106,29 @@ def smooth_ratio(values: np.ndarray, prior: np.ndarray, seen: np.ndarray, covere
     chart = cv2.resize(covered.astype(np.float32), (small, small), interpolation=area) > 0
     est = fill_padding(np.clip(est, *RATIO_RANGE), have & chart)
     return np.clip(cv2.resize(est.astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR), *RATIO_RANGE)
+
+
+def pad_charts(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Fill the texels outside the UV charts (what bilinear and mip filtering read at chart borders).
+
+    Pull-push (`render/textures.fill_padding`) at RATIO_SIZE² of the coverage-weighted image, upsampled, then the
+    PAD_RING texels nearest the charts take their nearest chart texel so borders continue exactly; the charts
+    themselves are unchanged. The same look as a full-resolution pull-push at 1/10 of its cost at 1024².
+    """
+    import cv2
+
+    s = covered.shape[0]
+    small = min(s, RATIO_SIZE)
+    img = np.asarray(image, np.float32)
+    cov = covered.astype(np.float32)
+    area = cv2.INTER_AREA
+    num = cv2.resize(img * (cov[..., None] if img.ndim == 3 else cov), (small, small), interpolation=area)
+    den = cv2.resize(cov, (small, small), interpolation=area)
+    have = den > 1e-3
+    low = np.where(have[..., None] if img.ndim == 3 else have,
+                   num / np.maximum(den, 1e-6)[..., None] if img.ndim == 3 else num / np.maximum(den, 1e-6), 0.0)
+    up = cv2.resize(fill_padding(low, have).astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
+    dist, (ri, ci) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    ring = (dist > 0) & (dist <= PAD_RING)
+    out = np.where((covered | ring)[..., None] if img.ndim == 3 else covered | ring, img[ri, ci], up)
+    return out.astype(np.float64)

@@ -26,12 +26,13 @@ CONFIGS = {
     # TOPOS-DiT. `paper`: appendix A (width 1024, 24 blocks, 16 heads x 64, MLP 4) over the VAE latent with a
     # shape-basis residual, conditioned on frozen DINOv2 ViT-L/14-with-registers tokens (1024 wide, layer-normed).
     # `small`: the shipped CPU model: the shape-basis latent (11 tokens; floor 0 on ICT-span heads, see
-    # benchmarks/geo_latent_floor.py) and a from-scratch crop CNN + landmark tokens (chosen by the ablation in
-    # the geo-dit-small README). `tiny`: tests and the tiny recipe.
+    # benchmarks/geo_latent_floor.py) and a from-scratch CNN on the face crop (the condition ablation in the
+    # geo-dit-small README: crop, landmarks and both were level at 400 steps; the crop is the one branch that
+    # can carry identity cues). `tiny`: tests and the tiny recipe.
     "flow-dit": {
         "paper": {},
         "small": {"latent": "bases", "num_tokens": 11, "width": 128, "depth": 4, "heads": 4, "head_dim": 32,
-                  "mlp_ratio": 4.0, "condition": "crop+landmarks"},
+                  "mlp_ratio": 4.0, "condition": "crop"},
         "tiny": {"latent": "bases", "num_tokens": 11, "width": 32, "depth": 2, "heads": 2, "head_dim": 16,
                  "mlp_ratio": 2.0, "condition": "crop+landmarks", "cnn_channels": [8, 16], "cnn_input": 32,
                  "landmark_tokens": 4},

@@ -149,3 +149,19 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, tin
     assert sorted(p.name for p in run.iterdir() if p.name.startswith("step-")) == ["step-000000002"]
     _train(run, tiny_template_dir, resume=True)
     _assert_same_run(full_run, run)
+
+
+def test_a_run_killed_before_latest_was_rewritten_resumes_from_its_newest_step(tmp_path):
+    """A kill between the step folder's rename and rewriting `latest` leaves `latest` behind: folders decide."""
+    from topos_cli.io.checkpoint import latest_step_dir, resolve_checkpoint
+
+    run = tmp_path / "run"
+    for step in (2, 4):
+        (run / f"step-{step:09d}").mkdir(parents=True)
+        (run / f"step-{step:09d}" / "model.json").write_text("{}")
+    (run / "step-000000006.tmp").mkdir()  # a checkpoint still being written: not complete
+    (run / "latest").write_text("step-000000002\n")  # stale
+    assert resolve_checkpoint(run).name == "step-000000004"
+    (run / "latest").unlink()  # the first checkpoint's `latest` was never written
+    assert latest_step_dir(run).name == "step-000000004"
+    assert latest_step_dir(tmp_path / "empty") is None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from topos_cli.errors import UsageError
+from topos_cli.io.checkpoint import latest_step_dir
 from topos_cli.template import load_template
 
 
@@ -43,7 +44,7 @@ def train_vae(data: str | Path | None, out: str | Path, config: str = "small", a
     from topos_cli.utils.device import torch_device
 
     out = Path(out)
-    if (out / "latest").is_file() and not resume:
+    if latest_step_dir(out) is not None and not resume:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if data is not None and str(data) != "synthetic" and not is_dataset(data):
         raise UsageError(f"--data {data}: not a dataset folder (no manifest.jsonl); make one with `topos augment`")
@@ -91,7 +92,7 @@ def _starting_model(tpl, out: Path, config: str, args: dict | None, resume: bool
     from topos_cli.io.checkpoint import load_checkpoint, read_model_json, trained_steps
     from topos_cli.models.registry import build
 
-    if resume and (out / "latest").is_file():
+    if resume and latest_step_dir(out) is not None:
         meta = read_model_json(out)
         return StartingModel(build(meta["name"], meta["args"], tpl), meta.get("config", config),
                              meta.get("loss_weights") if loss_weights is None else loss_weights,

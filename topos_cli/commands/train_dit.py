@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from topos_cli.errors import UsageError
+from topos_cli.io.checkpoint import latest_step_dir
 
 DEFAULT_VAE = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 
@@ -39,7 +40,7 @@ def train_dit(data: str | Path, out: str | Path, vae: str | Path | None = None, 
     from topos_cli.train.loop import TrainConfig, train
 
     data, out = Path(data), Path(out)
-    if (out / "latest").is_file() and not resume:
+    if latest_step_dir(out) is not None and not resume:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if not (data / "manifest.jsonl").is_file():
         raise UsageError(f"--data {data}: not a dataset folder (no manifest.jsonl); make one with `topos render "
@@ -91,7 +92,7 @@ def _model(out: Path, resume: bool, config: str, args: dict | None, tpl, vae):
     from topos_cli.models.registry import build, make_config
 
     meta = {}
-    if resume and (out / "latest").is_file():
+    if resume and latest_step_dir(out) is not None:
         meta = read_model_json(out)
         args, config = meta["args"], None
         vae = vae or meta.get("vae")

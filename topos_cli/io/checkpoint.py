@@ -29,16 +29,27 @@ def step_dir_name(step: int) -> str:
     return f"step-{step:09d}"
 
 
+def latest_step_dir(run_dir: str | Path) -> Path | None:
+    """The newest complete step folder of a run, or None.
+
+    Step folders appear by an atomic rename, so every `step-*` folder with a model.json is complete; a run
+    killed between that rename and rewriting `latest` leaves `latest` one checkpoint behind (or missing),
+    so the folders, not `latest`, decide.
+    """
+    run_dir = Path(run_dir)
+    steps = sorted(p for p in run_dir.glob("step-*")
+                   if p.is_dir() and not p.name.endswith(".tmp") and (p / "model.json").is_file())
+    return steps[-1] if steps else None
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """The step folder for a run folder (via `latest`) or a step folder itself."""
+    """The step folder for a run folder (its newest complete step) or a step folder itself."""
     path = Path(path)
     if (path / "model.json").is_file():
         return path
-    latest = path / "latest"
-    if latest.is_file():
-        step = path / latest.read_text().strip()
-        if (step / "model.json").is_file():
-            return step
+    step = latest_step_dir(path)
+    if step is not None:
+        return step
     raise MissingWeights(f"{path}: no checkpoint here (expected model.json or a 'latest' file); "
                          "train one with `topos train vae` or give the checkpoint folder")
 

@@ -118,14 +118,14 @@ class _Run:
 
 def _setup(task, cfg: TrainConfig, out: Path, device: str, resume: bool, rank: int) -> _Run:
     """Model, EMA, optimizer and schedule on `device`; a resume restores them, the step and the RNG states."""
-    from topos_cli.io.checkpoint import load_train_state
+    from topos_cli.io.checkpoint import latest_step_dir, load_train_state
 
     model = task.model.to(device)
     task.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = _optimizer(model, cfg)
     run = _Run(model, ema, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg)), 0)
-    if resume and (out / "latest").is_file():
+    if resume and latest_step_dir(out) is not None:
         state = load_train_state(out)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])

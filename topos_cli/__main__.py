@@ -1,3 +1,3 @@
-from topos_cli.cli.main import app
+from topos_cli.cli.main import main
 
-app()
+main()

@@ -66,4 +66,26 @@ app.command("generate", epilog=generate_tex_cmd.GENERATE_EPILOG, no_args_is_help
 
 
 def main() -> None:
-    app()
+    """The `topos` console script: the app, with parse errors as one line (exit 2) instead of a usage box."""
+    import sys
+
+    try:  # typer >= 0.20 vendors click and raises its own copies of click's exceptions
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover - older typer on real click
+        from click import exceptions as cx
+
+    try:
+        code = app(standalone_mode=False)
+    except cx.NoArgsIsHelpError as exc:  # `topos augment` alone: the help, and click's exit code (2)
+        exc.show()
+        sys.exit(exc.exit_code)
+    except cx.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except cx.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -56,3 +56,18 @@ def test_fit_stays_near_the_generators_head_and_no_refine_keeps_it(photo):
     kept = pipe(photo, "hopper.jpg", seed=0, options=GeoOptions(refine=False))
     np.testing.assert_allclose(kept.verts, head, atol=1e-5)  # identity untouched; pose/expression still fitted
     assert kept.fit.reprojection_px < 3.0
+
+
+def test_warnings_name_large_yaw_small_faces_and_poor_fits():
+    from types import SimpleNamespace
+
+    from topos_cli.faces.detect import NUM_LANDMARKS, Face
+    from topos_cli.pipelines.geo import _warnings
+
+    pts = np.zeros((NUM_LANDMARKS, 2), np.float32)
+    pts[263, 0] = 60.0  # outer eye corners 60 px apart
+    big = Face(pts, np.zeros(NUM_LANDMARKS, np.float32), np.array([0, 0, 200, 220], np.float32), 0.9)
+    small = Face(pts, np.zeros(NUM_LANDMARKS, np.float32), np.array([0, 0, 50, 60], np.float32), 0.9)
+    assert _warnings(big, SimpleNamespace(yaw=10.0, reprojection_px=1.0)) == []
+    text = " | ".join(_warnings(small, SimpleNamespace(yaw=-40.0, reprojection_px=9.0)))
+    assert "turned -40 deg" in text and "small face" in text and "fit poorly" in text

@@ -223,9 +223,6 @@ def test_degenerate_mesh_exits_2(tmp_path, monkeypatch, tiny_template_dir, argv)
     res = runner.invoke(app, [a.format(deg=degenerate, gt=template, out=tmp_path / "o") for a in argv]
                         + (["-t", str(tiny_template_dir)] if argv[0] in ("retopo", "render", "augment", "export")
                            else []))
-    if argv[0] == "render":  # any mesh may be rendered; a zero-area one gives an empty picture, not an error
-        assert res.exit_code == 0 and "Traceback" not in res.output, res.output
-        return
     _assert_one_line_exit_2(res, "deg.obj")
     assert _files(tmp_path) == before
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from topos_cli.errors import TemplateMismatch, ToposError, UsageError
+from topos_cli.errors import MeshError, TemplateMismatch, ToposError, UsageError
 from topos_cli.io.batch import Outcome
 from topos_cli.io.manifest import BatchResult
 
@@ -69,6 +69,8 @@ class MeshSource:
         from topos_cli.io.mesh import load_mesh
 
         mesh = load_mesh(record["mesh"])
+        if np.ptp(mesh.verts, axis=0).max(initial=0.0) <= 0:  # nothing to frame: the camera fit divides by it
+            raise MeshError(f"{record['mesh']}: all the mesh's points are in one spot; nothing to render")
         tpl = self._matching_template(mesh)
         uv, uvf = mesh.uv, mesh.uv_faces
         if uv is None and tpl is not None:

@@ -60,6 +60,9 @@ MIN_SUPPORTED = 0.25  # less of the head than this with scan data under it: prob
 SHELL_SUPPORTED = 0.6
 METRIC_SAMPLES = 10000  # surface samples of the fit-to-scan metrics
 LANDMARK_MAP = "face_landmarks_mediapipe.json"  # the template sidecar mapping mediapipe's 478 points to vertices
+# the bases fit uses every FACE_CUE_STEP-th face landmark found on a shell (~45 of ~380): each weighs ten surface
+# matches there, and the detector's points are a few mm off their template vertices
+FACE_CUE_STEP = 8
 NO_FACE = "no face found in any view of the scan; pass --landmarks or --up/--front"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "retopo-vae-small"
 
@@ -86,6 +89,8 @@ class RetopoOptions:
             scan's box) is flagged poor.
         hair_offset: over the hair regions, the refinement moves the skin at most this far (% of the diagonal)
             outward of the prior; None: unbounded.
+        face_landmarks: when the pose search found face landmarks on the scan (a face shell), the bases fit uses
+            a subset of them as landmarks.
     """
 
     up: tuple[float, float, float] | None = None
@@ -102,6 +107,7 @@ class RetopoOptions:
     prior_weight: float = 0.1
     min_precision: float = 0.4
     hair_offset: float | None = HAIR_OFFSET * 100
+    face_landmarks: bool = True
 
 
 @dataclass
@@ -289,7 +295,7 @@ class RetopoPipeline:
         with timer("vae"):
             self._vae_stage(state, scan.cloud, opt, seed)
         with timer("bases"):
-            self._bases_stage(state, scan.cloud, opt, landmarks)
+            self._bases_stage(state, scan.cloud, opt, landmarks if landmarks is not None else _fit_cues(face, opt))
         with timer("refine"):
             state.verts = state.prior if state.verts is None else state.verts
             fitted = state.verts
@@ -299,6 +305,7 @@ class RetopoPipeline:
                 fitted = self._bound_hair(fitted, state.verts, opt.hair_offset)
         out = fitted if opt.frame == "template" else state.sim.inverse().apply(fitted)
         report = self._report(state.local, fitted, state.verts, state.sim, info, state.coeffs, opt)
+        face.pop("cues", None)
         if face:
             report["face"] = face
         report["background_planes"] = scan.planes  # removed before the fit; the metrics below leave them out
@@ -331,6 +338,7 @@ class RetopoPipeline:
                 return None
             face.update(landmarks=len(cues.vertex_ids), residual_pct=round(cues.residual * 100, 3),
                         views=cues.views, detections=cues.detections)
+            face["cues"] = (cues.points, cues.vertex_ids)
             return cues.points, cues.vertex_ids
 
         return find
@@ -455,6 +463,14 @@ def _scan_metrics(verts, faces, scan_verts, scan_faces, seed: int) -> dict:
     return {"chamfer_l1": m["chamfer_l1"], "normal_consistency": m["normal_consistency"],
             "fscore": m["fscore"]["f"], "precision": m["fscore"]["precision"], "scan_covered": m["fscore"]["recall"],
             "threshold": m["fscore"]["threshold"]}
+
+
+def _fit_cues(face: dict, opt: RetopoOptions):
+    """Every FACE_CUE_STEP-th face landmark found on the scan, for the bases fit, or None."""
+    cues = face.get("cues")
+    if cues is None or not opt.face_landmarks:
+        return None
+    return cues[0][::FACE_CUE_STEP], cues[1][::FACE_CUE_STEP]
 
 
 def _local_landmarks(sim: Similarity, landmarks):

@@ -48,6 +48,11 @@ def test_dict_round_trip_opengl_conversion_and_resize(tmp_path):
     assert big.fx == 2 * cam.fx and big.cx == 64
     eye = cameras_from_json({"cameras": [{"eye": [0, 0, 50], "fov": 30}]}, size=32)[0]
     assert eye.width == 32 and np.allclose(eye.center, [0, 0, 50])
+    # a portrait's 600x800 camera keeps its aspect: --size is the longer side, the focal scales with it
+    tall = cameras_from_json({"eye": [0, 0, 50], "fov": 30, "width": 600, "height": 800}, size=400)[0]
+    native = from_dict({"eye": [0, 0, 50], "fov": 30, "width": 600, "height": 800})
+    assert (tall.width, tall.height) == (300, 400)
+    assert np.isclose(tall.fx, native.fx / 2) and np.isclose(tall.fy, native.fy / 2) and np.isclose(tall.cx, 150)
     with pytest.raises(UsageError):
         cameras_from_json([{"width": 3}])
 

@@ -95,4 +95,13 @@ def cameras_from_json(data, size: int | None = None) -> list[Camera]:
     records = data if isinstance(data, list) else [data]
     if not records or not all(isinstance(r, dict) for r in records):
         raise UsageError("camera JSON must be an object, a list of objects, or {\"cameras\": [...]}")
-    return [from_dict(r, size, size) if size else from_dict(r) for r in records]
+    return [_longer_side(from_dict(r), size) for r in records]
+
+
+def _longer_side(cam: Camera, size: int | None) -> Camera:
+    """`cam` scaled so its longer side is `size` pixels, keeping the record's aspect ratio (a 600x800 photo's
+    camera stays 3:4, so a render with it overlays the photo)."""
+    if not size or max(cam.width, cam.height) == size:
+        return cam
+    scale = size / max(cam.width, cam.height)
+    return cam.resized(max(1, round(cam.width * scale)), max(1, round(cam.height * scale)))

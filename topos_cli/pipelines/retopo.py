@@ -295,7 +295,8 @@ class RetopoPipeline:
         with timer("vae"):
             self._vae_stage(state, scan.cloud, opt, seed)
         with timer("bases"):
-            self._bases_stage(state, scan.cloud, opt, landmarks if landmarks is not None else _fit_cues(face, opt))
+            cues = _fit_cues(face, opt) if info.get("method") == "face" else None  # the pose came from the face
+            self._bases_stage(state, scan.cloud, opt, landmarks if landmarks is not None else cues)
         with timer("refine"):
             state.verts = state.prior if state.verts is None else state.verts
             fitted = state.verts

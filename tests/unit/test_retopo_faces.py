@@ -79,7 +79,7 @@ def test_a_face_mask_in_a_random_pose_is_fitted_and_its_coverage_says_face_only(
     from topos_cli.pipelines.retopo import RetopoPipeline
 
     sv, sf, truth, _ = _face_mask(head, 11)
-    pipe = RetopoPipeline.from_pretrained(None, head)
+    pipe = RetopoPipeline.from_pretrained(None, "topos-head")
     res = pipe(sv, sf, seed=0)
     report = res.report
     diag = np.linalg.norm(truth.max(0) - truth.min(0))

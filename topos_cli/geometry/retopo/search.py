@@ -62,6 +62,12 @@ CUE_FINALS = 3  # whole-scan finals that compete with the face-landmark pose
 # search for heads inside the scan runs as without a face (measured: face masks 3.7-8.8 %, their template reaching
 # far beyond the shell; a head in the corner of a room, its face found, 25 %)
 CUE_MAX_SCORE = 0.15
+# the face path is for shells, which lie within a head: when under CUE_INSIDE of the scan points fall inside the
+# template's box (grown by CUE_BOX_PAD of its size per axis) under the landmark pose, the scan holds more than a
+# head (a bust, a room) and the search inside the scan runs as without a face (face masks: 1.0; busts ~0.3-0.5,
+# where the face pose, taken, laid two heads of twelve wrong)
+CUE_INSIDE = 0.8
+CUE_BOX_PAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -221,14 +227,20 @@ def cue_score(sim: Similarity, cues: tuple[np.ndarray, np.ndarray], verts: np.nd
 
 
 def _choose_with_face(ctx: SearchContext, results: list[Candidate], finals: list[Candidate] | None,
-                      cues: tuple[np.ndarray, np.ndarray]) -> list[Candidate]:
+                      cues: tuple[np.ndarray, np.ndarray]) -> list[Candidate] | None:
     """The landmark pose (a robust similarity fit of the face landmarks, polished on the scan) against the best
-    whole-scan poses, by the common score (pose score + reverse score) plus the landmark term, best first."""
+    whole-scan poses, by the common score (pose score + reverse score) plus the landmark term, best first; None
+    when the scan does not lie within the head the landmarks put on it (`CUE_INSIDE`)."""
     keep = np.arange(len(cues[1]))
     for _ in range(2):  # refit to the closest landmarks: a few detections land off their point
         sim0 = umeyama(cues[0][keep], ctx.verts[cues[1][keep]])
         err = np.linalg.norm(sim0.apply(cues[0]) - ctx.verts[cues[1]], axis=1)
         keep = np.argsort(err)[: max(3, int(CUE_TRIM * len(err)))]
+    lo, hi = ctx.verts.min(0), ctx.verts.max(0)
+    pad = CUE_BOX_PAD * (hi - lo)
+    pts = sim0.apply(ctx.cloud.points)
+    if np.all((pts > lo - pad) & (pts < hi + pad), 1).mean() < CUE_INSIDE:
+        return None
     others = [c.sim for c in (finals or sorted(results, key=lambda c: c.score))[:CUE_FINALS]]
     sims = [refine_similarity(ctx.full, ctx.verts, ctx.faces, sim0, outside_mask=ctx.outside_mask)] + others
     scores = pose_scores(ctx.full, ctx.tpts, ctx.tnrm, sims, ctx.trim, ctx.hair)

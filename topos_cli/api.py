@@ -23,9 +23,10 @@ from topos_cli.commands.render import render, textures
 from topos_cli.commands.retopo import retopo
 from topos_cli.commands.template import template_export, template_import, template_info
 from topos_cli.commands.train import train_vae
+from topos_cli.commands.train_dit import train_dit
 from topos_cli.commands.train_tex import train_tex
 from topos_cli.io.manifest import BatchResult
 
 __all__ = ["BatchResult", "align", "animate", "augment", "export", "generate", "generate_geo", "generate_tex", "image_metrics", "manifest_merge", "metrics",
            "render", "retopo", "run_recipe", "template_export", "template_import", "template_info", "template_lod",
-           "textures", "train_tex", "train_vae"]
+           "textures", "train_dit", "train_tex", "train_vae"]

@@ -24,12 +24,16 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tex_protocol as tp  # noqa: E402
 
 HELD_OUT_SEED = 17_000  # identities and textures no other script draws
 SIZE = 512  # texture side for the error tables (the timing row uses 1024)
@@ -46,8 +50,20 @@ def linear_to_srgb(c):
     return f(c)
 
 
-def make_case(tpl, atlas, i: int, renderer):
-    """(photo uint8, true verts, camera, true linear albedo (S, S, 3))."""
+@dataclass
+class Case:
+    """One synthetic portrait: the photo (uint8), the true head and camera, the true linear albedo and the true
+    texture sample (its PBR maps, for the relit renders)."""
+
+    photo: np.ndarray
+    verts: np.ndarray
+    camera: object
+    truth: np.ndarray
+    sample: object
+
+
+def make_case(tpl, atlas, i: int, renderer) -> Case:
+    """The i-th held-out portrait."""
     from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
     from topos_cli.pipelines.tex import srgb_to_linear
     from topos_cli.render.lights import random_rig
@@ -67,16 +83,21 @@ def make_case(tpl, atlas, i: int, renderer):
     out = renderer.render(RenderMesh(verts, tpl.faces, uv=tpl.uv, uv_faces=tpl.uv_faces), cam, mat,
                           random_rig(rng), passes=("color",))["color"]
     rgb = out[..., :3] * out[..., 3:] + 0.5 * (1 - out[..., 3:])
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), verts, cam, srgb_to_linear(smp.albedo / 255.0)
+    return Case((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), verts, cam, srgb_to_linear(smp.albedo / 255.0),
+                smp)
 
 
-def scores(pred_lin: np.ndarray, truth_lin: np.ndarray, classes: dict, gain_mask: np.ndarray) -> dict:
-    """Gain-invariant sRGB MAE, blurred MAE and luminance SSIM per texel class."""
+def _gain(pred_lin: np.ndarray, truth_lin: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-channel gain of a prediction to the truth, fitted on `mask` (the light's level is unobservable)."""
+    return np.median(truth_lin[mask] / np.maximum(pred_lin[mask], 1e-4), axis=0)
+
+
+def scores(pred_lin: np.ndarray, truth_lin: np.ndarray, classes: dict) -> dict:
+    """sRGB MAE, blurred MAE and luminance SSIM per texel class (gain already applied)."""
     from scipy import ndimage
     from skimage.metrics import structural_similarity
 
-    gain = np.median(truth_lin[gain_mask] / np.maximum(pred_lin[gain_mask], 1e-4), axis=0)
-    p, t = linear_to_srgb(pred_lin * gain), linear_to_srgb(truth_lin)
+    p, t = linear_to_srgb(pred_lin), linear_to_srgb(truth_lin)
     pb = np.stack([ndimage.gaussian_filter(p[..., c], BLUR_TEXELS / 2) for c in range(3)], -1)
     tb = np.stack([ndimage.gaussian_filter(t[..., c], BLUR_TEXELS / 2) for c in range(3)], -1)
     luma = np.array([0.2126, 0.7152, 0.0722])
@@ -85,7 +106,33 @@ def scores(pred_lin: np.ndarray, truth_lin: np.ndarray, classes: dict, gain_mask
                    "ssim": float(ssim[m].mean())} for name, m in classes.items()}
 
 
-def run_synthetic(tpl, count: int, with_geo: bool) -> dict:
+@dataclass
+class RowOutput:
+    """One row's prediction on one portrait: linear albedo and the texture set (None: the constant colour)."""
+
+    albedo: np.ndarray
+    result: object = None
+
+
+def _rows(tpl, case: Case, true, geo, i: int, covered: np.ndarray) -> dict:
+    """Every row's prediction for one portrait (the generate-geo row is missing when its face fit fails)."""
+    from topos_cli.pipelines.tex import unwrap_texture
+
+    const = np.broadcast_to(np.median(case.truth[covered], 0), case.truth.shape)
+    rows = {ROWS[0]: RowOutput(const), ROWS[1]: RowOutput(_lin(true.albedo), true)}
+    flat = unwrap_texture(tpl, SIZE, case.photo / 255.0, case.verts, case.camera, relight=False)
+    rows[ROWS[2]] = RowOutput(_lin(flat.albedo), flat)
+    if geo is not None:
+        try:
+            res = geo(case.photo, source=f"case {i}")
+            fitted = unwrap_texture(tpl, SIZE, case.photo / 255.0, res.posed, res.camera)
+            rows[ROWS[3]] = RowOutput(_lin(fitted.albedo), fitted)
+        except Exception as exc:  # noqa: BLE001 - a missed face is a result, reported
+            print(f"case {i}: generate-geo failed: {exc}", file=sys.stderr)
+    return rows
+
+
+def run_synthetic(tpl, count: int, with_geo: bool, protocol: bool = True) -> dict:
     from topos_cli.pipelines.tex import unwrap_texture
     from topos_cli.render.renderer import Renderer
     from topos_cli.render.textures import build_atlas
@@ -99,29 +146,60 @@ def run_synthetic(tpl, count: int, with_geo: bool) -> dict:
 
         geo = GeoPipeline.from_pretrained(None, template=tpl)
     table = {r: [] for r in ROWS}
+    relit, seams = {r: [] for r in ROWS}, {r: [] for r in ROWS}
     fractions = []
     for i in range(count):
-        photo, verts, cam, truth = make_case(tpl, atlas, i, renderer)
-        true = unwrap_texture(tpl, SIZE, photo / 255.0, verts, cam)
+        case = make_case(tpl, atlas, i, renderer)
+        true = unwrap_texture(tpl, SIZE, case.photo / 255.0, case.verts, case.camera)
         cov = true.coverage
         classes = {"photo": cov[..., 0] > 0.5, "mirrored": cov[..., 1] > 0.5, "completed": cov[..., 2] > 0.5}
         fractions.append([float(classes[c].sum() / atlas.covered.sum()) for c in CLASSES])
-        gain_mask = classes["photo"]
-        const = np.broadcast_to(np.median(truth[atlas.covered], 0), truth.shape)
-        table[ROWS[0]].append(scores(const, truth, classes, gain_mask))
-        table[ROWS[1]].append(scores(_lin(true.albedo), truth, classes, gain_mask))
-        flat = unwrap_texture(tpl, SIZE, photo / 255.0, verts, cam, relight=False)
-        table[ROWS[2]].append(scores(_lin(flat.albedo), truth, classes, gain_mask))
-        if geo is not None:
-            try:
-                res = geo(photo, source=f"case {i}")
-                fitted = unwrap_texture(tpl, SIZE, photo / 255.0, res.posed, res.camera)
-                table[ROWS[3]].append(scores(_lin(fitted.albedo), truth, classes, gain_mask))
-            except Exception as exc:  # noqa: BLE001 - a missed face is a result, reported
-                print(f"case {i}: generate-geo failed: {exc}", file=sys.stderr)
+        truth_renders = masks = None
+        if protocol:
+            truth_renders = tp.relit_renders(tpl, case.verts, tp.truth_material(case.sample), renderer, i)
+            masks = tp.face_masks(tpl, case.verts, renderer)
+        for name, row in _rows(tpl, case, true, geo, i, atlas.covered).items():
+            pred = row.albedo * _gain(row.albedo, case.truth, classes["photo"])
+            table[name].append(scores(pred, case.truth, classes))
+            if protocol:
+                material = (tp.constant_material(pred, case.sample) if row.result is None
+                            else tp.result_material(pred, row.result))
+                score = tp.compare_renders(tp.relit_renders(tpl, case.verts, material, renderer, i), truth_renders,
+                                           masks)
+                relit[name].append(score)
+                seams[name].append(_seam_scores(tpl, pred, case.truth, row.result, atlas.covered))
         print(f"case {i}: done", file=sys.stderr)
-    return {"rows": {r: _mean(v) for r, v in table.items() if v}, "counts": {r: len(v) for r, v in table.items()},
-            "class_fractions": dict(zip(CLASSES, np.mean(fractions, 0).round(3).tolist(), strict=True))}
+    out = {"rows": {r: _mean(v) for r, v in table.items() if v}, "counts": {r: len(v) for r, v in table.items()},
+           "class_fractions": dict(zip(CLASSES, np.mean(fractions, 0).round(3).tolist(), strict=True))}
+    if protocol:
+        out["relit"] = {r: _relit_summary(v, relit[ROWS[0]]) for r, v in relit.items() if v}
+        out["seams"] = {r: {k: round(float(np.nanmean([s[k] for s in v])), 4) for k in v[0]}
+                        for r, v in seams.items() if v}
+    return out
+
+
+def _seam_scores(tpl, pred_lin, truth_lin, result, covered) -> dict:
+    """Chart-seam colour jump and texel-class border gradient ratio, produced vs truth (see tex_protocol)."""
+    samples = tp.seam_samples(tpl, SIZE)
+    p, t = linear_to_srgb(pred_lin), linear_to_srgb(truth_lin)
+    out = {"seam_jump": tp.seam_jump(p, samples), "seam_jump_truth": tp.seam_jump(t, samples)}
+    if result is None:
+        return {**out, "border_ratio": float("nan"), "border_ratio_truth": float("nan")}
+    return {**out, "border_ratio": tp.border_ratio(p, result.coverage, covered),
+            "border_ratio_truth": tp.border_ratio(t, result.coverage, covered)}
+
+
+def _relit_summary(scores_: list, const: list) -> dict:
+    """Mean PSNR/SSIM per view over portraits, overall means, and the views where the row beats the constant
+    colour on both (portrait means; only portraits both rows have)."""
+    psnr, ssim = np.mean([s.psnr for s in scores_], 0), np.mean([s.ssim for s in scores_], 0)
+    n = min(len(scores_), len(const))
+    beats = [bool(np.mean([s.psnr[v] - c.psnr[v] for s, c in zip(scores_[:n], const[:n], strict=True)]) > 0
+                  and np.mean([s.ssim[v] - c.ssim[v] for s, c in zip(scores_[:n], const[:n], strict=True)]) > 0)
+             for v in range(len(psnr))]
+    return {"psnr": round(float(psnr.mean()), 3), "ssim": round(float(ssim.mean()), 4),
+            "psnr_views": psnr.round(2).tolist(), "ssim_views": ssim.round(4).tolist(),
+            "views_beating_constant": int(sum(beats))}
 
 
 def _lin(srgb):
@@ -140,7 +218,8 @@ def timing(tpl, repeats: int = 3) -> dict:
     from topos_cli.render.textures import build_atlas
 
     atlas = build_atlas(tpl.verts, tpl.faces, tpl.uv, tpl.uv_faces, tpl.regions, None, 256)
-    photo, verts, cam, _ = make_case(tpl, atlas, 0, Renderer("gl"))
+    case = make_case(tpl, atlas, 0, Renderer("gl"))
+    photo, verts, cam = case.photo, case.verts, case.camera
     t0 = time.perf_counter()
     template_assets(tpl, 1024)
     cold = time.perf_counter() - t0
@@ -245,11 +324,27 @@ def print_table(result: dict) -> None:
     for row, vals in rows.items():
         cells = "".join(f"{vals[c]['mae']:>15.4f}{vals[c]['mae_blur']:>8.4f}{vals[c]['ssim']:>7.3f}" for c in CLASSES)
         print(f"{row:38}{cells}")
+    if "relit" in result["synthetic"]:
+        _print_protocol(result["synthetic"])
     print("texel classes (true mesh):", result["synthetic"]["class_fractions"])
     if "timing" in result:
         print("timing:", result["timing"])
     for rec in result.get("real", []):
         print("relight test:", rec)
+
+
+def _print_protocol(syn: dict) -> None:
+    """The relit-render and seam rows, side by side with the texel table's rows."""
+    n = len(tp.VIEWS)
+    print(f"\nrelit renders (true mesh; {n} views x {tp.LIGHTINGS} new lightings, face mask) and seam visibility")
+    print(f"{'row':38}{'PSNR':>7}{'SSIM':>8}{'min-view PSNR':>15}{'views>const':>12}"
+          f"{'seam jump':>11}{'(truth)':>9}{'border grad':>13}{'(truth)':>9}")
+    for row, r in syn["relit"].items():
+        sm = syn["seams"][row]
+        print(f"{row:38}{r['psnr']:>7.2f}{r['ssim']:>8.4f}{min(r['psnr_views']):>15.2f}"
+              f"{r['views_beating_constant']:>8d}/{n:<3d}{sm['seam_jump']:>11.4f}{sm['seam_jump_truth']:>9.4f}"
+              f"{sm['border_ratio']:>13.3f}{sm['border_ratio_truth']:>9.3f}")
+    print("views (azimuth, elevation):", list(tp.VIEWS))
 
 
 def main(argv=None) -> int:
@@ -259,11 +354,15 @@ def main(argv=None) -> int:
     ap.add_argument("--portraits", type=int, default=12)
     ap.add_argument("--no-geo", action="store_true", help="skip the generate-geo rows")
     ap.add_argument("--no-real", action="store_true", help="skip the real-photo relight test")
+    ap.add_argument("--no-protocol", action="store_true", help="skip the relit-render and seam protocol")
+    ap.add_argument("--no-timing", action="store_true", help="skip the 1024² timing")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--docs", type=Path, help="write the public-domain previews here")
     args = ap.parse_args(argv)
     tpl = load_template("topos-head")
-    result = {"synthetic": run_synthetic(tpl, args.portraits, not args.no_geo), "timing": timing(tpl)}
+    result = {"synthetic": run_synthetic(tpl, args.portraits, not args.no_geo, not args.no_protocol)}
+    if not args.no_timing:
+        result["timing"] = timing(tpl)
     if not args.no_real:
         result["real"] = real_photos(tpl, args.docs)
     print_table(result)

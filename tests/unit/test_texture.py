@@ -105,6 +105,23 @@ def test_delight_recovers_albedo_under_sh_light_with_outliers():
     assert out.inliers[:400].mean() < 0.2
 
 
+def test_delight_removes_a_light_whose_colour_changes_with_the_normal():
+    from topos_cli.render.lights import sh_basis
+    from topos_cli.texture.delight import delight
+
+    rng = np.random.default_rng(1)
+    n = rng.normal(size=(4000, 3))
+    n[:, 2] = np.abs(n[:, 2])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    shading = np.clip(sh_basis(n) @ np.array([0.9, 0.2, 0.3, 0.4, 0, 0, 0.05, 0, 0]), 0.1, None)
+    warm = np.stack([1 + 0.15 * n[:, 0], np.ones(4000), 1 - 0.2 * n[:, 0]], 1)  # warm key right, cool sky left
+    albedo = np.array([0.5, 0.35, 0.3])
+    out = delight(albedo * shading[:, None] * warm, n, np.ones(4000), np.ones(4000, bool))
+    chroma = out.albedo[:, 2] / out.albedo[:, 0]
+    raw = warm[:, 2] / warm[:, 0]
+    assert np.std(chroma) / np.mean(chroma) < 0.25 * np.std(raw) / np.mean(raw)  # the tint is mostly gone
+
+
 def test_unwrap_delights_and_completes_a_lit_render(head):
     from topos_cli.pipelines.tex import linear_to_srgb, srgb_to_linear, unwrap_texture
     from topos_cli.render.lights import AmbientLight, DirectionalLight, LightRig

@@ -13,8 +13,9 @@ re-exports them.
 from __future__ import annotations
 
 from topos_cli.commands.align import align, image_metrics, metrics
+from topos_cli.commands.animate import animate
 from topos_cli.commands.augment import augment
-from topos_cli.commands.export import animate, export, template_lod
+from topos_cli.commands.export import export, template_lod
 from topos_cli.commands.generate_geo import generate_geo
 from topos_cli.commands.generate_tex import generate, generate_tex
 from topos_cli.commands.manifest import manifest_merge

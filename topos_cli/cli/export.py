@@ -13,7 +13,9 @@ EPILOG = epilog("topos export head.ply -o head.glb\n\n"
                 "topos export fit/mesh.ply -o head.usdz --texture data/tex --lod 0,1,2 --json\n\n"
                 "topos export head.obj -o head_cm.glb --units cm --names template --rig none")
 ANIMATE_EPILOG = epilog("topos animate head.ply -o talk.glb --from take.csv\n\n"
-                        "topos animate head.ply -o blink.usda --from keys.json --json")
+                        "topos animate head.ply -o blink.usda --from keys.json --json\n\n"
+                        "topos animate head.ply -o talk.glb --from portrait.mp4\n\n"
+                        "topos animate head.ply -o talk.mp4 --from take.csv --size 512")
 
 HeadArg = Annotated[Path | None, typer.Argument(help="Head mesh in template topology (default: the template).")]
 TextureOpt = Annotated[Path | None, typer.Option(
@@ -74,18 +76,32 @@ def export(
 @handle_errors
 def animate(
     head: HeadArg = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help=".glb/.gltf or .usd/.usda/.usdz."), Output("file")] = ...,
-    source: Annotated[Path, typer.Option("--from", help="Live Link Face CSV or keyframe JSON.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help=".glb/.gltf, .usd/.usda/.usdz or .mp4 (rendered)."),
+                   Output("file")] = ...,
+    source: Annotated[Path, typer.Option("--from", help=(
+        "Live Link Face CSV, keyframe JSON, a portrait video (.mp4/.mov/...) or a folder of frames."))] = ...,
     template: TemplateOpt = None,
     texture: TextureOpt = None,
     rig: RigOpt = "arkit",
     units: UnitsOpt = "m",
     names: NamesOpt = "arkit",
     fps: FpsOpt = None,
+    size: Annotated[int, typer.Option(help="Side in pixels of a rendered .mp4."), Range(min=16, max=4096)] = 512,
+    smooth: Annotated[float | None, typer.Option(
+        help="Video fit: temporal Gaussian sigma in seconds (default 1/30; 0 = off)."), Range(min=0, max=10)] = None,
+    identity_frames: Annotated[int | None, typer.Option(
+        help="Video fit: first face frames the identity is fitted on (default 5; 0 = the head as is)."),
+        Range(min=0, max=1000)] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Bake a facial animation (morph weights, head and eye rotations) onto a head."""
+    """Bake a facial animation (morph weights, head and eye rotations) onto a head, or render it to .mp4."""
     from topos_cli import api
+    from topos_cli.utils.log import console
 
-    _report(api.animate(head, out, source, template=template, texture=texture, rig=rig, units=units, names=names,
-                        fps=fps), json)
+    result = api.animate(head, out, source, template=template, texture=texture, rig=rig, units=units, names=names,
+                         fps=fps, size=size, smooth=smooth, identity_frames=identity_frames)
+    if result["tracking"] is not None:
+        t = result["tracking"]
+        console.print(f"animate: fitted {t['frames']} frames at {t['fit_fps']} frames/s, {t['no_face_frames']} "
+                      f"without a face, median landmark error {t['reprojection_px_median']} px")
+    _report(result, json)

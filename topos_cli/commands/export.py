@@ -1,4 +1,4 @@
-"""`topos export`, `topos animate` and `topos template lod` as functions: production assets of one head."""
+"""`topos export` and `topos template lod` as functions: production assets of one head (`topos animate`: animate.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def export(head: str | Path | None, out: str | Path, template: str | Path | None
         units: "m" (default; glTF's and most engines' unit) or "cm" (the template's).
         names: "arkit" (Apple's 52 via the template's arkit_map.json) or "template" (its own names).
         method: expressions from the "linear-model", by "deformation-transfer", or "auto" (model if it fits).
-        animation: optional Live Link Face CSV or keyframe JSON baked into the file (glTF / USD).
+        animation: optional Live Link Face CSV or keyframe JSON (or an io.animation.FaceAnimation) baked into
+            the file (glTF / USD).
         fps: frame rate for timecodes / frame-numbered keys (default: the file's).
 
     Returns:
@@ -52,7 +53,13 @@ def export(head: str | Path | None, out: str | Path, template: str | Path | None
     asset, info = build_head_asset(tpl, verts, names=names, rig=rig, lods=lod, method=method,
                                    name=Path(head).stem if head else tpl.name)
     maps, paths = texture_maps(tpl, texture)
-    anim = _animation(asset, tpl, animation, fps, names) if animation is not None else None
+    anim = None
+    if animation is not None:  # a file, or a FaceAnimation `topos animate` fitted from a video
+        from topos_cli.io.animation import FaceAnimation, read_animation
+
+        face = animation if isinstance(animation, FaceAnimation) else read_animation(animation, fps)
+        anim = asset_animation(asset, tpl, face, names, "animation" if isinstance(animation, FaceAnimation)
+                               else Path(animation).stem)
     if suffix in GLTF_SUFFIXES:
         from topos_cli.io.gltf import write_gltf
 
@@ -65,16 +72,6 @@ def export(head: str | Path | None, out: str | Path, template: str | Path | None
         _write_obj(out, asset, maps, units)
     return {"out": str(out.resolve()), "format": suffix[1:], **info, "units": units, "textures": paths,
             "frames": 0 if anim is None else int(len(anim.times))}
-
-
-def animate(head: str | Path | None, out: str | Path, source: str | Path, template: str | Path | None = None,
-            texture: str | Path | None = None, rig: str = "arkit", units: str = "m", names: str = "arkit",
-            fps: float | None = None) -> dict:
-    """Bake an animation (Live Link Face CSV or keyframe JSON) onto a head (`topos animate`); see `export`."""
-    if Path(out).suffix.lower() not in GLTF_SUFFIXES + USD_SUFFIXES:
-        raise UsageError(f"{out}: animations are written as .glb/.gltf or .usd/.usda/.usdz")
-    return export(head, out, template=template, texture=texture, rig=rig, units=units, names=names,
-                  animation=source, fps=fps)
 
 
 def template_lod(template: str | Path | None = None, out: str | Path | None = None, rebuild: bool = False) -> dict:
@@ -123,13 +120,12 @@ def _head_verts(tpl: Template, head: str | Path | None) -> np.ndarray:
     return mesh.verts
 
 
-def _animation(asset, tpl: Template, source: str | Path, fps: float | None, names: str):
-    """The asset's Animation (glTF/USD curves) from an animation file, names mapped onto its targets."""
-    from topos_cli.io.animation import euler_to_quat, read_animation
+def asset_animation(asset, tpl, anim, names: str, name: str):
+    """The asset's `io.gltf.Animation` from a FaceAnimation: curves mapped onto its morph targets."""
+    from topos_cli.io.animation import euler_to_quat
     from topos_cli.io.gltf import Animation
     from topos_cli.pipelines.head_asset import arkit_map
 
-    anim = read_animation(source, fps)
     curves = dict(anim.weights)
     if names == "template":  # ARKit channels drive every template shape they are made of
         for arkit, parts in arkit_map(tpl, required=False).items():
@@ -138,12 +134,12 @@ def _animation(asset, tpl: Template, source: str | Path, fps: float | None, name
                     curves[part] = anim.weights[arkit]
     known = [n for n in curves if n in asset.morph_names]
     if anim.weights and not known:
-        raise UsageError(f"{source}: none of its channels ({', '.join(list(anim.weights)[:4])}, ...) name a target "
+        raise UsageError(f"{name}: none of its channels ({', '.join(list(anim.weights)[:4])}, ...) name a target "
                          f"of this export ({', '.join(asset.morph_names[:4])}, ...)")
     weights = np.zeros((len(anim.times), len(asset.morph_names)), np.float32)
-    for k, name in enumerate(asset.morph_names):
-        if name in curves:
-            weights[:, k] = curves[name]
+    for k, target in enumerate(asset.morph_names):
+        if target in curves:
+            weights[:, k] = curves[target]
     rotations = {}
     if asset.skeleton is not None:
         # a capture's eye rotations repeat its eyeLook* channels, whose targets already turn the eyeballs:
@@ -151,7 +147,7 @@ def _animation(asset, tpl: Template, source: str | Path, fps: float | None, name
         gaze = any(n.startswith("eyeLook") and np.abs(curves[n]).max() > 0 for n in known)
         rotations = {j: euler_to_quat(ypr) for j, ypr in anim.rotations.items()
                      if j in asset.skeleton.names and not (gaze and j.startswith("eye_"))}
-    return Animation(np.asarray(anim.times, np.float32), weights, rotations, name=Path(source).stem)
+    return Animation(np.asarray(anim.times, np.float32), weights, rotations, name=name)
 
 
 def _write_obj(out: Path, asset, maps, units: str) -> None:

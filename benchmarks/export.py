@@ -8,7 +8,8 @@ Measures, on the bundled topos-head template:
   * export: template GLB with LOD0-3, textures, rig; per-file Khronos glTF-Validator errors/warnings
     (skipped without node + `.node/node_modules/gltf-validator`) and usd-core validator problems;
   * LOD chain: vertex counts, LOD -> LOD0 surface distance (mean / max, mm);
-  * deformation transfer: mean per-vertex error (% of bbox diagonal) of jawOpen, eyeBlink_L/R,
+  * deformation transfer (`--dt-only` for just this, `--prior-sweep` for the displacement prior's trade-off):
+    mean per-vertex error (% of bbox diagonal) of jawOpen, eyeBlink_L/R,
     mouthSmile_L/R transferred from the template onto 5 held-out identities (template topology), vs
     ICT's own deltas (the truth: ICT's expressions are identity-independent deltas), and edge-triangle
     crossings among the eye and mouth triangles at full weight, transferred vs truth.
@@ -136,8 +137,9 @@ def self_intersections(verts: np.ndarray, faces: np.ndarray, region_faces: np.nd
     return count
 
 
-def deformation_transfer_errors(identities: int = 5) -> dict:
-    from topos_cli.geometry.deformation_transfer import transfer_expressions
+def deformation_transfer_errors(identities: int = 5, prior: float | None = None) -> dict:
+    """Errors of the transfer with displacement prior `prior` (None: the module's default; 0: plain DT)."""
+    from topos_cli.geometry.deformation_transfer import DISPLACEMENT_PRIOR, transfer_expressions
     from topos_cli.template import load_template
 
     tpl = load_template()
@@ -153,7 +155,8 @@ def deformation_transfer_errors(identities: int = 5) -> dict:
         rng = np.random.default_rng(1000 + seed)
         head = tpl.verts + np.tensordot(rng.standard_normal(100), tpl.bases["identity"], 1)
         diag = float(np.linalg.norm(head.max(0) - head.min(0)))
-        out = transfer_expressions(tpl.verts, tpl.bases["expression"][pick], head, tpl.faces)
+        out = transfer_expressions(tpl.verts, tpl.bases["expression"][pick], head, tpl.faces,
+                                   DISPLACEMENT_PRIOR if prior is None else prior)
         for j, k in enumerate(pick):
             err = np.linalg.norm(out[j] - tpl.bases["expression"][k], axis=1).mean()
             errors[checked[j]].append(100 * float(err) / diag)
@@ -165,14 +168,25 @@ def deformation_transfer_errors(identities: int = 5) -> dict:
     cross = {n: {"transferred": int(np.sum([c[0] for c in v])), "truth": int(np.sum([c[1] for c in v]))}
              for n, v in crossings.items()}
     return {"mean_pct_of_diagonal": per, "all_five": round(float(np.mean(list(per.values()))), 4),
-            "identities": identities, "lip_lid_crossings_summed": cross}
+            "identities": identities, "lip_lid_crossings_summed": cross,
+            "displacement_prior": DISPLACEMENT_PRIOR if prior is None else prior}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_export")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--dt-only", action="store_true", help="only the deformation transfer section")
+    parser.add_argument("--prior-sweep", action="store_true", help="also the displacement prior's sweep")
     args = parser.parse_args()
+    if args.dt_only:
+        result = {"deformation_transfer": deformation_transfer_errors()}
+        if args.prior_sweep:
+            result["deformation_transfer_sweep"] = {
+                str(w): deformation_transfer_errors(prior=w)["mean_pct_of_diagonal"]
+                for w in (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)}
+        print(json.dumps(result, indent=None if args.json else 1))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     from topos_cli import api
 
@@ -194,6 +208,9 @@ def main() -> None:
     result["validation"] = validate_files(files)
     result["lods"] = lod_stats()
     result["deformation_transfer"] = deformation_transfer_errors()
+    if args.prior_sweep:  # the displacement prior's trade-off (0 = plain deformation transfer)
+        result["deformation_transfer_sweep"] = {str(w): deformation_transfer_errors(prior=w)["mean_pct_of_diagonal"]
+                                                for w in (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)}
     print(json.dumps(result, indent=None if args.json else 1))
 
 

@@ -71,7 +71,11 @@ def test_held_out_ict_identity_matches_its_true_expressions(ict_npz):
     err = {n: 100 * np.linalg.norm(out[k] - expr[k], axis=1).mean() / diag for k, n in enumerate(CHECKED)}
     print("mean per-vertex error, % of bbox diagonal:", {k: round(v, 4) for k, v in err.items()})
     assert np.mean(list(err.values())) < DT_TARGET_PCT, err
-    assert max(err[n] for n in CHECKED if n != "jawOpen") < DT_TARGET_PCT, err
-    # jawOpen misses the 0.05 % (measured 0.12 % on seed 2026): ICT's truth adds the same jaw delta to
-    # every identity, while transferred gradients follow the target's own jaw, nose and cheek shape
-    assert err["jawOpen"] < 3 * DT_TARGET_PCT, err
+    assert max(err[n] for n in CHECKED if n != "jawOpen") < 0.5 * DT_TARGET_PCT, err  # measured <= 0.011 %
+    # jawOpen: 0.051 % on seed 2026 with the displacement prior (plain deformation transfer: 0.12 %; on the
+    # template's 5 benchmark identities 0.044 %, from 0.077 %): ICT's truth adds the same jaw delta to every
+    # identity, while transferred gradients follow the target's own jaw, nose and cheek shape
+    assert err["jawOpen"] < 1.2 * DT_TARGET_PCT, err
+    plain = transfer_expressions(neutral, expr[:1], head, faces, prior=0.0)[0]
+    plain_err = 100 * np.linalg.norm(plain - expr[0], axis=1).mean() / diag
+    assert err["jawOpen"] < 0.6 * plain_err, (err["jawOpen"], plain_err)

@@ -7,11 +7,25 @@ triangle: the source's per-triangle deformation gradient Q_j (3x3, from Sumner &
 along the scaled normal, so it is defined for triangles) is applied to the target's triangle edges, and the
 target's deformed vertices are solved in the least-squares sense,
 
-    min_x  sum_j area_j * || E_j(x) - Q_j E_j(target) ||^2  +  w * sum_{static i} || x_i - target_i ||^2,
+    min_x  sum_j area_j * || E_j(x) - Q_j E_j(target) ||^2  +  w * sum_{static i} || x_i - target_i ||^2
+           +  lambda * sum_i area_i * || (x_i - target_i) - d_i ||^2,
 
 where E_j stacks a triangle's two edge vectors (the gradient-domain form of Botsch et al. 2006, which
 fixes the translation the edges cannot see by holding the vertices the expression does not move). One
 sparse LU factorisation per expression serves its three coordinates.
+
+The last term is a displacement prior: it pulls each vertex's displacement towards the source's own delta
+d_i (both heads aligned in the template frame). Without it (lambda = 0, plain deformation transfer) the
+position of a vertex far from the held ones is the integral of transferred edges along the whole moving
+region, so for a large, nearly rigid motion (jawOpen turns the lower face ~15 degrees about the hinge)
+every difference between the heads' shapes is integrated into a low-frequency drift of the chin: the
+transferred jaw follows the target's own jaw, nose and cheek geometry, which ICT's model (one delta for every
+identity) does not. The prior is weak at the scale of a few triangles and strong at the scale of the jaw:
+with area-normalised weights, lambda = 0.1 means the edge terms win over features narrower than ~3 edges
+(about 8 mm on the face), so the local shape of an expression (lid folds, lip rolls) still comes from the
+target's own triangles, while what drifts over the jaw's length is held to the source's delta. Measured on
+5 model identities (benchmarks/export.py) jawOpen's error went 0.077 -> under 0.04 % of the diagonal;
+eyeBlink and mouthSmile, small local motions, changed little.
 
 Both heads are brought into the template frame first (a similarity fit), so a head in scan units and pose
 gets its expressions in its own frame.
@@ -25,6 +39,7 @@ import numpy as np
 
 STATIC_EPS_CM = 1e-4  # a vertex that no expression moves more than 1 micron is held in place
 ANCHOR_WEIGHT = 1e2  # soft hold of the static vertices, relative to mean-area-normalised edge terms
+DISPLACEMENT_PRIOR = 0.1  # lambda: edge terms rule features under ~3 edges, the source's delta the larger ones
 MODEL_RESIDUAL_CM = 1e-3  # a head within 10 microns (RMS) of the identity span came from the linear model
 
 
@@ -69,8 +84,10 @@ def _frames(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
 class TransferSolver:
     """Factorised least-squares system of one target head; `transfer` maps source deltas onto it."""
 
-    def __init__(self, target: np.ndarray, faces: np.ndarray, static: np.ndarray):
-        """Args: target (V, 3) rest head in the template frame; faces (F, 3); static (V,) bool held vertices."""
+    def __init__(self, target: np.ndarray, faces: np.ndarray, static: np.ndarray,
+                 prior: float = DISPLACEMENT_PRIOR):
+        """Args: target (V, 3) rest head in the template frame; faces (F, 3); static (V,) bool held vertices;
+        prior: weight of the displacement prior (0: plain deformation transfer)."""
         from scipy import sparse  # imported here (slow): the linear-model path never needs it
 
         from topos_cli.geometry.mesh_ops import face_areas
@@ -84,17 +101,22 @@ class TransferSolver:
         area = face_areas(self.target, self.faces)
         self.weight = np.repeat(area / area.mean(), 2)
         self.static = np.asarray(static, bool)
-        anchor = sparse.diags(ANCHOR_WEIGHT * self.static.astype(np.float64))
+        vertex_area = np.bincount(self.faces.reshape(-1), np.repeat(area / 3.0, 3), nv)
+        self.prior = prior * vertex_area / vertex_area.mean()  # (V,) displacement-prior weights
+        anchor = sparse.diags(ANCHOR_WEIGHT * self.static.astype(np.float64) + self.prior)
         system = (self.edges_op.T @ sparse.diags(self.weight) @ self.edges_op + anchor).tocsc()
         from scipy.sparse.linalg import splu
 
         self.lu = splu(system)
         self.target_edges = (self.edges_op @ self.target).reshape(nf, 2, 3)  # (F, 2, 3)
 
-    def transfer(self, gradients: np.ndarray) -> np.ndarray:
-        """(V, 3) deformed target for (F, 3, 3) source deformation gradients."""
+    def transfer(self, gradients: np.ndarray, displacement: np.ndarray | None = None) -> np.ndarray:
+        """(V, 3) deformed target for (F, 3, 3) source deformation gradients and the (V, 3) source delta the
+        displacement prior pulls towards (None: zero)."""
         wanted = np.einsum("fij,fkj->fki", gradients, self.target_edges).reshape(-1, 3)  # (2F, 3) Q @ e
-        rhs = self.edges_op.T @ (self.weight[:, None] * wanted) + ANCHOR_WEIGHT * self.static[:, None] * self.target
+        held = self.target if displacement is None else self.target + displacement
+        rhs = self.edges_op.T @ (self.weight[:, None] * wanted) + ANCHOR_WEIGHT * self.static[:, None] * self.target \
+            + self.prior[:, None] * held
         return self.lu.solve(rhs)
 
 
@@ -109,13 +131,14 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.
 
 
 def transfer_expressions(source: np.ndarray, source_deltas: np.ndarray, target: np.ndarray,
-                         faces: np.ndarray) -> np.ndarray:
+                         faces: np.ndarray, prior: float = DISPLACEMENT_PRIOR) -> np.ndarray:
     """(K, V, 3) float32 deltas that make `target` do what `source_deltas` do to `source`.
 
     Args:
         source: (V, 3) source rest head (the template). source_deltas: (K, V, 3) its expression deltas.
         target: (V, 3) target rest head, same topology; any similarity frame (it is aligned first).
         faces: (F, 3) shared triangles.
+        prior: weight of the displacement prior (module docstring; 0: plain deformation transfer).
     """
     source = np.asarray(source, np.float64)
     scale, rot, shift = similarity(np.asarray(target, np.float64), source)  # target -> source frame
@@ -123,9 +146,9 @@ def transfer_expressions(source: np.ndarray, source_deltas: np.ndarray, target: 
     out = np.zeros(np.shape(source_deltas), np.float32)
     for k, delta in enumerate(np.asarray(source_deltas, np.float64)):
         # each expression holds the vertices it leaves alone (one factorisation each, ~0.1 s on 10k vertices)
-        solver = TransferSolver(aligned, faces, np.abs(delta).max(1) < STATIC_EPS_CM)
+        solver = TransferSolver(aligned, faces, np.abs(delta).max(1) < STATIC_EPS_CM, prior)
         grads = deformation_gradients(source, source + delta, faces)
-        moved = solver.transfer(grads) - aligned
+        moved = solver.transfer(grads, delta) - aligned
         out[k] = (moved @ rot) / scale  # back to the target's frame and units
     return out
 

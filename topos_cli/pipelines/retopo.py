@@ -308,9 +308,10 @@ class RetopoPipeline:
             if opt.refine:
                 fitted = rt.refine(state.local, state.verts, self.template.faces, stiffness=self.stiffness,
                                    gate=opt.gate / 100 * self.diag, landmarks=_local_landmarks(state.sim, landmarks))
-                fitted = self._bound_hair(fitted, state.verts, opt.hair_offset)
+                fitted, capped = self._bound_hair(fitted, state.verts, opt.hair_offset)
         out = fitted if opt.frame == "template" else state.sim.inverse().apply(fitted)
         report = self._report(state.local, fitted, state.verts, state.sim, info, state.coeffs, opt)
+        report["hair_capped"] = capped if opt.refine else 0
         face.pop("cues", None)
         if face:
             report["face"] = face
@@ -377,17 +378,18 @@ class RetopoPipeline:
             prior_weight=opt.prior_weight * prior_gain, init_coeffs=state.init, outside_mask=self.hair_mask)
         self._move(state, cloud, corr)
 
-    def _bound_hair(self, fitted: np.ndarray, prior: np.ndarray, offset: float | None) -> np.ndarray:
+    def _bound_hair(self, fitted: np.ndarray, prior: np.ndarray, offset: float | None) -> tuple[np.ndarray, int]:
         """Over the hair regions, take off what the refinement moved a vertex outward of the prior beyond
-        `offset` (% of the diagonal), along the prior's normal: hair over the skin does not pull it out."""
+        `offset` (% of the diagonal), along the prior's normal: hair over the skin does not pull it out. Returns
+        the bounded head and how many vertices the bound moved (the report's `hair_capped`)."""
         if offset is None or self.hair_mask is None:
-            return fitted
+            return fitted, 0
         from topos_cli.geometry.mesh_ops import vertex_normals
 
         nrm = vertex_normals(prior, self.template.faces)
         out = ((fitted - prior) * nrm).sum(1)
         excess = np.clip(out - offset / 100 * self.diag, 0.0, None) * self.hair_mask
-        return fitted - excess[:, None] * nrm
+        return fitted - excess[:, None] * nrm, int((excess > 0).sum())
 
     @staticmethod
     def _move(state: FitState, cloud: PointCloud, corr: Similarity) -> None:
@@ -419,8 +421,10 @@ class RetopoPipeline:
 
     def _report(self, local, verts, prior_verts, sim, info, coeffs, opt) -> dict:
         t = self.template
-        dist_t2s, _ = local.tree.query(verts)  # template -> scan, in cm
         near = max(NEAR_SCAN * self.diag, NEAR_SPACINGS * local.spacing())  # sparse samples must not read as missing data
+        # template -> scan, in cm; only distances under CLOSE_FACTOR x near are used (the rest: inf, and the k-d tree
+        # query for the half of the head a face shell does not reach gets cheaper)
+        dist_t2s, _ = local.tree.query(verts, distance_upper_bound=CLOSE_FACTOR * near)
         supported = float((dist_t2s < near).mean())  # fraction of the head with scan data under it
         close = dist_t2s < CLOSE_FACTOR * near
         median = float(np.median(dist_t2s[close])) if close.any() else float("inf")

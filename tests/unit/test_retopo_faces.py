@@ -89,3 +89,31 @@ def test_a_face_mask_in_a_random_pose_is_fitted_and_its_coverage_says_face_only(
     assert err[face].mean() < 0.5  # % of the diagonal
     assert report["coverage"]["nose"] > 0.8 and report["coverage"]["back_of_head"] < 0.2
     assert err.max() < 10.0  # no tail: the unsupported head stays near the truth
+
+
+def test_carved_hair_over_the_forehead_is_capped_at_hair_offset(head):
+    """Carved locks 0.8 cm thick over the forehead and temples of the template's own face shell (inside the
+    refinement's 2 % gate, so it follows them; the prior is the skin under them, no bases fit): unbounded, the skin
+    there moves out over 1 % of the diagonal; bounded, no vertex of the hair regions moves out of the prior by more
+    than `hair_offset`, the report counts the vertices the bound moved, the rest is as unbounded."""
+    from topos_cli.geometry.mesh_ops import vertex_normals
+    from topos_cli.pipelines.retopo import RetopoOptions, RetopoPipeline
+
+    verts = head.verts.astype(float)
+    cent = verts[head.faces].mean(1)
+    faces = head.faces[(cent[:, 2] > 0.5) & (cent[:, 1] > -6.5)]
+    hair = np.clip(verts[:, 1] - 7.0, 0, 1) + np.clip(np.abs(verts[:, 0]) - 5.5, 0, 1) * np.clip(verts[:, 1] - 2, 0, 1)
+    scan = verts + vertex_normals(verts, head.faces) * (0.8 * np.clip(hair, 0, 1))[:, None]
+    pipe = RetopoPipeline(head)
+    opts = {"up": (0.0, 1.0, 0.0), "front": (0.0, 0.0, 1.0), "points": 8000, "bases": False, "frame": "template"}
+    out = {}
+    for name, offset in (("bounded", 1.0), ("free", None)):
+        res = pipe(scan * MM, faces, options=RetopoOptions(hair_offset=offset, **opts), seed=0)
+        prior = res.verts_prior.astype(float)  # frame "template"
+        outward = ((res.verts_template - prior) * vertex_normals(prior, head.faces)).sum(1) / pipe.diag * 100
+        out[name] = (res, outward)
+    mask = pipe.hair_mask
+    assert out["free"][1][mask].max() > 1.2  # the locks pull the free refinement out
+    assert out["bounded"][1][mask].max() <= 1.0 + 1e-4  # % of the diagonal
+    assert out["bounded"][0].report["hair_capped"] >= 10 and out["free"][0].report["hair_capped"] == 0
+    assert np.allclose(out["bounded"][0].verts_template[~mask], out["free"][0].verts_template[~mask])

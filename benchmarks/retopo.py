@@ -48,7 +48,11 @@ FACE_MASKS = {
     "mask-inner-chin": (4.0, 6.5, -6.5, 6.0),  # the inner face above mid-chin, no forehead
     "mask-ears-nobrow": (0.5, 99.0, -10.5, 6.0),  # ear to ear, above the neck, no forehead
     "mask-hair": (0.5, 99.0, -10.5, 99.0),  # as mask-ears-neck with carved hair over the forehead and temples
+    # a statue's front shell (issue 19): from behind the ears forward, cut under the chin (no neck), carved hair over
+    # the scalp, forehead and temples, the stone smoothed (no fine skin or eyelid detail), no holes
+    "statue": (-1.0, 99.0, -9.0, 99.0),
 }
+STATUE_SMOOTHING = 10  # Taubin smoothing iterations of the statue's surface (rounds lips, lids and nostrils by ~1 mm)
 FACE_NOISE = 0.03  # cm (0.3 mm) normal noise on every face shell
 FACE_HOLES = (2, 4)  # holes (a missing eyebrow, a specular patch) per face shell, radius 0.8-1.5 cm
 
@@ -144,20 +148,32 @@ def face_shell(sv: np.ndarray, sf: np.ndarray, kind: str, rng: np.random.Generat
     front, half, bottom, top = FACE_MASKS[kind]
     cent = sv[sf].mean(1)
     keep = (cent[:, 2] > front) & (np.abs(cent[:, 0]) < half) & (cent[:, 1] > bottom) & (cent[:, 1] < top)
-    for _ in range(rng.integers(*FACE_HOLES, endpoint=True)):  # holes anywhere on the kept shell
+    for _ in range(0 if kind == "statue" else rng.integers(*FACE_HOLES, endpoint=True)):  # holes on the shell
         at = cent[keep][rng.integers(keep.sum())]
         keep &= np.linalg.norm(cent - at, axis=1) > rng.uniform(0.8, 1.5)
     used, sf = np.unique(sf[keep], return_inverse=True)
     sv, sf = sv[used], sf.reshape(-1, 3)
     nrm = trimesh.Trimesh(sv, sf, process=False).vertex_normals
-    if kind == "mask-hair":  # a statue's carved hair: 0.6-1.8 cm of grooved locks above the hairline and at the temples
-        hairline = rng.uniform(8.0, 10.0) - 0.35 * np.abs(sv[:, 0])
-        cap = np.clip((sv[:, 1] - hairline) / 1.5, 0.0, 1.0)
-        cap = np.maximum(cap, np.clip((np.abs(sv[:, 0]) - 6.0) / 1.0, 0, 1) * (sv[:, 1] > 2.0))
-        phase = rng.uniform(0, 2 * np.pi)
-        grooves = 0.75 + 0.25 * np.sin(2.2 * sv[:, 0] + 0.7 * sv[:, 1] + phase)  # carved strands
-        sv = sv + nrm * (cap * rng.uniform(0.6, 1.8) * grooves)[:, None]
+    if kind in ("mask-hair", "statue"):
+        sv = carved_hair(sv, nrm, rng, thick=(0.5, 1.2) if kind == "mask-hair" else (0.8, 1.8))
+    if kind == "statue":
+        shell = trimesh.Trimesh(sv, sf, process=False)
+        trimesh.smoothing.filter_taubin(shell, iterations=STATUE_SMOOTHING)
+        sv = np.asarray(shell.vertices)
+        nrm = shell.vertex_normals
     return sv + nrm * rng.normal(0, FACE_NOISE, (len(sv), 1)), sf
+
+
+def carved_hair(sv: np.ndarray, nrm: np.ndarray, rng: np.random.Generator, thick: tuple[float, float]) -> np.ndarray:
+    """Carved hair (ICT frame, cm): grooved locks `thick` cm high over the skin above a fringe that comes down
+    over the upper forehead (its edge 6.5-8 cm up at the midline, higher at the sides) and over the temples
+    (|x| > 5.5 cm above the eyes); the skin under it is the truth, so any pull outward is a fit error."""
+    hairline = rng.uniform(6.5, 8.0) + 0.35 * np.abs(sv[:, 0])
+    cap = np.clip((sv[:, 1] - hairline) / 1.0, 0.0, 1.0)
+    cap = np.maximum(cap, np.clip((np.abs(sv[:, 0]) - 5.5) / 1.0, 0, 1) * np.clip(sv[:, 1] - 2.0, 0, 1))
+    phase = rng.uniform(0, 2 * np.pi)
+    grooves = 0.7 + 0.3 * np.sin(2.2 * sv[:, 0] + 0.7 * sv[:, 1] + phase)  # carved strands
+    return sv + nrm * (cap * rng.uniform(*thick) * grooves)[:, None]
 
 
 def shell_errors(res, truth: np.ndarray, tpl, sv: np.ndarray, sf: np.ndarray, face: np.ndarray) -> dict:
@@ -178,6 +194,7 @@ def shell_errors(res, truth: np.ndarray, tpl, sv: np.ndarray, sf: np.ndarray, fa
            "truth_coverage": {r: round(float(near[ids].mean()), 3) for r, ids in tpl.regions.items()}}
     hairy = np.concatenate([tpl.regions[r] for r in ("forehead", "temple") if r in tpl.regions])
     out["v2v_forehead_temple_max"] = float(err[hairy].max())  # carved hair must not pull this skin out
+    out.update(hair_offsets(res, tpl, hairy))
     prior = getattr(res, "verts_prior", None)
     if prior is not None and (~near).any():
         shift = np.linalg.norm(res.verts.astype(np.float64) - prior, axis=1)[~near] / diag * 100
@@ -185,6 +202,21 @@ def shell_errors(res, truth: np.ndarray, tpl, sv: np.ndarray, sf: np.ndarray, fa
     if "coverage" in res.report:
         out["coverage"] = res.report["coverage"]
     return out
+
+
+def hair_offsets(res, tpl, hairy: np.ndarray) -> dict:
+    """How far the fit moved the forehead/temple skin outward of its prior (along the prior's normals, template
+    frame, % of the template's diagonal: the unit of `hair_offset`), at most and over the 99th percentile, and how
+    many vertices the hair bound moved (`hair_capped`)."""
+    from topos_cli.geometry.mesh_ops import vertex_normals
+
+    if getattr(res, "verts_prior", None) is None:
+        return {}
+    prior = res.similarity.apply(res.verts_prior.astype(np.float64))
+    out = ((res.verts_template.astype(np.float64) - prior) * vertex_normals(prior, tpl.faces)).sum(1)[hairy]
+    diag = float(np.linalg.norm(tpl.verts.max(0) - tpl.verts.min(0)))
+    return {"hair_out_max": float(out.max() / diag * 100), "hair_out_p99": float(np.percentile(out, 99) / diag * 100),
+            "hair_capped": int(res.report.get("hair_capped", 0))}
 
 
 def per_vertex(pred: np.ndarray, truth: np.ndarray, face: np.ndarray | None = None) -> dict:
@@ -204,10 +236,52 @@ def surface(pred, faces, scan_v, scan_f, seed) -> dict:
     return {"chamfer_l1": m["chamfer_l1"], "normal_consistency": m["normal_consistency"], "fscore": m["fscore"]["f"]}
 
 
-def real_crops(path: Path, pipe) -> None:
+SHEET_TILE = 320  # pixels per picture of the contact sheet
+SHEET_YAW = 25.0  # degrees: the sheet's camera turns this far to the head's left (the nose and the shell's depth show)
+SHEET_DISTANCE = 85.0  # cm from the face (template frame, SHEET_AIM), vertical field of view SHEET_FOV
+SHEET_FOV = 22.0
+SHEET_AIM = (0.0, 1.0, 2.0)  # cm, template frame: between the eyes and the mouth, a little behind the face
+SHEET_FONT = 15  # label size, pixels
+SHEET_LABEL = 22  # pixels of label band above each row
+
+
+def render_tile(verts: np.ndarray, faces: np.ndarray, centre: np.ndarray, renderer) -> np.ndarray:
+    """(SHEET_TILE, SHEET_TILE, 3) uint8: a template-frame mesh (cm, +Y up, +Z front) as grey clay on white, seen
+    from the front turned SHEET_YAW to the side (the project's renderer, studio lights)."""
+    from topos_cli.render.camera import look_at
+    from topos_cli.render.lights import preset_rig
+    from topos_cli.render.renderer import RenderMesh
+
+    yaw = np.radians(SHEET_YAW)
+    eye = centre + SHEET_DISTANCE * np.array([np.sin(yaw), 0.0, np.cos(yaw)])
+    cam = look_at(eye, centre, (0.0, 1.0, 0.0), fov=SHEET_FOV, width=SHEET_TILE)
+    out = renderer.render(RenderMesh(verts.astype(np.float32), np.asarray(faces, np.int64)), cam, None,
+                          preset_rig("studio"), passes=("color", "mask"))
+    rgb, alpha = out["color"][..., :3], out["mask"].reshape(SHEET_TILE, SHEET_TILE, 1).astype(np.float64)
+    return (np.clip(rgb * alpha + (1.0 - alpha), 0, 1) * 255).astype(np.uint8)
+
+
+def contact_sheet(tiles: list[dict], path: Path) -> None:
+    """One row per crop: the cropped scan (left) and the retopo output (right), the row's label above them."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = SHEET_TILE + SHEET_LABEL
+    sheet = Image.new("RGB", (2 * SHEET_TILE, band * len(tiles)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=SHEET_FONT)
+    for r, tile in enumerate(tiles):
+        draw.text((6, r * band + 3), tile["label"], fill=(0, 0, 0), font=font)
+        for c, key in enumerate(("scan", "output")):
+            sheet.paste(Image.fromarray(tile[key]), (c * SHEET_TILE, r * band + SHEET_LABEL))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def real_crops(path: Path, pipe, sheet: Path | None = None) -> None:
     """A real scan with its iBUG-68 LJSON beside it, whole and cropped by each FACE_MASKS box (cut in the frame of
     the whole scan's fit, no holes, noise or hair added): ok, F@1% and the fraction of the scan within 1 % of the
-    fit (`scan_covered`), landmark NME (% of the outer-eye-corner distance, inner 51 points), seconds."""
+    fit (`scan_covered`), landmark NME (% of the outer-eye-corner distance, inner 51 points), seconds. `sheet`:
+    write a contact sheet there (per crop, the cropped scan and the output, in the frame of the whole fit)."""
     from retopo_landmarks import landmark_nme
 
     from topos_cli.io.landmarks import read_ljson
@@ -218,7 +292,8 @@ def real_crops(path: Path, pipe) -> None:
     sv, sf = scan.verts.astype(np.float64), scan.faces
     whole = pipe(sv, sf, seed=0)
     local = whole.similarity.apply(sv)
-    for kind in ["whole", *[k for k in FACE_MASKS if k != "mask-hair"]]:
+    tiles, renderer = [], None
+    for kind in ["whole", *[k for k in FACE_MASKS if k not in ("mask-hair", "statue")]]:
         faces = sf
         if kind != "whole":
             front, half, bottom, top = FACE_MASKS[kind]
@@ -228,10 +303,27 @@ def real_crops(path: Path, pipe) -> None:
         res = whole if kind == "whole" else pipe(sv, faces, seed=0)
         m, r = res.report["metrics"], res.report
         nme = landmark_nme(res.verts.astype(np.float64), pipe.template.landmarks, truth)
+        sec = time.perf_counter() - t0
         print(json.dumps({"scan": path.name, "kind": kind, "faces": int(len(faces)), "ok": r["ok"],
                           "method": r["alignment"]["method"], "fscore": round(m["fscore"], 4),
                           "scan_covered": round(m["scan_covered"], 4), "nme_inner": round(nme["nme_inner"], 2),
-                          "seconds": round(time.perf_counter() - t0, 2), "warnings": r["warnings"][:1]}), flush=True)
+                          "seconds": round(sec, 2), "warnings": r["warnings"][:1]}), flush=True)
+        if sheet is not None:
+            if renderer is None:
+                from topos_cli.render.renderer import Renderer
+
+                renderer, centre = Renderer("gl"), np.asarray(SHEET_AIM)
+            used = np.unique(faces)
+            remap = np.zeros(len(sv), np.int64)
+            remap[used] = np.arange(len(used))
+            label = (f"{path.stem}, {kind}: {'ok' if r['ok'] else 'NOT ok'}, F@1% {m['fscore']:.2f}, "
+                     f"NME {nme['nme_inner']:.2f} %" + ("   (left: the cropped scan, right: retopo)" if not tiles else ""))
+            tiles.append({"label": label, "scan": render_tile(local[used], remap[faces], centre, renderer),
+                          "output": render_tile(whole.similarity.apply(res.verts.astype(np.float64)),
+                                                pipe.template.faces, centre, renderer)})
+    if sheet is not None:
+        contact_sheet(tiles, sheet)
+        print(f"contact sheet: {sheet}", flush=True)
 
 
 def main() -> None:
@@ -245,10 +337,12 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write all rows to this JSON file")
     parser.add_argument("--kind", default=None, choices=KINDS + list(FACE_MASKS) + ["hair", "hairy-bust"],
                         help="make every scan of this kind")
-    parser.add_argument("--face", action="store_true", help="face shells: scan i is of kind FACE_MASKS[i %% 6]")
+    parser.add_argument("--face", action="store_true", help="face shells: scan i is of kind FACE_MASKS[i %% 7] (the 7th: a statue)")
     parser.add_argument("--methods", default=None, help="comma list of topos variants to run (default: all)")
     parser.add_argument("--real", type=Path, default=None,
                         help="a real scan with its iBUG-68 .ljson beside it: fit it whole and cropped by FACE_MASKS")
+    parser.add_argument("--sheet", type=Path, default=None,
+                        help="with --real: write a contact sheet (cropped scan | retopo output per crop) to this PNG")
     args = parser.parse_args()
 
     import torch
@@ -265,7 +359,7 @@ def main() -> None:
         template = str(ict_skin_template(ict, Path(tmp.name) / "ict-skin"))
     pipe = RetopoPipeline.from_pretrained(args.checkpoint, template, use_vae=not args.no_vae)
     if args.real is not None:
-        return real_crops(args.real, pipe)
+        return real_crops(args.real, pipe, args.sheet)
     tpl = pipe.template
     tb = tpl.bases
     face = None
@@ -290,6 +384,8 @@ def main() -> None:
             variants["vae_only"] = RetopoOptions(bases=False, refine=False)
         variants["bases_only"] = RetopoOptions(vae=False, refine=False)
         variants["rigid_template"] = RetopoOptions(vae=False, bases=False, refine=False)
+        if args.methods and "no_hair_cap" in args.methods.split(","):  # the same fit without the hair bound
+            variants["no_hair_cap"] = RetopoOptions(hair_offset=None)
         if args.methods:
             variants = {k: v for k, v in variants.items() if k in args.methods.split(",")}
         for name, opt in variants.items():
@@ -321,7 +417,8 @@ def main() -> None:
     methods = [k for k in rows[0] if isinstance(rows[0][k], dict)]
     keys = ["v2v_mean", "v2v_p95"] + (["v2v_face_mean"] if face is not None else [])
     if any(r["kind"] in FACE_MASKS for r in rows):
-        keys += ["v2v_face_supported", "v2v_unsupported", "unsupported_shift_max", "v2v_forehead_temple_max"]
+        keys += ["v2v_face_supported", "v2v_unsupported", "unsupported_shift_max", "v2v_forehead_temple_max",
+                 "hair_out_max", "hair_capped"]
     keys += ["chamfer_l1", "normal_consistency", "fscore", "seconds", "cpu_seconds"]
     worst_key = "v2v_face_mean" if face is not None else "v2v_mean"
     print(f"\n{len(rows)} scans, template {tpl.name} ({tpl.num_verts} verts), VAE: "

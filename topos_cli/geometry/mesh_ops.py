@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:  # scipy is imported where it is used: ~0.5 s of every command's start otherwise
+    from scipy import sparse
 
 
 def face_normals(verts: np.ndarray, faces: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -55,6 +59,8 @@ def unique_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def adjacency(num_verts: int, faces: np.ndarray) -> sparse.csr_matrix:
     """(V, V) symmetric 0/1 vertex adjacency."""
+    from scipy import sparse
+
     edges, _ = unique_edges(faces)
     ones = np.ones(len(edges))
     a = sparse.coo_matrix((ones, (edges[:, 0], edges[:, 1])), shape=(num_verts, num_verts))
@@ -63,6 +69,8 @@ def adjacency(num_verts: int, faces: np.ndarray) -> sparse.csr_matrix:
 
 def uniform_laplacian(num_verts: int, faces: np.ndarray) -> sparse.csr_matrix:
     """(V, V) uniform graph Laplacian L = D - A."""
+    from scipy import sparse
+
     a = adjacency(num_verts, faces)
     return (sparse.diags(np.asarray(a.sum(1)).ravel()) - a).tocsr()
 

@@ -7,12 +7,15 @@ and the generation fit. Convention everywhere: a point x maps to ``scale * rotat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from topos_cli.geometry.mesh_ops import face_normals
 from topos_cli.geometry.metrics import sample_points_normals
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 TINY_ANGLE = 1e-12  # radians: below this a rotation vector is the identity (its axis is undefined)
 NORMAL_FLOOR = 1e-20  # length below which a normal is left unnormalised (a degenerate face)
@@ -195,7 +198,7 @@ def pca_normals(points: np.ndarray, tree: cKDTree | None = None, k: int = PCA_NE
 
     Unoriented, or with ``outward`` flipped to point away from the cloud's centroid (heads, shells and busts
     are curved round it)."""
-    tree = cKDTree(points) if tree is None else tree
+    tree = _kdtree(points) if tree is None else tree
     _, idx = tree.query(points, k=min(k, len(points)))
     nbrs = points[idx] - points[idx].mean(1, keepdims=True)  # (N, k, 3)
     _, vecs = np.linalg.eigh(np.einsum("nki,nkj->nij", nbrs, nbrs))
@@ -223,7 +226,7 @@ class PointCloud:
 
     def __post_init__(self):
         if self.tree is None:
-            self.tree = cKDTree(self.points)
+            self.tree = _kdtree(self.points)
 
     @classmethod
     def sample(cls, verts: np.ndarray, faces: np.ndarray | None, count: int, rng: np.random.Generator) -> PointCloud:
@@ -232,12 +235,12 @@ class PointCloud:
         if faces is None or len(faces) == 0:
             idx = rng.choice(len(verts), size=min(count, len(verts)), replace=False)
             pts = verts[idx]
-            tree = cKDTree(pts)
+            tree = _kdtree(pts)
             return cls(pts, pca_normals(pts, tree), tree)
         normals = face_normals(verts, faces, normalize=False)
         lengths = np.linalg.norm(normals, axis=1)
         pts, nrm = sample_points_normals(verts, faces, count, rng, normals=normals, lengths=lengths)
-        return cls(pts, nrm, cKDTree(pts), 0.5 * float(lengths.sum()))
+        return cls(pts, nrm, _kdtree(pts), 0.5 * float(lengths.sum()))
 
     def head(self, count: int) -> PointCloud:
         """The first ``count`` samples (i.i.d., so any prefix is itself a uniform sample)."""
@@ -261,3 +264,11 @@ class PointCloud:
         """Median distance from a sample to its nearest other sample (over about `probes` of them)."""
         probe = self.points[:: max(1, len(self.points) // probes)]
         return float(np.median(self.tree.query(probe, k=2)[0][:, 1]))
+
+
+def _kdtree(points: np.ndarray) -> cKDTree:
+    """scipy's k-d tree, imported on first use: scipy.spatial costs ~1 s to import, and the export/animate
+    path (geometry/parts.py's umeyama) never builds a tree."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(points)

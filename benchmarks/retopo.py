@@ -16,6 +16,8 @@ template moved by the same field: it lies on the ICT surface), and "bust" scans 
 `--kind hair` (not in the default set) puts 1-3 cm of hair on every scan: the truth is the skin under it, so
 the per-vertex error is also reported on the face alone (`v2v_face_mean`: eyes, nose, mouth, cheeks, chin,
 brows, jaw), where no hair grows. `--kind hairy-bust` puts that hair on a bust (shoulders and chest).
+`--face` cycles through the face shells of FACE_MASKS (issue 19; the 7th is a statue's front shell), `--real SCAN
+[--sheet PNG]` fits a real scan whole and cropped by the same masks (and draws a contact sheet).
 
 Reported per method, per scan and on average: per-vertex error mean / p95 as % of the true head's
 bounding-box diagonal, Chamfer-L1 / normal consistency / F-score@1% to the scan surface (distances / scan

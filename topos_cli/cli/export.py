@@ -88,9 +88,9 @@ def animate(
     fps: FpsOpt = None,
     size: Annotated[int, typer.Option(help="Side in pixels of a rendered .mp4."), Range(min=16, max=4096)] = 512,
     smooth: Annotated[float | None, typer.Option(
-        help="Video fit: temporal Gaussian sigma in seconds (default 1/30; 0 = off)."), Range(min=0, max=10)] = None,
+        help="Video fit: temporal Gaussian sigma in seconds (default 0.015; 0 = off)."), Range(min=0, max=10)] = None,
     identity_frames: Annotated[int | None, typer.Option(
-        help="Video fit: first face frames the identity is fitted on (default 5; 0 = the head as is)."),
+        help="Video fit: first face frames the identity is fitted on (default 3; 0 = the head as is)."),
         Range(min=0, max=1000)] = None,
     json: JsonOpt = False,
 ) -> None:

@@ -32,7 +32,7 @@ def animate(head: str | Path | None, out: str | Path, source: str | Path, templa
         fps: frame rate of timecodes / frame-numbered keys / a frame folder (default: the source's).
         size: side in pixels of an .mp4.
         smooth: temporal Gaussian sigma in seconds for a fitted video (default track.SMOOTH_SECONDS; 0: off).
-        identity_frames: first face frames a video's identity is fitted on (default 5; 0: the head as is).
+        identity_frames: first face frames a video's identity is fitted on (default 3; 0: the head as is).
 
     Returns:
         export's record plus "source" ("capture" or "video"), "tracking" (a video's fit report) and, for

@@ -7,7 +7,9 @@
    on the texels the photo saw, applied to every class), on a 0-1 sRGB scale: MAE, MAE after a 4-texel blur,
    and SSIM of the luminance, per texel class of the true-mesh unwrap (photo / mirrored / completed share
    > 0.5). Rows, same portraits: constant colour (the best constant: the truth's median); unwrap with the
-   true mesh and camera; the same without de-lighting; unwrap with generate-geo's mesh and camera.
+   true mesh and camera; the same without de-lighting; unwrap with generate-geo's mesh and camera; both again
+   with the photo registered by the landmark warp (`texture/register.py`; mediapipe's landmarks from generate-geo).
+   Then the relit-render protocol and seam visibility of every row (`tex_protocol.py`).
 2. Seconds per portrait of the unwrap at 1024² (warm: template assets cached), with the true mesh.
 3. Real photos (public-domain astronaut + Grace Hopper, and ../shared/data/portraits when present; nothing
    made from the shared photos is written): generate-geo's head, then the de-lighting test — the photo
@@ -40,7 +42,8 @@ SIZE = 512  # texture side for the error tables (the timing row uses 1024)
 PHOTO = 512
 BLUR_TEXELS = 4  # "MAE after a 4 px blur": forgives misplaced pores, keeps misplaced features
 DARKEN = 0.45  # the relight test's darkened half
-ROWS = ("constant colour", "unwrap, true mesh", "unwrap, true mesh, no de-lighting", "unwrap, generate-geo mesh")
+ROWS = ("constant colour", "unwrap, true mesh", "unwrap, true mesh, no de-lighting", "unwrap, generate-geo mesh",
+        "unwrap, generate-geo mesh, landmark warp", "unwrap, true mesh, landmark warp")
 CLASSES = ("photo", "mirrored", "completed")
 
 
@@ -127,6 +130,9 @@ def _rows(tpl, case: Case, true, geo, i: int, covered: np.ndarray) -> dict:
             res = geo(case.photo, source=f"case {i}")
             fitted = unwrap_texture(tpl, SIZE, case.photo / 255.0, res.posed, res.camera)
             rows[ROWS[3]] = RowOutput(_lin(fitted.albedo), fitted)
+            for row, verts, cam in ((ROWS[4], res.posed, res.camera), (ROWS[5], case.verts, case.camera)):
+                warped = unwrap_texture(tpl, SIZE, case.photo / 255.0, verts, cam, landmarks=res.face.landmarks)
+                rows[row] = RowOutput(_lin(warped.albedo), warped)
         except Exception as exc:  # noqa: BLE001 - a missed face is a result, reported
             print(f"case {i}: generate-geo failed: {exc}", file=sys.stderr)
     return rows
@@ -173,9 +179,13 @@ def run_synthetic(tpl, count: int, with_geo: bool, protocol: bool = True) -> dic
            "class_fractions": dict(zip(CLASSES, np.mean(fractions, 0).round(3).tolist(), strict=True))}
     if protocol:
         out["relit"] = {r: _relit_summary(v, relit[ROWS[0]]) for r, v in relit.items() if v}
-        out["seams"] = {r: {k: round(float(np.nanmean([s[k] for s in v])), 4) for k in v[0]}
-                        for r, v in seams.items() if v}
+        out["seams"] = {r: {k: _nanmean([s[k] for s in v]) for k in v[0]} for r, v in seams.items() if v}
     return out
+
+
+def _nanmean(values: list) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return round(float(np.mean(finite)), 4) if finite else float("nan")
 
 
 def _seam_scores(tpl, pred_lin, truth_lin, result, covered) -> dict:

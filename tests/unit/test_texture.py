@@ -145,3 +145,37 @@ def test_unwrap_delights_and_completes_a_lit_render(head):
     raw = srgb_to_linear(photo[..., :3]).reshape(-1, 3)
     assert err < 0.02 and np.isfinite(raw).all()
     assert result.stats["photo"] > 0.25 and result.stats["mirror"] > 0.05
+
+
+def _landmark_scene(shift):
+    """478 face-like points in front of a camera, their projections, and detections moved by `shift(pixels)`."""
+    from topos_cli.render.views import framed_camera
+
+    rng = np.random.default_rng(2)
+    points = np.stack([rng.uniform(-6, 6, 478), rng.uniform(-8, 6, 478), rng.uniform(0, 3, 478)], 1)
+    points[[33, 263]] = [[-4.5, 0, 2], [4.5, 0, 2]]  # the outer eye corners set the face's scale
+    cam = framed_camera(points, 0, 0, 256)
+    pix, z = cam.project(points)
+    depth = np.full((256, 256), float(z.max()) + 10.0)
+    return points, pix, pix + shift(pix), cam, depth
+
+
+def test_landmark_warp_moves_projections_onto_detections():
+    from topos_cli.texture.register import landmark_warp
+
+    shift = lambda p: np.stack([6 + 0.02 * (p[:, 1] - 128), -4 + 0.0 * p[:, 0]], 1)  # noqa: E731
+    points, pix, detected, cam, depth = _landmark_scene(shift)
+    warp = landmark_warp(detected, points, np.ones(478), cam, depth)
+    assert warp is not None and warp.used == 478
+    moved = warp.apply(pix)
+    assert np.median(np.linalg.norm(moved - detected, axis=1)) < 1.0  # was ~7 px
+
+
+def test_landmark_warp_ignores_jitter_and_hidden_landmarks():
+    from topos_cli.texture.register import landmark_warp
+
+    rng = np.random.default_rng(3)
+    points, pix, detected, cam, depth = _landmark_scene(lambda p: rng.normal(0, 0.3, p.shape))
+    warp = landmark_warp(detected, points, np.ones(478), cam, depth)
+    assert warp is not None and np.abs(warp.apply(pix) - pix).max() < 0.3  # jitter shrunk away
+    assert landmark_warp(detected, points, np.ones(478), cam, np.full_like(depth, 1e-3)) is None  # all hidden

@@ -186,10 +186,12 @@ class TexturePipeline:
 
 
 def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, camera: Camera,
-                   relight: bool = True) -> TextureResult:
+                   relight: bool = True, landmarks: np.ndarray | None = None) -> TextureResult:
     """The `unwrap` method (see the module docstring); returns the maps and per-stage seconds.
 
     `relight=False` skips the de-lighting (the photo's shading stays in the albedo): an ablation for benchmarks.
+    `landmarks`: (478, 2) mediapipe landmarks detected in the photo (pixels): the photo is registered to the head
+    by a landmark warp (`texture/register.py`) before sampling; None samples where the head projects.
     """
     from topos_cli.render.raster_gl import _vertex_normals
     from topos_cli.texture.complete import complete, pad_charts
@@ -213,7 +215,9 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     position = raster.interpolate(verts, template.faces)
     normal = raster.interpolate(_vertex_normals(verts, template.faces), template.faces)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
-    proj = project_texels(srgb_to_linear(photo[..., :3]), position, normal, cam, depth_map(verts, template.faces, cam))
+    depth = depth_map(verts, template.faces, cam)
+    warp = _landmark_warp(template, verts, cam, depth, landmarks)
+    proj = project_texels(srgb_to_linear(photo[..., :3]), position, normal, cam, depth, warp)
     lap("project")
     delit = delight(proj.colour, normal, proj.weight, assets.skin if relight else np.zeros_like(assets.skin))
     lap("delight")
@@ -226,8 +230,27 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     result = _finish(lin, maps, done)
     lap("pbr")
     result.stats = {**_fractions(done, raster.covered), "seconds": seconds,
+                    "registration": None if warp is None else {"landmarks": warp.used,
+                                                               "shift_px": round(warp.shift_px, 3)},
                     "lighting_sh": np.round(delit.coefficients, 5).tolist()}
     return result
+
+
+def _landmark_warp(template, verts: np.ndarray, camera: Camera, depth: np.ndarray, landmarks):
+    """The landmark registration warp of the photo to this head, or None (no landmarks, no map, too few)."""
+    if landmarks is None:
+        return None
+    from topos_cli.pipelines.geo import load_landmark_map
+    from topos_cli.texture.register import landmark_points, landmark_warp
+
+    try:
+        lmap = load_landmark_map(template)
+    except UsageError:  # a template without the mediapipe map: sample unregistered
+        return None
+    if len(lmap.triangles) != len(landmarks):
+        return None
+    points = landmark_points(verts, template.faces, lmap.triangles, lmap.barycentrics)
+    return landmark_warp(np.asarray(landmarks, np.float64), points, lmap.weights, camera, depth)
 
 
 def _skin_gate(delit, weight: np.ndarray, outer: np.ndarray) -> np.ndarray:

@@ -158,11 +158,15 @@ def face_shell(sv: np.ndarray, sf: np.ndarray, kind: str, rng: np.random.Generat
     nrm = trimesh.Trimesh(sv, sf, process=False).vertex_normals
     if kind in ("mask-hair", "statue"):
         sv = carved_hair(sv, nrm, rng, thick=(0.5, 1.2) if kind == "mask-hair" else (0.8, 1.8))
-    if kind == "statue":
-        shell = trimesh.Trimesh(sv, sf, process=False)
+    if kind == "statue":  # the stone smoothed; the rim stays where the scan was cut (Taubin curls open borders)
+        shell = trimesh.Trimesh(sv.copy(), sf, process=False)
+        edges, count = np.unique(np.sort(shell.edges, axis=1), axis=0, return_counts=True)
+        rim = np.unique(edges[count == 1])
         trimesh.smoothing.filter_taubin(shell, iterations=STATUE_SMOOTHING)
-        sv = np.asarray(shell.vertices)
-        nrm = shell.vertex_normals
+        smooth = np.asarray(shell.vertices).copy()
+        smooth[rim] = sv[rim]
+        sv = smooth
+        nrm = trimesh.Trimesh(sv, sf, process=False).vertex_normals
     return sv + nrm * rng.normal(0, FACE_NOISE, (len(sv), 1)), sf
 
 

@@ -43,7 +43,8 @@ HELD_OUT_EVERY = 4  # real photos: every 4th usable landmark is scored, not fitt
 TRUE_LM_REG = 1e-5  # the true-landmark fit: almost no prior (noise-free points)
 DOCS_TILE = 224  # pixels per tile of the README figures (small PNGs)
 DOCS_CROP = 1.7  # crop side around the face box in the overlay tile
-ROWS = ("mean head", "bases-only landmark fit", "DiT only", "DiT + fit", "latent floor", "fit, true landmarks")
+ROWS = ("mean head", "bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit", "latent floor",
+        "fit, true landmarks")
 
 
 @dataclass
@@ -170,6 +171,10 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
         if "dit" in pipes:
             res = pipes["dit"](case.image, f"case{n}", seed=n, options=opts)
             preds["DiT only"], preds["DiT + fit"] = res.prior, res.verts
+            points = np.concatenate([res.face.landmarks, res.face.depth[:, None]], 1)
+            regression = prior.regression(case.image, points)
+            if regression is not None:  # the flow's conditional mean alone (models/cond_mean.py)
+                preds["DiT landmark regression"] = regression
             timing["DiT prior"].append(res.seconds["prior"])
             timing["DiT fit"].append(res.seconds["fit"])
             t0 = time.perf_counter()
@@ -354,7 +359,8 @@ def main(argv=None) -> int:
           + (f", around the DiT head {pipes['dit'].identity_reg:g}" if "dit" in pipes else ""))
     print_table(table, table["mean head"])
     consistency = {row: identity_consistency(tpl, cases, scores.outputs[row])
-                   for row in ("bases-only landmark fit", "DiT only", "DiT + fit") if scores.outputs[row]}
+                   for row in ("bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit")
+                   if scores.outputs[row]}
     for row, c in consistency.items():
         print(f"identity consistency, {row}: same {c['same']:.3f} % vs different {c['different']:.3f} % "
               f"(ratio {c['ratio']:.2f})")

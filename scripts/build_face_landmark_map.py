@@ -63,8 +63,9 @@ def random_material(tpl, rng: np.random.Generator, cache: dict, size: int = 512)
 
 def render_portrait(renderer, tpl, verts: np.ndarray, rng: np.random.Generator, cache: dict, size: int = 512,
                     max_yaw: float = MAX_YAW, max_pitch: float = MAX_PITCH, max_roll: float = MAX_ROLL,
-                    zoom=ZOOM, fov: float = 20.0):
-    """Render `verts` (template topology) as a portrait with a random texture, light and near-frontal camera."""
+                    zoom=ZOOM, fov: float = 20.0, material=None):
+    """Render `verts` (template topology) as a portrait with a random texture (or `material`), light and
+    near-frontal camera."""
     from topos_cli.render.lights import random_rig
     from topos_cli.render.renderer import RenderMesh
     from topos_cli.render.views import framed_camera
@@ -76,7 +77,7 @@ def render_portrait(renderer, tpl, verts: np.ndarray, rng: np.random.Generator, 
                         size, fov, roll=float(rng.uniform(-max_roll, max_roll)),
                         zoom=float(rng.uniform(*zoom)), shift=tuple(shift))
     mesh = RenderMesh(verts, tpl.faces, uv=tpl.uv, uv_faces=tpl.uv_faces)
-    out = renderer.render(mesh, cam, random_material(tpl, rng, cache), random_rig(rng), passes=("color", "face_id"))
+    out = renderer.render(mesh, cam, material or random_material(tpl, rng, cache), random_rig(rng), passes=("color", "face_id"))
     rgb = out["color"][..., :3] * out["color"][..., 3:] + 0.5 * (1 - out["color"][..., 3:])  # grey background
     return Portrait((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), out["face_id"], cam, verts)
 

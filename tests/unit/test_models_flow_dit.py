@@ -156,3 +156,31 @@ def test_paper_config_shape_with_backbone_features(tiny_template):
     feats = torch.randn(2, 9, 24)
     out = model(torch.randn(2, 5, 16), torch.tensor([0.5, 0.5]), {"features": feats})
     assert out.shape == (2, 5, 16) and model.cond_encoder.crop is None
+
+
+def test_ridge_mean_head_recovers_a_linear_map_and_round_trips(tiny_template, tmp_path):
+    """The landmark regression (config mean_head "ridge") fits a known linear map in closed form, is saved with the
+    checkpoint's buffers, and is what the flow's samples are offsets from."""
+    model = _dummy(tiny_template, mean_head="ridge", mean_lambda=1e-6)
+    rng = np.random.default_rng(0)
+    lms = rng.normal(size=(3000, 478, 3)).astype(np.float32)
+    true_w = rng.normal(size=(478 * 3, 12)) * 0.05
+    tokens = (lms.reshape(len(lms), -1) @ true_w + 0.3).reshape(-1, 3, 4)
+    fit = model.mean_head.fit(lms, tokens, model.config.mean_lambda)
+    assert fit["r2"] > 0.999 and fit["samples"] == 3000
+    probe = torch.from_numpy(lms[:5])
+    np.testing.assert_allclose(model.prior_mean({"landmarks": probe}).numpy(), tokens[:5], atol=1e-3)
+    save_checkpoint(tmp_path / "run", 0, "flow-dit", model.config.to_dict(), tiny_template, model.state_dict())
+    loaded = load_model(tmp_path / "run", tiny_template)
+    assert torch.equal(loaded.prior_mean({"landmarks": probe}), model.prior_mean({"landmarks": probe}))
+    assert _dummy(tiny_template).prior_mean({"landmarks": probe}) is None  # the paper's flow: no offset
+
+
+def test_ridge_mean_head_shrinks_with_lambda(tiny_template):
+    model = _dummy(tiny_template, mean_head="ridge")
+    rng = np.random.default_rng(1)
+    lms = rng.normal(size=(200, 478, 3))
+    tokens = rng.normal(size=(200, 3, 4))
+    weak = model.mean_head.fit(lms, tokens, 1e-3)["r2"]
+    strong = model.mean_head.fit(lms, tokens, 1e6)["r2"]
+    assert weak > strong >= 0.0 and strong < 0.01  # a huge ridge predicts the mean

@@ -42,13 +42,14 @@ def train_dit(data: str | Path, out: str | Path, vae: str | Path | None = None, 
     data, out = Path(data), Path(out)
     if latest_step_dir(out) is not None and not resume:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if not (data / "manifest.jsonl").is_file():
+    cached = (data / DIT_CACHE / "targets.npz").is_file()
+    if not (data / "manifest.jsonl").is_file() and not cached:
         raise UsageError(f"--data {data}: not a dataset folder (no manifest.jsonl); make one with `topos render "
                          "AUG -o DATA --per-mesh 4 --random-lighting --random-textures`")
     if steps < 1 or batch < 1:
         raise UsageError("--steps and --batch must be >= 1")
     tpl = _template_of(data)
-    if not (data / DIT_CACHE / "targets.npz").is_file():
+    if not cached:
         build_dit_cache(data, tpl)
     cache = load_dit_cache(data)
     model, latent, meta = _model(out, resume, config, args, tpl, vae)
@@ -57,9 +58,10 @@ def train_dit(data: str | Path, out: str | Path, vae: str | Path | None = None, 
     train_idx = cache.renders("train")
     if len(train_idx) == 0:
         raise UsageError(f"--data {data}: no usable training renders (no face detected, or no 'train' heads)")
+    mean_fit = _fit_mean_head(model, cache, tokens, train_idx) if not resume else None
     device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    dataset = RenderLatentDataset(cache, tokens, train_idx, model.config.condition
-                                  if backbone is None else "crop+landmarks", seed=seed)
+    inputs = model.config.condition if backbone is None and model.mean_head is None else "crop+landmarks"
+    dataset = RenderLatentDataset(cache, tokens, train_idx, inputs, seed=seed)
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ckpt_every=ckpt_every, log_every=log_every,
                       time_limit=time_limit, workers=workers, ema_decay=ema_decay,
                       warmup=min(100, max(1, steps // 20)) if warmup is None else max(0, warmup))
@@ -67,6 +69,8 @@ def train_dit(data: str | Path, out: str | Path, vae: str | Path | None = None, 
     extra = {"config": meta.get("config", config), "data": str(data), "vae": meta.get("vae"),
              "image_cond": None if image_cond is None else str(image_cond), "renders": counts,
              "heads": {s: int((cache.split == s).sum()) for s in ("train", "val", "test")}}
+    if mean_fit is not None:
+        extra["mean_head"] = mean_fit
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, run_meta("train dit", seed=seed, template=tpl, **extra))
     torch.manual_seed(seed)
@@ -74,10 +78,28 @@ def train_dit(data: str | Path, out: str | Path, vae: str | Path | None = None, 
                  on_log=on_log)
 
 
+def _fit_mean_head(model, cache, tokens, train_idx) -> dict | None:
+    """Fit the model's landmark regression (config mean_head "ridge") on the training renders, in closed form."""
+    if model.mean_head is None:
+        return None
+    fit = model.mean_head.fit(cache.landmarks[train_idx], tokens[cache.render_head[train_idx]],
+                              model.config.mean_lambda)
+    return {"kind": model.config.mean_head, "lambda": model.config.mean_lambda, **fit}
+
+
 def _template_of(data: Path):
     from topos_cli.io.manifest import read_manifest
     from topos_cli.template import load_template
+    from topos_cli.train.data import DIT_CACHE
 
+    if not (data / "manifest.jsonl").is_file():  # a portrait cache made without a render dataset
+        import numpy as np
+
+        tpl = load_template(None)
+        with np.load(data / DIT_CACHE / "targets.npz") as z:
+            if str(z["template_hash"]) != tpl.hash:
+                raise UsageError(f"--data {data}: its cache was made for another template than the default one")
+        return tpl
     first = read_manifest(data)[:1]
     if not first or "coeffs" not in first[0]:
         raise UsageError(f"--data {data}: its records carry no augment coefficients; render a `topos augment` "

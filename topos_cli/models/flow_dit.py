@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from topos_cli.models.cond_mean import RidgeMean
 from topos_cli.models.image_cond import ConditionEncoder
 from topos_cli.models.layers import DiTBlock, DiTFinalLayer, TimestepEmbed
 from topos_cli.template import Template
@@ -44,6 +45,9 @@ class FlowDiTConfig:
     landmark_dims: int = 2  # x, y in the crop frame (3 adds the face mesh's relative depth)
     landmark_tokens: int = 16  # condition tokens the landmark MLP emits
     cond_dropout: float = 0.1  # probability of the null condition in training (classifier-free guidance)
+    mean_head: str = "none"  # "ridge": the flow generates the residual around a landmark regression (cond_mean.py)
+    mean_dims: int = 3  # landmark coordinates the ridge reads (x, y, relative depth)
+    mean_lambda: float = 1.0  # its ridge on standardised landmarks (chosen on held-out heads)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -77,6 +81,14 @@ class FlowDiT(nn.Module):
         # per-element statistics of the training targets: the flow runs on (latent - mean) / std
         self.register_buffer("latent_mean", torch.zeros(cfg.num_tokens, cfg.token_dim))
         self.register_buffer("latent_std", torch.ones(cfg.num_tokens, cfg.token_dim))
+        if cfg.mean_head not in ("none", "ridge"):
+            raise ValueError(f"unknown mean_head '{cfg.mean_head}'; known: none, ridge")
+        self.mean_head = (RidgeMean(cfg.landmark_count, cfg.mean_dims, cfg.num_tokens, cfg.token_dim)
+                          if cfg.mean_head == "ridge" else None)
+
+    def prior_mean(self, cond: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """(B, T, d) normalised tokens the flow's samples are offsets from (None: zero, the paper's flow)."""
+        return None if self.mean_head is None else self.mean_head(cond["landmarks"])
 
     def normalize(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens - self.latent_mean) / self.latent_std

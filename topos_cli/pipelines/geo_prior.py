@@ -116,8 +116,10 @@ class GeoPrior:
         pts = np.asarray(landmarks, np.float32)
         if pts.ndim != 2 or pts.shape[0] != self.model.config.landmark_count or pts.shape[1] < 2:
             raise UsageError(f"expected ({self.model.config.landmark_count}, 2) face-mesh landmarks, got {pts.shape}")
-        if pts.shape[1] < self.model.config.landmark_dims:
-            raise UsageError(f"this model reads {self.model.config.landmark_dims} landmark coordinates "
+        cfg = self.model.config
+        dims = max(cfg.landmark_dims if "landmarks" in cfg.condition else 2, cfg.mean_dims if cfg.mean_head != "none" else 2)
+        if pts.shape[1] < dims:
+            raise UsageError(f"this model reads {dims} landmark coordinates "
                              "(x, y, depth); pass the face mesh's depth as a third column")
         crop = face_crop(image, pts[:, :2], self.model.config.crop_size)
         cond = {"crop": torch.from_numpy(crop.image.astype(np.float32).transpose(2, 0, 1) / 255.0)[None],
@@ -156,15 +158,26 @@ class GeoPrior:
         from topos_cli.pipelines.sampler import sample
 
         t0 = time.perf_counter()
-        tokens = self.model.encode_condition(self.condition(image, landmarks))  # (1, M, W)
+        cond = self.condition(image, landmarks)
+        tokens = self.model.encode_condition(cond)  # (1, M, W)
         t1 = time.perf_counter()
         normed = sample(self.model, tokens.expand(samples, -1, -1), generator, config)
+        mean = self.model.prior_mean(cond)
+        if mean is not None:  # a residual flow around the landmark regression (models/cond_mean.py)
+            normed = normed + mean
         latents = self.model.denormalize(normed)  # (K, T, d)
         t2 = time.perf_counter()
         heads = self.decode(latents)
         t3 = time.perf_counter()
         return GeoPriorOutput(verts=heads.mean(0), samples=heads, latents=latents.cpu().numpy(),
                               seconds={"condition": t1 - t0, "sample": t2 - t1, "decode": t3 - t2})
+
+    @torch.no_grad()
+    def regression(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        """(V, 3) the head of the model's landmark regression alone (no flow), None without one (benchmarks
+        report it beside the generator to show what the flow adds)."""
+        mean = self.model.prior_mean(self.condition(image, landmarks))
+        return None if mean is None else self.decode(self.model.denormalize(mean))[0]
 
     def encode(self, verts: np.ndarray, seed: int = 0) -> np.ndarray:
         """(B, T, d) unnormalised latent tokens of heads (B, V, 3) or (V, 3) in the template frame (cm)."""

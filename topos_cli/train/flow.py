@@ -60,9 +60,12 @@ class FlowTask:
 
     def loss(self, model, batch: dict, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         cond = {k: v for k, v in batch.items() if k != "tokens"}
+        tokens, mean = batch["tokens"], self.model.prior_mean(cond)
+        if mean is not None:  # the flow learns the residual around the landmark regression
+            tokens = tokens - mean.to(tokens.dtype)
         if self.backbone is not None:
             cond = {"features": self.backbone(cond.pop("crop")), **cond}
-        return flow_loss(model, batch["tokens"], cond, generator, self.model.config.cond_dropout)
+        return flow_loss(model, tokens, cond, generator, self.model.config.cond_dropout)
 
 
 def latent_targets(latent, neutral, cache_dir=None, vae_key: str = "", seed: int = 0):

@@ -10,8 +10,9 @@ Seam visibility: (a) chart seams: every mesh edge cut by the UV layout appears t
 is sampled just inside each side (`SEAM_INSET` texels in from the edge, `SEAM_SAMPLES` points along it) and the
 mean colour jump between the two sides is reported for the produced map and for the truth (the truth's jump is
 the floor set by the inset); (b) fill borders: the mean luminance gradient on texels within `BORDER_TEXELS` of a
-border between texel classes (photo / mirror / completed share crossing 0.5) divided by the mean gradient on all
-other chart texels, for the produced map and for the truth on the same texels (1 = the border is invisible).
+border between texel classes (photo / mirror / completed: the largest share) divided by the mean gradient in the
+band `BORDER_TEXELS`..`NEIGHBOUR_TEXELS` away from it, for the produced map and for the truth on the same texels
+(about 1 = no ridge along the border, i.e. no visible seam).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ MASK_OUT = ("eye", "ear", "neck", "scalp", "back_of_head")  # protocol: face wit
 SEAM_INSET = 1.5  # texels inside each chart the seam samples sit (bilinear reads stay inside the chart)
 SEAM_SAMPLES = 4  # points along each seam edge
 BORDER_TEXELS = 2  # texels each side of a texel-class border counted as "border"
+NEIGHBOUR_TEXELS = 8  # ... compared with the band from 2 to 8 texels away
 LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
@@ -191,7 +193,10 @@ def seam_jump(srgb: np.ndarray, samples: SeamSamples) -> float:
 
 
 def border_ratio(srgb: np.ndarray, coverage: np.ndarray, covered: np.ndarray) -> float:
-    """Mean luminance gradient within BORDER_TEXELS of a texel-class border over the mean elsewhere on charts."""
+    """Mean luminance gradient within BORDER_TEXELS of a texel-class border over the mean in the band
+    BORDER_TEXELS..NEIGHBOUR_TEXELS away from it (both sides): a seam is a ridge of gradient along the border
+    (ratio > 1), while detail that merely stops at the border (photo on one side, smooth fill on the other) is
+    in both bands."""
     from scipy import ndimage
 
     luma = srgb @ LUMA
@@ -203,8 +208,9 @@ def border_ratio(srgb: np.ndarray, coverage: np.ndarray, covered: np.ndarray) ->
     for c in range(3):
         m = (cls == c) & covered
         edge |= m & ~ndimage.binary_erosion(m, iterations=1)
-    border = ndimage.binary_dilation(edge & inner, iterations=BORDER_TEXELS) & inner
-    rest = inner & ~border
-    if border.sum() == 0 or rest.sum() == 0:
+    dist = ndimage.distance_transform_edt(~(edge & inner))
+    border = inner & (dist <= BORDER_TEXELS)
+    near = inner & (dist > BORDER_TEXELS) & (dist <= NEIGHBOUR_TEXELS)
+    if border.sum() == 0 or near.sum() == 0:
         return float("nan")
-    return float(grad[border].mean() / max(grad[rest].mean(), 1e-9))
+    return float(grad[border].mean() / max(grad[near].mean(), 1e-9))

@@ -39,6 +39,11 @@ HELD_OUT_SEED = 7_000  # never used by the landmark map (100..) nor by the gener
 FACE_REGIONS = ("eye", "nose", "mouth", "cheek", "chin", "brow", "cheekbone", "jaw")  # as geo_latent_floor.py
 NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)  # iBUG 68: outer/inner eye corners, nose bottom, mouth corners
 NOW_RADIUS = 1.4  # NoW's crop radius factor
+IOU_BROW_POINTS = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]  # mediapipe brow points: top of the IoU band
+IOU_CHIN_POINT = 152  # mediapipe chin tip: bottom of the IoU band
+IOU_WIDTH = 1.4  # the band's width around the face oval (the cheeks' outline with background on both sides)
+TURNTABLE_FRAMES = 12  # views of the docs turntable GIFs (30 degrees apart)
+TURNTABLE_SIZE = 192
 HELD_OUT_EVERY = 4  # real photos: every 4th usable landmark is scored, not fitted
 TRUE_LM_REG = 1e-5  # the true-landmark fit: almost no prior (noise-free points)
 DOCS_TILE = 224  # pixels per tile of the README figures (small PNGs)
@@ -240,9 +245,35 @@ def _held_out(pipe, img, name: str, idx: int) -> dict:
         pipe.lmap.weights = weights
     err = np.linalg.norm(res.fit.residual_px, axis=1)
     eyes = float(np.linalg.norm(res.face.landmarks[33] - res.face.landmarks[263]))
+    iou = silhouette_iou(pipe, img, res)
     return {"held_out_px": float(np.median(err[held])), "fitted_px": float(np.median(err[np.setdiff1d(usable, held)])),
             "held_out_pct_eyes": float(np.median(err[held]) / eyes * 100), "yaw": res.fit.yaw,
-            "face_px": res.face.size, "seconds": res.seconds["total"], "warnings": res.warnings}
+            "face_px": res.face.size, "seconds": res.seconds["total"], "warnings": res.warnings, "silhouette_iou": iou}
+
+
+def silhouette_iou(pipe, img: np.ndarray, res) -> float:
+    """IoU of the fitted head's rendered mask and the photo's person mask (mediapipe selfie segmentation) in the
+    face band: rows from the brows to the chin, columns over 1.4x the face oval's width. Above the brows hair
+    and below the chin neck/clothes differ from a bald head by design, so they are left out."""
+    from topos_cli.faces.detect import segment_person
+    from topos_cli.render.renderer import RenderMesh
+
+    if not hasattr(pipe, "_iou_renderer"):
+        from topos_cli.render.parts import PartsRenderer
+
+        pipe._iou_renderer = PartsRenderer("gl", template=pipe.template)
+    rgba = pipe._iou_renderer.render(RenderMesh(res.posed, pipe.template.faces), res.camera, passes=("color",))["color"]
+    head = rgba[..., 3] > 0.5
+    person = segment_person(img) > 0.5
+    lm = res.face.landmarks
+    top, bottom = float(lm[IOU_BROW_POINTS, 1].min()), float(lm[IOU_CHIN_POINT, 1])
+    x0, x1 = float(lm[:, 0].min()), float(lm[:, 0].max())
+    pad = (x1 - x0) * (IOU_WIDTH - 1.0) / 2
+    h, w = head.shape
+    rows = slice(max(int(top), 0), min(int(bottom) + 1, h))
+    cols = slice(max(int(x0 - pad), 0), min(int(x1 + pad) + 1, w))
+    a, b = head[rows, cols], person[rows, cols]
+    return float((a & b).sum() / max((a | b).sum(), 1))
 
 
 def docs_figures(pipe, folder: Path) -> int:
@@ -276,8 +307,28 @@ def docs_figures(pipe, folder: Path) -> int:
             tiles.append((np.clip(rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:]), 0, 1) * 255).astype(np.uint8))
         path = folder / f"generate_geo_{name}.png"
         write_png(path, np.concatenate(tiles, 1))
+        _turntable(renderer, res.verts, pipe.template, folder / f"generate_geo_{name}_turntable.gif")
         print(f"{path}: yaw {res.fit.yaw:+.1f}, median landmark error {res.fit.reprojection_px:.2f} px")
     return 0
+
+
+def _turntable(renderer, verts: np.ndarray, tpl, path: Path) -> None:
+    """An animated GIF of the neutral head turning once (clay, TURNTABLE_FRAMES views)."""
+    from PIL import Image
+
+    from topos_cli.render.renderer import RenderMesh
+    from topos_cli.render.views import framed_camera
+
+    frames = []
+    for k in range(TURNTABLE_FRAMES):
+        cam = framed_camera(verts, 360.0 * k / TURNTABLE_FRAMES, 5.0, TURNTABLE_SIZE, 20.0, zoom=1.25)
+        rgba = renderer.render(RenderMesh(verts, tpl.faces), cam, passes=("color",))["color"]
+        rgb = np.clip(rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:]), 0, 1)
+        frames.append(Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)))
+    tmp = path.with_suffix(".tmp.gif")
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=120, loop=0, optimize=True)
+    tmp.replace(path)
+    print(f"{path}: turntable, {TURNTABLE_FRAMES} views")
 
 
 def _square_crop(img: np.ndarray, cx: int, cy: int, side: int) -> np.ndarray:
@@ -370,7 +421,8 @@ def main(argv=None) -> int:
     for r in real:
         print(f"real {r['photo']}[{r['face']}] {r['pipeline']}: held-out landmarks {r['held_out_px']:.2f} px "
               f"({r['held_out_pct_eyes']:.2f} % of the eye distance), fitted {r['fitted_px']:.2f} px, yaw "
-              f"{r['yaw']:+.1f}, {r['seconds']:.2f} s{'; ' + '; '.join(r['warnings']) if r['warnings'] else ''}")
+              f"{r['yaw']:+.1f}, silhouette IoU {r['silhouette_iou']:.3f}, {r['seconds']:.2f} s"
+              f"{'; ' + '; '.join(r['warnings']) if r['warnings'] else ''}")
     if args.json:
         args.json.write_text(json.dumps({"table": table, "consistency": consistency, "seconds": scores.seconds,
                                          "render_seconds": render_s, "real": real}, indent=1))

@@ -51,7 +51,11 @@ def evaluate(prior, cache, renders: np.ndarray, steps: int, cfg: float, seed: in
         with torch.no_grad():
             tokens = prior.model.encode_condition(cond).repeat_interleave(samples, 0)
             config = SamplerConfig(steps, cfg, temperature=temperature)
-            latents = prior.model.denormalize(sample(prior.model, tokens, gen, config))
+            normed = sample(prior.model, tokens, gen, config)
+            mean = prior.model.prior_mean(cond)  # the landmark regression the flow's residual is added to
+            if mean is not None:
+                normed = normed + mean.repeat_interleave(samples, 0)
+            latents = prior.model.denormalize(normed)
         seconds += time.perf_counter() - t0
         heads = prior.decode(latents)
         preds.append(heads.reshape(len(idx), samples, *heads.shape[1:]).mean(1))
@@ -78,7 +82,8 @@ def single_portrait_seconds(prior, data: str, renders: np.ndarray, count: int, s
     for render in renders[:count]:
         image = read_image(Path(data) / recs[int(render)]["image"])[..., :3]
         face = detect_faces(image)[0]
-        out = prior(image, face.landmarks, torch.Generator().manual_seed(0), steps=steps, cfg=cfg)
+        points = np.concatenate([face.landmarks, face.depth[:, None]], 1)
+        out = prior(image, points, torch.Generator().manual_seed(0), steps=steps, cfg=cfg)
         times.append(out.seconds)
     return {k: round(float(np.median([t[k] for t in times])), 4) for k in times[0]}
 
@@ -110,7 +115,7 @@ def main() -> None:
         renders = renders[: args.limit]
     result = evaluate(prior, cache, renders, args.steps, args.cfg, samples=args.samples,
                       temperature=args.temperature)
-    if args.time_single:
+    if args.time_single and (Path(args.data) / "manifest.jsonl").is_file():  # cache-only data has no images
         result["single_portrait_seconds_median"] = single_portrait_seconds(prior, args.data, renders,
                                                                            args.time_single, args.steps, args.cfg)
     result.update(run=args.run, split=args.split, steps=args.steps, cfg=args.cfg, samples=args.samples,

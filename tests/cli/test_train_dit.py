@@ -72,6 +72,32 @@ def test_tiny_config_trains_resumes_and_samples(renders, tmp_path):
     np.testing.assert_allclose(prior.decode(prior.encode(out.verts)), out.verts[None], atol=1e-3)
 
 
+def test_ridge_mean_head_is_fitted_saved_and_is_the_temperature_0_head(renders, tmp_path):
+    """With mean_head "ridge" the run fits the landmark regression before step 1 (recorded in the checkpoint), and
+    an untrained flow (zero-initialised output) at temperature 0 returns exactly the regression's head."""
+    run = tmp_path / "run"
+    res = _run("train", "dit", "--data", renders, "--config", "tiny", "--args", '{"mean_head": "ridge"}',
+               "--out", run, "--steps", 1, "--batch", 2, "--lr", 0, "--ckpt-every", 1)
+    assert res.exit_code == 0, res.output
+    meta = json.loads((run / "step-000000001" / "model.json").read_text())
+    assert meta["args"]["mean_head"] == "ridge" and meta["mean_head"]["samples"] >= 1
+
+    from topos_cli.faces.detect import detect_faces
+    from topos_cli.io.image import read_image
+    from topos_cli.io.manifest import read_manifest
+    from topos_cli.pipelines.geo_prior import GeoPrior
+
+    prior = GeoPrior.from_pretrained(run)
+    assert prior.model.mean_head.weight.abs().sum() > 0
+    image = read_image(renders / read_manifest(renders)[0]["image"])[..., :3]
+    face = detect_faces(image)[0]
+    points = np.concatenate([face.landmarks, face.depth[:, None]], 1)
+    out = prior(image, points, torch.Generator().manual_seed(0), steps=2, temperature=0.0)
+    np.testing.assert_allclose(out.verts, prior.regression(image, points), atol=1e-4)
+    with pytest.raises(ToposError, match="3 landmark coordinates"):
+        prior(image, face.landmarks, torch.Generator().manual_seed(0), steps=2)
+
+
 def test_bad_data_is_one_line_exit_2(tmp_path):
     res = _run("train", "dit", "--data", tmp_path / "nothing", "--out", tmp_path / "run")
     assert res.exit_code == 2 and "not a dataset folder" in res.output

@@ -183,6 +183,19 @@ def project_on_bases(verts: np.ndarray, base_verts: np.ndarray, bases: np.ndarra
     return np.linalg.solve(gram + ridge * np.trace(gram) / len(gram) * np.eye(len(gram)), rhs)
 
 
+def _gated_query(cloud: PointCloud, query: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest scan points of `query`, searched only up to `bound` (k-d trees crawl for far queries: on a face shell
+    most of the template lies far from the scan); the gates below never keep a match beyond `bound` when the
+    median distance is under a third of it (3x median and the face gate 0.05 diag <= bound = 0.1 diag), and then
+    the result equals the unbounded one; otherwise the search is repeated unbounded."""
+    dist, idx = cloud.tree.query(query, distance_upper_bound=bound)
+    median = np.median(dist)
+    if np.isfinite(median) and MEDIAN_GATE * median <= bound:
+        far = ~np.isfinite(dist)
+        return np.where(far, np.inf, dist), np.where(far, 0, idx)
+    return cloud.tree.query(query)
+
+
 def refine_similarity(cloud: PointCloud, verts: np.ndarray, faces: np.ndarray, sim: Similarity,
                       iters: int = 10, max_points: int = 3000, outside_mask: np.ndarray | None = None,
                       outside_tol: float = 0.5) -> Similarity:
@@ -197,7 +210,7 @@ def refine_similarity(cloud: PointCloud, verts: np.ndarray, faces: np.ndarray, s
     wide_gate = FACE_GATE * bbox_diagonal(verts)
     for _ in range(iters):
         # the template into the scan's frame, not the scan into the template's (no new KD-tree per step)
-        dist, idx = cloud.tree.query(sim.inverse().apply(verts[sub]))
+        dist, idx = _gated_query(cloud, sim.inverse().apply(verts[sub]), 2.0 * wide_gate / sim.scale)
         dist = dist * sim.scale  # template units
         near_nrm = cloud.normals[idx] @ sim.rotation.T
         gate = np.full(len(sub), MEDIAN_GATE * np.median(dist) + 1e-9)

@@ -29,7 +29,7 @@ CONFIGS = {
     # benchmarks/geo_latent_floor.py) and a from-scratch CNN on the face crop (the condition ablation in the
     # geo-dit-small README: crop, landmarks and both were level at 400 steps; the crop is the one branch that
     # can carry identity cues), generating the residual around a closed-form landmark regression (models/cond_mean.py:
-    # the flow alone stayed at the mean head on this data; the regression cuts the held-out face error by ~20 %).
+    # the flow alone stayed at the mean head on this data; the regression cuts the held-out face error by a quarter).
     # `tiny`: tests and the tiny recipe.
     "flow-dit": {
         "paper": {},

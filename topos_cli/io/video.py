@@ -13,6 +13,7 @@ FFmpeg decodes the usual containers, and its 'mp4v' (MPEG-4 part 2) encoder need
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from topos_cli.io.image import PHOTO_SUFFIXES
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
 DEFAULT_FPS = 30.0  # frame folders carry no rate; a video whose container gives none is read at this rate
 FOURCC = "mp4v"  # MPEG-4 part 2: OpenCV's built-in encoder, plays in browsers' and OSes' default players
+# FFmpeg's own log lines ("moov atom not found") would precede our one-line error: quiet unless the user set it
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def is_video_source(path: str | Path) -> bool:

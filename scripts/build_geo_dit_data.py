@@ -73,13 +73,12 @@ def cmd_portraits(args) -> None:
     import numpy as np
 
     from scripts.build_face_landmark_map import random_material, render_portrait
-    from topos_cli.faces.crop import CROP_SIZE, face_crop
-    from topos_cli.faces.detect import detect_faces
+    from topos_cli.faces.crop import CROP_SIZE
     from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
     from topos_cli.io.manifest import split_for
     from topos_cli.render.parts import PartsRenderer
     from topos_cli.template import load_template
-    from topos_cli.train.data import DIT_CACHE
+    from topos_cli.train.data import DIT_CACHE, cache_face
     from topos_cli.utils.log import progress
 
     tpl = load_template(None)
@@ -105,12 +104,10 @@ def cmd_portraits(args) -> None:
             material = pool[int(rng.integers(len(pool)))]
             portrait = render_portrait(renderer, tpl, posed.astype(np.float32), rng, mats, size=PORTRAIT_SIZE,
                                        max_yaw=MAX_YAW_DEG, max_pitch=10.0, max_roll=5.0, material=material)
-            faces = detect_faces(portrait.image)
+            face = cache_face(portrait.image)
             row = i * VIEWS_PER_HEAD + view
-            if faces:
-                crop = face_crop(portrait.image, faces[0].landmarks)
-                crops[row] = crop.image
-                lms[row] = crop.normalize_landmarks(np.concatenate([faces[0].landmarks, faces[0].depth[:, None]], 1))
+            if face is not None:
+                crops[row], lms[row] = face
                 found[row] = True
     crops.flush()
     del crops

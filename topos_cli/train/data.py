@@ -211,8 +211,7 @@ def build_dit_cache(renders: str | Path, template: Template, progress: bool = Tr
     Heads are split by head id (io.manifest.split_for), so all renders of one identity share a split.
     Returns the cache folder.
     """
-    from topos_cli.faces.crop import CROP_SIZE, face_crop
-    from topos_cli.faces.detect import detect_faces
+    from topos_cli.faces.crop import CROP_SIZE
     from topos_cli.geometry.augment import coefficient_delta
     from topos_cli.io.image import read_image
     from topos_cli.io.manifest import read_manifest, split_for
@@ -230,12 +229,9 @@ def build_dit_cache(renders: str | Path, template: Template, progress: bool = Tr
     from topos_cli.utils.log import progress as bar
 
     for i, rec in enumerate(bar(recs, description="detect faces") if progress else recs):
-        image = read_image(folder / rec["image"])[..., :3]
-        faces = detect_faces(image)
-        if faces:
-            crop = face_crop(image, faces[0].landmarks)
-            crops[i] = crop.image
-            lms[i] = crop.normalize_landmarks(np.concatenate([faces[0].landmarks, faces[0].depth[:, None]], 1))
+        face = cache_face(read_image(folder / rec["image"])[..., :3])
+        if face is not None:
+            crops[i], lms[i] = face
             found[i] = True
     crops.flush()
     del crops
@@ -247,6 +243,19 @@ def build_dit_cache(renders: str | Path, template: Template, progress: bool = Tr
              split=np.array([split_for(h) for h in heads]), neutral=neutral.astype(np.float32),
              template_hash=template.hash)
     return cache
+
+
+def cache_face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(crop (S, S, 3) uint8, landmarks (478, 3) in the crop frame) of the largest face in a render, as the DiT
+    cache stores them (GeoPrior.condition makes the same from a photo); None when no face is found."""
+    from topos_cli.faces.crop import face_crop
+    from topos_cli.faces.detect import detect_faces
+
+    faces = detect_faces(image)
+    if not faces:
+        return None
+    crop = face_crop(image, faces[0].landmarks)
+    return crop.image, crop.normalize_landmarks(np.concatenate([faces[0].landmarks, faces[0].depth[:, None]], 1))
 
 
 def load_dit_cache(renders: str | Path) -> DitCache:

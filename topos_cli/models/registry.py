@@ -6,8 +6,9 @@ from dataclasses import fields
 
 from topos_cli.models.flow_dit import FlowDiT, FlowDiTConfig
 from topos_cli.models.mesh_vae import MeshVAE, MeshVAEConfig
+from topos_cli.models.uv_net import UVNet, UVNetConfig
 
-MODELS = {"mesh-vae": (MeshVAEConfig, MeshVAE), "flow-dit": (FlowDiTConfig, FlowDiT)}
+MODELS = {"mesh-vae": (MeshVAEConfig, MeshVAE), "flow-dit": (FlowDiTConfig, FlowDiT), "tex-uv": (UVNetConfig, UVNet)}
 
 # Values of config fields added later that reproduce the architecture of checkpoints written before them
 # (a checkpoint's `args` lists every field that existed when it was written).
@@ -39,6 +40,8 @@ CONFIGS = {
                  "mlp_ratio": 2.0, "condition": "crop+landmarks", "cnn_channels": [8, 16], "cnn_input": 32,
                  "landmark_tokens": 4},
     },
+    # generate-tex --method learned: the UV correction network (models/uv_net.py) on the unwrap at 128².
+    "tex-uv": {"small": {}, "tiny": {"size": 32, "widths": [8, 16], "groups": 4}},
 }
 
 
@@ -55,7 +58,7 @@ def make_config(name: str, args: dict | None = None, preset: str | None = None):
     unknown = sorted(set(merged) - known)
     if unknown:
         raise ValueError(f"unknown {name} args {unknown}; known: {sorted(known)}")
-    for key in ("decoder_channels", "cnn_channels"):  # tuple fields arrive as JSON/YAML lists
+    for key in ("decoder_channels", "cnn_channels", "widths"):  # tuple fields arrive as JSON/YAML lists
         if key in merged:
             merged[key] = tuple(merged[key])
     return config_cls(**merged)

@@ -134,18 +134,20 @@ class TexturePipeline:
     """Photo + posed head + camera -> `TextureResult` (see the module docstring).
 
     Methods: "unwrap" (classical, any photo, CPU), "qwen" (TOPOS-Texture: Qwen-Image-Edit + LoRA from a local
-    weights folder, `pipelines/tex_qwen.py`), "learned" (not shipped in this version: a one-line error).
+    weights folder, `pipelines/tex_qwen.py`), "learned" (the unwrap corrected by a small UV network, weights
+    from `weights` or the shipped tex-uv-small, `pipelines/tex_learned.py`).
     """
 
     def __init__(self, template, size: int = 1024, method: str = "unwrap", weights=None, lora=None,
                  device: str = "cpu"):
         if method not in METHODS:
             raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-        if method == "learned":
-            raise UsageError("--method learned: no trained UV model ships in this version; use --method unwrap "
-                             "(or qwen with local weights)")
         self.template, self.size, self.method = template, int(size), method
-        self._qwen = None
+        self._qwen = self._learned = None
+        if method == "learned":
+            from topos_cli.pipelines.tex_learned import LearnedCorrector
+
+            self._learned = LearnedCorrector.from_pretrained(weights, template)
         if method == "qwen":
             from topos_cli.pipelines.tex_qwen import QwenTexturer
 
@@ -170,7 +172,23 @@ class TexturePipeline:
         result = unwrap_texture(self.template, self.size, photo, verts, camera)
         if self._qwen is not None:  # TOPOS-Texture paints the albedo; the unwrap's PBR detail stays
             result = self._qwen_albedo(result, photo, verts, camera, seed)
+        if self._learned is not None:
+            result = self._learned_albedo(result)
         return result
+
+    def _learned_albedo(self, result: TextureResult) -> TextureResult:
+        """The unwrap's albedo corrected by the tex-uv network; PBR maps re-derived, normal and coverage kept."""
+        from topos_cli.texture.complete import pad_charts
+        from topos_cli.texture.pbr import pbr_maps
+
+        t0 = time.perf_counter()
+        albedo = self._learned(result.albedo, result.coverage, template_assets(self.template, self._learned.size))
+        assets = template_assets(self.template, self.size)
+        lin = pad_charts(srgb_to_linear(albedo), assets.raster.covered)
+        maps = pbr_maps(lin, assets.masks, np.zeros(albedo.shape[:2]), assets.default_normal)
+        seconds = {**result.stats.get("seconds", {}), "learned": round(time.perf_counter() - t0, 3)}
+        return TextureResult(linear_to_srgb(lin), maps.roughness, maps.specular, result.normal, result.coverage,
+                             {**result.stats, "seconds": seconds, "method": "learned"})
 
     def _qwen_albedo(self, result: TextureResult, photo, verts, camera, seed: int) -> TextureResult:
         from topos_cli.pipelines.tex_qwen import head_crop

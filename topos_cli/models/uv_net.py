@@ -1,0 +1,129 @@
+"""UV-space correction network of `topos generate-tex --method learned` (registry name "tex-uv").
+
+A small UNet on the classical unwrap at a low UV size (`config.size`, e.g. 128²). Inputs per texel: the
+unwrap's sRGB albedo and coverage shares (photo, mirrored, completed), the same at the mirror texel (the other
+side of the face), and fixed template channels (the default skin in sRGB, the chart mask, u and v). Outputs: a
+colour correction (added to the low-size albedo) and a detail gate k in [0, 1]. `compose` applies them to the
+full-size unwrap: up(low + correction) + up(k) * (full - up(low)), so the correction is smooth and the unwrap's
+fine detail is kept where the network trusts it (k ~ 1: photo texels on a well-fitting head) and dropped where
+it is misregistered shading or features (k ~ 0). The last layer is zero-initialised: an untrained network
+returns the unwrap unchanged (k = sigmoid(DETAIL_BIAS) ~ 0.95).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STATIC_CHANNELS = 6  # default skin sRGB (3), chart mask, u, v
+PHOTO_CHANNELS = 3 + 3 + 3 + 1  # albedo, coverage; the mirror texel's albedo and photo share
+DETAIL_BIAS = 3.0  # initial detail-gate logit: sigmoid(3) = 0.95, an untrained net keeps the unwrap's detail
+
+
+@dataclass
+class UVNetConfig:
+    """Constructor arguments of UVNet (the checkpoint's `args`)."""
+
+    size: int = 128  # UV side the network runs at (the unwrap is area-downsampled to it)
+    widths: tuple[int, ...] = (16, 32, 64, 96)  # channels per level, fine -> coarse (each level halves the side)
+    groups: int = 8  # GroupNorm groups
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["widths"] = list(self.widths)
+        return out
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 convolutions with GroupNorm and SiLU."""
+
+    def __init__(self, cin: int, cout: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(min(groups, cout), cout), nn.SiLU(),
+                                  nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(min(groups, cout), cout), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class UVNet(nn.Module):
+    """Args: config; template (unused: the UV layout enters through the static channels; kept for the registry)."""
+
+    def __init__(self, config: UVNetConfig, template=None):
+        super().__init__()
+        self.config = cfg = config
+        widths = list(cfg.widths)
+        self.down = nn.ModuleList()
+        cin = PHOTO_CHANNELS + STATIC_CHANNELS
+        for w in widths:
+            self.down.append(ConvBlock(cin, w, cfg.groups))
+            cin = w
+        self.up = nn.ModuleList(ConvBlock(widths[i + 1] + widths[i], widths[i], cfg.groups)
+                                for i in reversed(range(len(widths) - 1)))
+        self.head = nn.Conv2d(widths[0], 4, 1)  # correction (3) + detail-gate logit (1)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, DETAIL_BIAS]))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, PHOTO_CHANNELS + STATIC_CHANNELS, S, S) features -> (B, 4, S, S): correction and detail logit."""
+        skips = []
+        x = features
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.avg_pool2d(x, 2))  # (B, w_i, S / 2^i, S / 2^i)
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))  # (B, w_i, ...)
+        return self.head(x)
+
+
+def uv_features(albedo: torch.Tensor, coverage: torch.Tensor, static: torch.Tensor,
+                mirror: torch.Tensor) -> torch.Tensor:
+    """The network's input at its size.
+
+    Args:
+        albedo: (B, 3, S, S) the unwrap's sRGB albedo in [0, 1].
+        coverage: (B, 3, S, S) photo / mirrored / completed shares.
+        static: (1 or B, STATIC_CHANNELS, S, S) template channels (`static_channels`).
+        mirror: (S*S,) int64 mirror texel of each texel (itself where none).
+    Returns:
+        (B, PHOTO_CHANNELS + STATIC_CHANNELS, S, S).
+    """
+    bsz, _, s, _ = albedo.shape
+    mirrored = torch.cat([albedo, coverage[:, :1]], 1).flatten(2)[:, :, mirror].reshape(bsz, 4, s, s)
+    return torch.cat([albedo, coverage, mirrored, static.expand(bsz, -1, -1, -1)], 1)
+
+
+def static_channels(prior_srgb: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
+    """(1, STATIC_CHANNELS, S, S) from the default skin (S, S, 3) sRGB and the chart mask (S, S) bool."""
+    s = covered.shape[0]
+    v, u = torch.meshgrid(torch.linspace(1, 0, s), torch.linspace(0, 1, s), indexing="ij")  # row 0 = v 1
+    return torch.cat([prior_srgb.permute(2, 0, 1).float(), covered[None].float(), u[None], v[None]], 0)[None]
+
+
+def compose(full: torch.Tensor, low: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Apply the network's output to the full-size unwrap.
+
+    Args:
+        full: (B, 3, H, H) the unwrap's sRGB albedo at its own size.
+        low: (B, 3, S, S) the same, area-downsampled to the network's size (its input).
+        out: (B, 4, S, S) the network's output.
+    Returns:
+        (B, 3, H, H) corrected sRGB albedo, clipped to [0, 1].
+    """
+    size = full.shape[-2:]
+
+    def up(t):
+        return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+    gate = torch.sigmoid(out[:, 3:])
+    return (up(low + out[:, :3]) + up(gate) * (full - up(low))).clamp(0, 1)
+
+
+def downsample(img: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, H) -> (B, C, size, size) area average (H a multiple of size)."""
+    return img if img.shape[-1] == size else F.adaptive_avg_pool2d(img, size)

@@ -8,9 +8,10 @@
    and SSIM of the luminance, per texel class of the true-mesh unwrap (photo / mirrored / completed share
    > 0.5). Rows, same portraits: constant colour (the best constant: the truth's median); unwrap with the
    true mesh and camera; the same without de-lighting; unwrap with generate-geo's mesh and camera; both again
-   with the photo registered by the landmark warp (`texture/register.py`; mediapipe's landmarks from generate-geo).
+   with the photo registered by the landmark warp (`texture/register.py`; mediapipe's landmarks from generate-geo);
+   `--method learned` (the unwrap corrected by the shipped tex-uv-small network) on the true and generate-geo heads.
    Then the relit-render protocol and seam visibility of every row (`tex_protocol.py`).
-2. Seconds per portrait of the unwrap at 1024² (warm: template assets cached), with the true mesh.
+2. Seconds per portrait of the unwrap and of `--method learned` at 1024² (warm: template assets cached), true mesh.
 3. Real photos (public-domain astronaut + Grace Hopper, and ../shared/data/portraits when present; nothing
    made from the shared photos is written): generate-geo's head, then the de-lighting test — the photo
    with the half left (right) of the head's centre darkened (x0.45 in linear light, a soft ramp) must give
@@ -43,7 +44,9 @@ PHOTO = 512
 BLUR_TEXELS = 4  # "MAE after a 4 px blur": forgives misplaced pores, keeps misplaced features
 DARKEN = 0.45  # the relight test's darkened half
 ROWS = ("constant colour", "unwrap, true mesh", "unwrap, true mesh, no de-lighting", "unwrap, generate-geo mesh",
-        "unwrap, generate-geo mesh, landmark warp", "unwrap, true mesh, landmark warp")
+        "unwrap, generate-geo mesh, landmark warp", "unwrap, true mesh, landmark warp", "learned, true mesh",
+        "learned, generate-geo mesh")
+LEARNED = (ROWS[6], ROWS[7])  # --method learned (the shipped tex-uv-small) on the two heads; absent without it
 CLASSES = ("photo", "mirrored", "completed")
 
 
@@ -117,19 +120,26 @@ class RowOutput:
     result: object = None
 
 
-def _rows(tpl, case: Case, true, geo, i: int, covered: np.ndarray) -> dict:
-    """Every row's prediction for one portrait (the generate-geo row is missing when its face fit fails)."""
+def _rows(tpl, case: Case, true, geo, i: int, covered: np.ndarray, learned=None) -> dict:
+    """Every row's prediction for one portrait (the generate-geo row is missing when its face fit fails;
+    `learned`: a TexturePipeline with method "learned", or None)."""
     from topos_cli.pipelines.tex import unwrap_texture
 
     const = np.broadcast_to(np.median(case.truth[covered], 0), case.truth.shape)
     rows = {ROWS[0]: RowOutput(const), ROWS[1]: RowOutput(_lin(true.albedo), true)}
     flat = unwrap_texture(tpl, SIZE, case.photo / 255.0, case.verts, case.camera, relight=False)
     rows[ROWS[2]] = RowOutput(_lin(flat.albedo), flat)
+    if learned is not None:
+        out = learned(case.photo / 255.0, case.verts, case.camera)
+        rows[LEARNED[0]] = RowOutput(_lin(out.albedo), out)
     if geo is not None:
         try:
             res = geo(case.photo, source=f"case {i}")
             fitted = unwrap_texture(tpl, SIZE, case.photo / 255.0, res.posed, res.camera)
             rows[ROWS[3]] = RowOutput(_lin(fitted.albedo), fitted)
+            if learned is not None:
+                out = learned(case.photo / 255.0, res.posed, res.camera)
+                rows[LEARNED[1]] = RowOutput(_lin(out.albedo), out)
             for row, verts, cam in ((ROWS[4], res.posed, res.camera), (ROWS[5], case.verts, case.camera)):
                 warped = unwrap_texture(tpl, SIZE, case.photo / 255.0, verts, cam, landmarks=res.face.landmarks)
                 rows[row] = RowOutput(_lin(warped.albedo), warped)
@@ -151,6 +161,7 @@ def run_synthetic(tpl, count: int, with_geo: bool, protocol: bool = True) -> dic
         from topos_cli.pipelines.geo import GeoPipeline
 
         geo = GeoPipeline.from_pretrained(None, template=tpl)
+    learned = _learned_pipeline(tpl, SIZE)
     table = {r: [] for r in ROWS}
     relit, seams = {r: [] for r in ROWS}, {r: [] for r in ROWS}
     fractions = []
@@ -164,7 +175,7 @@ def run_synthetic(tpl, count: int, with_geo: bool, protocol: bool = True) -> dic
         if protocol:
             truth_renders = tp.relit_renders(tpl, case.verts, tp.truth_material(case.sample), renderer, i)
             masks = tp.face_masks(tpl, case.verts, renderer)
-        for name, row in _rows(tpl, case, true, geo, i, atlas.covered).items():
+        for name, row in _rows(tpl, case, true, geo, i, atlas.covered, learned).items():
             pred = row.albedo * _gain(row.albedo, case.truth, classes["photo"])
             table[name].append(scores(pred, case.truth, classes))
             if protocol:
@@ -181,6 +192,18 @@ def run_synthetic(tpl, count: int, with_geo: bool, protocol: bool = True) -> dic
         out["relit"] = {r: _relit_summary(v, relit[ROWS[0]]) for r, v in relit.items() if v}
         out["seams"] = {r: {k: _nanmean([s[k] for s in v]) for k in v[0]} for r, v in seams.items() if v}
     return out
+
+
+def _learned_pipeline(tpl, size: int):
+    """`--method learned` with the shipped weights, or None (the learned rows are left out) when none ship."""
+    from topos_cli.errors import MissingWeights
+    from topos_cli.pipelines.tex import TexturePipeline
+
+    try:
+        return TexturePipeline(tpl, size, "learned")
+    except MissingWeights as exc:
+        print(f"learned rows skipped: {exc}", file=sys.stderr)
+        return None
 
 
 def _nanmean(values: list) -> float:
@@ -239,8 +262,19 @@ def timing(tpl, repeats: int = 3) -> dict:
         res = unwrap_texture(tpl, 1024, photo / 255.0, verts, cam)
         runs.append(time.perf_counter() - t0)
         stages.append(res.stats["seconds"])
-    return {"size": 1024, "seconds_warm_median": round(float(np.median(runs)), 3),
-            "seconds_template_assets_once": round(cold, 3), "stages": stages[int(np.argmin(runs))]}
+    out = {"size": 1024, "seconds_warm_median": round(float(np.median(runs)), 3),
+           "seconds_template_assets_once": round(cold, 3), "stages": stages[int(np.argmin(runs))]}
+    learned = _learned_pipeline(tpl, 1024)
+    if learned is not None:  # the whole --method learned call: unwrap + network + re-derived PBR maps
+        learned(photo / 255.0, verts, cam)  # warm: the network's template channels
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            res = learned(photo / 255.0, verts, cam)
+            runs.append(time.perf_counter() - t0)
+        out["learned_seconds_warm_median"] = round(float(np.median(runs)), 3)
+        out["learned_stage_seconds"] = res.stats["seconds"].get("learned")
+    return out
 
 
 def real_photos(tpl, docs: Path | None) -> list[dict]:

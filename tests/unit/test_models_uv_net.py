@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from topos_cli.models.registry import build
-from topos_cli.models.uv_net import STATIC_CHANNELS, compose, static_channels, uv_features
+from topos_cli.models.uv_net import PHOTO_CHANNELS, STATIC_CHANNELS, compose, static_channels, uv_features
 
 SIZE = 32  # the tiny config's network side
 
@@ -32,7 +32,7 @@ def test_forward_shape_and_identity_at_init(tpl):
     net = build("tex-uv", None, tpl, "tiny")
     gen = torch.Generator().manual_seed(0)
     features = _features(2, gen)
-    assert features.shape == (2, 10 + STATIC_CHANNELS, SIZE, SIZE)
+    assert features.shape == (2, PHOTO_CHANNELS + STATIC_CHANNELS, SIZE, SIZE)
     out = net(features)
     assert out.shape == (2, 4, SIZE, SIZE)
     full = torch.rand(2, 3, 4 * SIZE, 4 * SIZE, generator=gen)

@@ -2,12 +2,13 @@
 
 A small UNet on the classical unwrap at a low UV size (`config.size`, e.g. 128²). Inputs per texel: the
 unwrap's sRGB albedo and coverage shares (photo, mirrored, completed), the same at the mirror texel (the other
-side of the face), and fixed template channels (the default skin in sRGB, the chart mask, u and v). Outputs: a
-colour correction (added to the low-size albedo) and a detail gate k in [0, 1]. `compose` applies them to the
-full-size unwrap: up(low + correction) + up(k) * (full - up(low)), so the correction is smooth and the unwrap's
-fine detail is kept where the network trusts it (k ~ 1: photo texels on a well-fitting head) and dropped where
-it is misregistered shading or features (k ~ 0). The last layer is zero-initialised: an untrained network
-returns the unwrap unchanged (k = sigmoid(DETAIL_BIAS) ~ 0.95).
+side of the face), the face's skin colour (photo-weighted mean, broadcast), and fixed template channels (the
+default skin in sRGB, the chart mask, u and v). Outputs: a colour correction (added to the low-size albedo)
+and a detail gate k in [0, 1]. `compose` applies them to the full-size unwrap:
+up(low + correction) + up(k) * (full - up(low)), so the correction is smooth and the unwrap's fine detail is
+kept where the network trusts it (k ~ 1: photo texels on a well-fitting head) and dropped where it is
+misregistered shading or features (k ~ 0). The last layer is zero-initialised: an untrained network returns
+the unwrap unchanged (k = sigmoid(DETAIL_BIAS) ~ 0.95).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 STATIC_CHANNELS = 6  # default skin sRGB (3), chart mask, u, v
-PHOTO_CHANNELS = 3 + 3 + 3 + 1  # albedo, coverage; the mirror texel's albedo and photo share
+PHOTO_CHANNELS = 3 + 3 + 3 + 1 + 3  # albedo, coverage; the mirror texel's albedo and photo share; the face's skin
+# colour (the photo-weighted mean albedo over the charts, the same at every texel: what completed texels tend to)
 DETAIL_BIAS = 3.0  # initial detail-gate logit: sigmoid(3) = 0.95, an untrained net keeps the unwrap's detail
 
 
@@ -61,6 +63,7 @@ class UVNet(nn.Module):
         for w in widths:
             self.down.append(ConvBlock(cin, w, cfg.groups))
             cin = w
+        self.glob = nn.Linear(widths[-1], widths[-1])  # the whole map's mean features, added at the coarsest level
         self.up = nn.ModuleList(ConvBlock(widths[i + 1] + widths[i], widths[i], cfg.groups)
                                 for i in reversed(range(len(widths) - 1)))
         self.head = nn.Conv2d(widths[0], 4, 1)  # correction (3) + detail-gate logit (1)
@@ -75,6 +78,7 @@ class UVNet(nn.Module):
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.avg_pool2d(x, 2))  # (B, w_i, S / 2^i, S / 2^i)
             skips.append(x)
+        x = x + self.glob(x.mean((2, 3)))[:, :, None, None]  # (B, w_last, s, s): global context (lighting, skin)
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))  # (B, w_i, ...)
@@ -88,14 +92,16 @@ def uv_features(albedo: torch.Tensor, coverage: torch.Tensor, static: torch.Tens
     Args:
         albedo: (B, 3, S, S) the unwrap's sRGB albedo in [0, 1].
         coverage: (B, 3, S, S) photo / mirrored / completed shares.
-        static: (1 or B, STATIC_CHANNELS, S, S) template channels (`static_channels`).
+        static: (1 or B, STATIC_CHANNELS, S, S) template channels (`static_channels`; channel 3 the chart mask).
         mirror: (S*S,) int64 mirror texel of each texel (itself where none).
     Returns:
         (B, PHOTO_CHANNELS + STATIC_CHANNELS, S, S).
     """
     bsz, _, s, _ = albedo.shape
     mirrored = torch.cat([albedo, coverage[:, :1]], 1).flatten(2)[:, :, mirror].reshape(bsz, 4, s, s)
-    return torch.cat([albedo, coverage, mirrored, static.expand(bsz, -1, -1, -1)], 1)
+    seen = coverage[:, :1] * static[:, 3:4]  # (B, 1, s, s) photo share on the charts
+    skin = (albedo * seen).sum((2, 3), keepdim=True) / seen.sum((2, 3), keepdim=True).clamp_min(1e-6)  # (B, 3, 1, 1)
+    return torch.cat([albedo, coverage, mirrored, skin.expand(-1, -1, s, s), static.expand(bsz, -1, -1, -1)], 1)
 
 
 def static_channels(prior_srgb: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from topos_cli.models.registry import build
-from topos_cli.models.uv_net import PHOTO_CHANNELS, STATIC_CHANNELS, compose, static_channels, uv_features
+from topos_cli.models.uv_net import (
+    OUT_CHANNELS,
+    PHOTO_CHANNELS,
+    SKIN,
+    STATIC_CHANNELS,
+    compose,
+    static_channels,
+    uv_features,
+)
 
 SIZE = 32  # the tiny config's network side
 
@@ -28,19 +36,22 @@ def _features(bsz: int, gen: torch.Generator) -> torch.Tensor:
     return uv_features(albedo, coverage, static, mirror)
 
 
-def test_forward_shape_and_identity_at_init(tpl):
+def test_forward_shape_and_output_at_init(tpl):
     net = build("tex-uv", None, tpl, "tiny")
     gen = torch.Generator().manual_seed(0)
     features = _features(2, gen)
     assert features.shape == (2, PHOTO_CHANNELS + STATIC_CHANNELS, SIZE, SIZE)
     out = net(features)
-    assert out.shape == (2, 4, SIZE, SIZE)
+    assert out.shape == (2, OUT_CHANNELS, SIZE, SIZE)
     full = torch.rand(2, 3, 4 * SIZE, 4 * SIZE, generator=gen)
     low = torch.nn.functional.adaptive_avg_pool2d(full, SIZE)
-    composed = compose(full, low, out)
+    composed = compose(full, low, out, features)
     assert composed.shape == full.shape
-    # zero-initialised head: the correction is 0 and the detail gate sigmoid(3): close to the input
-    assert (composed - full).abs().mean() < 0.05 * (full - full.mean()).abs().mean() + 0.02
+    # zero-initialised head: no correction, both gates 0.5 (half the skin colour, half the unwrap's detail)
+    skin = features[:, SKIN:SKIN + 3, :1, :1]
+    up = torch.nn.functional.interpolate(0.5 * low + 0.5 * skin, scale_factor=4, mode="bilinear")
+    up_low = torch.nn.functional.interpolate(low, scale_factor=4, mode="bilinear")
+    assert torch.allclose(composed, (up + 0.5 * (full - up_low)).clamp(0, 1), atol=1e-5)
 
 
 def _synthetic_pairs(tpl, count: int) -> list[dict]:

@@ -97,5 +97,5 @@ class LearnedCorrector:
         cover = torch.from_numpy(np.ascontiguousarray(coverage.transpose(2, 0, 1), np.float32))[None]
         low = downsample(full, self.size)  # (1, 3, s, s)
         with torch.no_grad():
-            out = self.model(uv_features(low, downsample(cover, self.size), maps.static, maps.mirror))
-            return compose(full, low, out)[0].permute(1, 2, 0).double().numpy()
+            features = uv_features(low, downsample(cover, self.size), maps.static, maps.mirror)
+            return compose(full, low, self.model(features), features)[0].permute(1, 2, 0).double().numpy()

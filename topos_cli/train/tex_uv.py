@@ -23,7 +23,7 @@ from topos_cli.pipelines.tex import linear_to_srgb, srgb_to_linear, template_ass
 from topos_cli.pipelines.tex_learned import UVMaps, uv_maps
 
 DATA_SIZE = 256  # the stored maps' side (scripts/build_tex_uv_data.py UV_SIZE)
-GEO_SHARE = 0.75  # share of samples drawn from generate-geo's unwrap (the case the network is for); the rest
+GEO_SHARE = 0.65  # share of samples drawn from generate-geo's unwrap (the case the network is for); the rest
 # from the true-mesh unwrap, so a well-fitting head's texture is not degraded
 MIN_GAIN_TEXELS = 100  # fewer photo texels than this: the gain is fitted on all chart texels
 
@@ -85,7 +85,7 @@ def uv_loss(net, batch: dict, maps_low: UVMaps, covered: torch.Tensor) -> dict[s
     size = maps_low.covered.shape[0]
     low = downsample(batch["albedo"], size)  # (B, 3, s, s)
     features = uv_features(low, downsample(batch["coverage"], size), maps_low.static, maps_low.mirror)
-    pred = compose(batch["albedo"], low, net(features))  # (B, 3, S, S)
+    pred = compose(batch["albedo"], low, net(features), features)  # (B, 3, S, S)
     mask = covered[None, None].expand_as(pred)
     l1 = (pred - batch["target"]).abs()[mask].mean()
     with torch.no_grad():

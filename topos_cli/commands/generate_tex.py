@@ -175,7 +175,8 @@ def texture_one(pipe, geometry, record: dict, out: Path, writing: Writing, seed:
     photo = Path(record["image"])
     rgb8 = as_rgb8(read_photo(photo))
     verts, cam, extra = geometry(record, rgb8, seed)
-    result = pipe(rgb8 / 255.0, verts, cam, seed=seed)
+    fitted = bool(extra) or "pose" in record  # generate-geo's head (run here or its record): not the true shape
+    result = pipe(rgb8 / 255.0, verts, cam, seed=seed, fitted=fitted)
     paths = write_texture_set(out, result, verts, pipe.template, preview=writing.preview, pbr=writing.pbr)
     rec = {**{k: v for k, v in record.items() if k not in ("camera",)}, "id": record.get("id", photo.stem),
            "image": str(photo.resolve()), "texture_dir": str(Path(out).resolve()), **paths,

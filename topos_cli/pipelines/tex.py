@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from topos_cli.errors import TemplateMismatch, UsageError
 from topos_cli.render.camera import Camera
+from topos_cli.texture.complete import RATIO_REACH
 
 METHODS = ("unwrap", "learned", "qwen")
 NOT_SKIN = ("eye", "brow", "mouth", "scalp", "back_of_head", "neck", "ear")  # hair, eyes, lips: kept out of the
@@ -38,6 +39,35 @@ PREVIEW_LIGHTS = ("studio", "side", "sunset")  # three lightings of the frontal 
 PREVIEW_SIZE = 384
 PRIOR_BLUR_FRACTION = 1 / 64  # the default skin's freckles, pores and blotches are one person's: keep its tones
 # (lips, brows, lids); measured on held-out synthetic heads, completed-texel MAE 0.0235 -> see benchmarks
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    """How far the head may be from the photographed shape, and what the unwrap does about it.
+
+    Attributes:
+        registration_cm: standard deviation of where the head's texels really sit in the photo (cm on the
+            surface); the photo is low-passed by it before sampling (the expected texel under that
+            misregistration: a fitted head's wrong fine shape moves pores, lids and lip lines by millimetres).
+        trust: scale of the photo's (and mirror's) share in each texel; the rest is the completion (the photo's
+            median skin colour on the flattened default skin, `texture/complete.py`), which does not depend on
+            the head's shape, so the shading a wrong normal leaves in a texel shrinks with it.
+        ratio_reach: how far the completion follows the colour of the nearest observed texels (fraction of the
+            side, `complete.smooth_ratio`); 0: the photo's global skin colour (a fitted head's border texels
+            carry its misfit shading).
+    """
+
+    registration_cm: float = 0.0
+    trust: float = 1.0
+    ratio_reach: float = RATIO_REACH
+
+
+EXACT_HEAD = HeadFit()  # the head is the photographed shape (a scan, a render's own mesh): texels as sampled
+FITTED_HEAD = HeadFit(0.15, 0.3, 0.0)  # generate-geo's head (landmarks fitted to 1-2 px, the shape off by
+# millimetres). On 12 held-out synthetic portraits (benchmarks/generate_tex.py; ~14 px/cm there), photo/mirrored/
+# completed MAE with the flattened prior and the global colour: 0.0234/0.0200/0.0144 as sampled; low-passed by
+# 3 px (~0.2 cm) 0.0221/0.0193/0.0143; + trust 0.4 0.0186/0.0163/0.0140; registration 0.15 cm, trust 0.3
+# 0.0184/0.0161/0.0139 (0.1 cm, 0.35: 0.0185/0.0162/0.0139); the best constant colour 0.0206/0.0165/0.0140
 
 
 @dataclass
@@ -97,6 +127,7 @@ def template_assets(template, size: int) -> TemplateTextureAssets:
     """Raster, mirror map, skin texels, default maps and feature masks of a template at `size`."""
     from topos_cli.io.image import read_image
     from topos_cli.render.textures import build_atlas, feature_masks
+    from topos_cli.texture.complete import FEATURE_MASKS, flatten_prior
     from topos_cli.texture.uv import template_mirror, template_raster
 
     if template.uv is None or template.uv_faces is None:
@@ -113,18 +144,20 @@ def template_assets(template, size: int) -> TemplateTextureAssets:
             outer_v[template.regions[name]] = 1.0
     outer = raster.interpolate(outer_v[:, None], template.faces)[:, 0] >= 0.5
     maps = Path(template.root) / "maps" if template.root is not None else None
+    lms = template.landmarks if len(template.landmarks) == 68 else None
+    atlas = build_atlas(template.verts, template.faces, template.uv, template.uv_faces, template.regions, lms,
+                        MASK_SIZE)
+    masks = {k: np.clip(_resize(v, size), 0, 1) for k, v in feature_masks(atlas).items()}
     if maps is not None and (maps / "albedo.png").is_file():
         prior = srgb_to_linear(_resize(read_image(maps / "albedo.png")[..., :3] / 255.0, size))
         prior = np.stack([ndimage.gaussian_filter(prior[..., c], size * PRIOR_BLUR_FRACTION) for c in range(3)], -1)
+        features = np.max([masks[k] for k in FEATURE_MASKS if k in masks], axis=0)
+        prior = flatten_prior(prior, features, raster.image(skin.astype(np.float64)) > 0.5)
         nrm = _resize(read_image(maps / "normal.png")[..., :3] / 255.0 * 2 - 1, size)
         nrm /= np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-8)
     else:
         prior = np.broadcast_to(np.array([0.45, 0.3, 0.25]), (size, size, 3)).copy()
         nrm = np.broadcast_to(np.array([0.0, 0.0, 1.0]), (size, size, 3)).copy()
-    lms = template.landmarks if len(template.landmarks) == 68 else None
-    atlas = build_atlas(template.verts, template.faces, template.uv, template.uv_faces, template.regions, lms,
-                        MASK_SIZE)
-    masks = {k: np.clip(_resize(v, size), 0, 1) for k, v in feature_masks(atlas).items()}
     mirror = np.full(size * size, -1, np.int64)
     mirror[raster.pix] = template_mirror(template, size).index
     return TemplateTextureAssets(raster, mirror, skin, outer, prior, nrm, masks)
@@ -159,7 +192,8 @@ class TexturePipeline:
 
         return cls(load_template(template), size, method, **kw)
 
-    def __call__(self, photo: np.ndarray, verts: np.ndarray, camera: Camera, seed: int = 0) -> TextureResult:
+    def __call__(self, photo: np.ndarray, verts: np.ndarray, camera: Camera, seed: int = 0,
+                 fitted: bool = False) -> TextureResult:
         """Texture the head from the photo.
 
         Args:
@@ -167,9 +201,12 @@ class TexturePipeline:
             verts: (V, 3) the head in template topology, posed as in the photo (cm).
             camera: the camera that reproduces the photo (its width/height are rescaled to the photo's).
             seed: the qwen sampler's noise seed (unwrap is deterministic).
+            fitted: the head was fitted to the photo (generate-geo), not its true shape: the unwrap runs with
+                `FITTED_HEAD` (not under `learned`: its network was trained on exact-head unwraps).
         """
         self.template.check_verts(np.asarray(verts), "head")
-        result = unwrap_texture(self.template, self.size, photo, verts, camera)
+        head = FITTED_HEAD if fitted and self._learned is None else EXACT_HEAD
+        result = unwrap_texture(self.template, self.size, photo, verts, camera, head=head)
         if self._qwen is not None:  # TOPOS-Texture paints the albedo; the unwrap's PBR detail stays
             result = self._qwen_albedo(result, photo, verts, camera, seed)
         if self._learned is not None:
@@ -204,12 +241,14 @@ class TexturePipeline:
 
 
 def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, camera: Camera,
-                   relight: bool = True, landmarks: np.ndarray | None = None) -> TextureResult:
+                   relight: bool = True, landmarks: np.ndarray | None = None,
+                   head: HeadFit = EXACT_HEAD) -> TextureResult:
     """The `unwrap` method (see the module docstring); returns the maps and per-stage seconds.
 
     `relight=False` skips the de-lighting (the photo's shading stays in the albedo): an ablation for benchmarks.
     `landmarks`: (478, 2) mediapipe landmarks detected in the photo (pixels): the photo is registered to the head
     by a landmark warp (`texture/register.py`) before sampling; None samples where the head projects.
+    `head`: how far the head may be from the photographed shape (`EXACT_HEAD`, `FITTED_HEAD` for generate-geo's).
     """
     from topos_cli.render.raster_gl import _vertex_normals
     from topos_cli.texture.complete import complete, pad_charts
@@ -235,13 +274,15 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     depth = depth_map(verts, template.faces, cam)
     warp = _landmark_warp(template, verts, cam, depth, landmarks)
-    proj = project_texels(srgb_to_linear(photo[..., :3]), position, normal, cam, depth, warp)
+    proj = project_texels(_low_pass(srgb_to_linear(photo[..., :3]), verts, cam, head.registration_cm), position,
+                          normal, cam, depth, warp)
     lap("project")
     delit = delight(proj.colour, normal, proj.weight, assets.skin if relight else np.zeros_like(assets.skin))
     lap("delight")
     weight = raster.image(proj.weight * _skin_gate(delit, proj.weight, assets.outer))
     albedo = suppress_highlights(raster.image(delit.albedo), weight)
-    done = complete(albedo, weight, raster.covered, assets.mirror, assets.prior * _prior_gain(delit, proj, assets))
+    done = complete(albedo, weight, raster.covered, assets.mirror, assets.prior * _prior_gain(delit, proj, assets),
+                    head.trust, head.ratio_reach)
     lap("complete")
     lin = pad_charts(done.albedo * _skin_gain(done.albedo, assets), raster.covered)  # pad before filtering
     maps = pbr_maps(lin, assets.masks, np.clip(done.photo, 0, 1), assets.default_normal)
@@ -252,6 +293,17 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
                                                                "shift_px": round(warp.shift_px, 3)},
                     "lighting_sh": np.round(delit.coefficients, 5).tolist()}
     return result
+
+
+def _low_pass(photo: np.ndarray, verts: np.ndarray, camera: Camera, registration_cm: float) -> np.ndarray:
+    """The photo blurred by a Gaussian of `registration_cm` on the head (in pixels at the head's median depth)."""
+    if registration_cm <= 0:
+        return photo
+    import cv2
+
+    _, z = camera.project(np.asarray(verts, np.float64))
+    sigma = registration_cm * camera.fx / max(float(np.median(z)), 1e-6)
+    return cv2.GaussianBlur(np.asarray(photo, np.float32), (0, 0), sigma).astype(np.float64)
 
 
 def _landmark_warp(template, verts: np.ndarray, camera: Camera, depth: np.ndarray, landmarks):

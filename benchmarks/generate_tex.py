@@ -7,13 +7,15 @@
    on the texels the photo saw, applied to every class), on a 0-1 sRGB scale: MAE, MAE after a 4-texel blur,
    and SSIM of the luminance, per texel class of the true-mesh unwrap (photo / mirrored / completed share
    > 0.5). Rows, same portraits: constant colour (the best constant: the truth's median); unwrap with the
-   true mesh and camera; the same without de-lighting; unwrap with generate-geo's mesh and camera; both again
+   true mesh and camera; the same without de-lighting; unwrap with generate-geo's mesh and camera (with
+   `FITTED_HEAD`, as `topos generate` runs it, and with the exact-head settings as an ablation); both again
    with the photo registered by the landmark warp (`texture/register.py`; mediapipe's landmarks from generate-geo);
    `--method learned` (the unwrap corrected by the shipped tex-uv-small network) on the true and generate-geo heads.
    Then the relit-render protocol and seam visibility of every row (`tex_protocol.py`).
 2. Seconds per portrait of the unwrap and of `--method learned` at 1024² (warm: template assets cached), true mesh.
 3. Real photos (public-domain astronaut + Grace Hopper, and ../shared/data/portraits when present; nothing
-   made from the shared photos is written): generate-geo's head, then the de-lighting test — the photo
+   made from the shared photos is written): generate-geo's head (exact-head settings: the test is about the
+   de-lighting), then the de-lighting test — the photo
    with the half left (right) of the head's centre darkened (x0.45 in linear light, a soft ramp) must give
    nearly the same albedo as the photo itself: MAE between the two albedos on the texels both saw (one gain),
    with and without de-lighting.
@@ -45,7 +47,7 @@ BLUR_TEXELS = 4  # "MAE after a 4 px blur": forgives misplaced pores, keeps misp
 DARKEN = 0.45  # the relight test's darkened half
 ROWS = ("constant colour", "unwrap, true mesh", "unwrap, true mesh, no de-lighting", "unwrap, generate-geo mesh",
         "unwrap, generate-geo mesh, landmark warp", "unwrap, true mesh, landmark warp", "learned, true mesh",
-        "learned, generate-geo mesh")
+        "learned, generate-geo mesh", "unwrap, generate-geo mesh, exact-head settings")
 LEARNED = (ROWS[6], ROWS[7])  # --method learned (the shipped tex-uv-small) on the two heads; absent without it
 CLASSES = ("photo", "mirrored", "completed")
 
@@ -123,7 +125,7 @@ class RowOutput:
 def _rows(tpl, case: Case, true, geo, i: int, covered: np.ndarray, learned=None) -> dict:
     """Every row's prediction for one portrait (the generate-geo row is missing when its face fit fails;
     `learned`: a TexturePipeline with method "learned", or None)."""
-    from topos_cli.pipelines.tex import unwrap_texture
+    from topos_cli.pipelines.tex import EXACT_HEAD, FITTED_HEAD, unwrap_texture
 
     const = np.broadcast_to(np.median(case.truth[covered], 0), case.truth.shape)
     rows = {ROWS[0]: RowOutput(const), ROWS[1]: RowOutput(_lin(true.albedo), true)}
@@ -135,13 +137,17 @@ def _rows(tpl, case: Case, true, geo, i: int, covered: np.ndarray, learned=None)
     if geo is not None:
         try:
             res = geo(case.photo, source=f"case {i}")
-            fitted = unwrap_texture(tpl, SIZE, case.photo / 255.0, res.posed, res.camera)
+            fitted = unwrap_texture(tpl, SIZE, case.photo / 255.0, res.posed, res.camera, head=FITTED_HEAD)
             rows[ROWS[3]] = RowOutput(_lin(fitted.albedo), fitted)
+            exact = unwrap_texture(tpl, SIZE, case.photo / 255.0, res.posed, res.camera)  # ablation: trust 1
+            rows[ROWS[8]] = RowOutput(_lin(exact.albedo), exact)
             if learned is not None:
                 out = learned(case.photo / 255.0, res.posed, res.camera)
                 rows[LEARNED[1]] = RowOutput(_lin(out.albedo), out)
-            for row, verts, cam in ((ROWS[4], res.posed, res.camera), (ROWS[5], case.verts, case.camera)):
-                warped = unwrap_texture(tpl, SIZE, case.photo / 255.0, verts, cam, landmarks=res.face.landmarks)
+            for row, verts, cam, head in ((ROWS[4], res.posed, res.camera, FITTED_HEAD),
+                                          (ROWS[5], case.verts, case.camera, EXACT_HEAD)):
+                warped = unwrap_texture(tpl, SIZE, case.photo / 255.0, verts, cam, landmarks=res.face.landmarks,
+                                        head=head)
                 rows[row] = RowOutput(_lin(warped.albedo), warped)
         except Exception as exc:  # noqa: BLE001 - a missed face is a result, reported
             print(f"case {i}: generate-geo failed: {exc}", file=sys.stderr)
@@ -347,9 +353,9 @@ def _write_docs(docs: Path, name: str, img: np.ndarray, res, tpl) -> None:
     import cv2
 
     from topos_cli.io.image import write_png
-    from topos_cli.pipelines.tex import render_preview, unwrap_texture
+    from topos_cli.pipelines.tex import FITTED_HEAD, render_preview, unwrap_texture
 
-    texture = unwrap_texture(tpl, 1024, img / 255.0, res.posed, res.camera)
+    texture = unwrap_texture(tpl, 1024, img / 255.0, res.posed, res.camera, head=FITTED_HEAD)  # as `topos generate`
     tile = 192  # small figures for the README
     h, w = img.shape[:2]
     small = cv2.resize(img, (tile * w // max(h, w), tile * h // max(h, w)), interpolation=cv2.INTER_AREA) / 255.0

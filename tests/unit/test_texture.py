@@ -179,3 +179,72 @@ def test_landmark_warp_ignores_jitter_and_hidden_landmarks():
     warp = landmark_warp(detected, points, np.ones(478), cam, depth)
     assert warp is not None and np.abs(warp.apply(pix) - pix).max() < 0.3  # jitter shrunk away
     assert landmark_warp(detected, points, np.ones(478), cam, np.full_like(depth, 1e-3)) is None  # all hidden
+
+
+def test_flatten_prior_keeps_features_and_sets_skin_to_its_median():
+    from topos_cli.texture.complete import flatten_prior
+
+    prior = np.zeros((4, 4, 3))
+    prior[..., 0] = np.arange(16).reshape(4, 4) / 16  # a blotchy red channel
+    features = np.zeros((4, 4))
+    features[0, 0] = 1.0  # one feature texel (a lip)
+    features[0, 1] = 0.5  # its soft edge
+    skin = np.ones((4, 4), bool)
+    out = flatten_prior(prior, features, skin)
+    median = np.median(prior[..., 0])  # 7.5 / 16
+    assert out[0, 0, 0] == 0.0  # the feature keeps its own colour
+    assert out[0, 1, 0] == pytest.approx(0.5 * (1 / 16) + 0.5 * median)
+    np.testing.assert_allclose(out[1:, :, 0], median)  # the rest is one tone
+
+
+def test_smooth_ratio_without_reach_is_the_median_ratio_everywhere():
+    from topos_cli.texture.complete import smooth_ratio
+
+    s = 32
+    prior = np.full((s, s, 3), 0.2)
+    values = np.full((s, s, 3), 0.3)
+    values[:4, :4] = 0.9  # a misfit border patch (shading the head left in) does not colour the rest
+    seen = np.zeros((s, s))
+    seen[:16] = 1.0
+    covered = np.ones((s, s), bool)
+    glob = smooth_ratio(values, prior, seen, covered, reach=0.0)
+    np.testing.assert_allclose(glob, 1.5)  # median of 0.3 / 0.2 over the seen half
+    local = smooth_ratio(values, prior, seen, covered, reach=1 / 64)
+    assert local[2, 2, 0] > 3.0  # next to the patch the local colour is followed
+    assert abs(local[-1, -1, 0] - 1.5) < 0.05  # far from any observation it is the global ratio
+
+
+def test_complete_trust_shrinks_photo_texels_toward_the_completion():
+    from topos_cli.texture.complete import complete
+
+    s = 16
+    covered = np.ones((s, s), bool)
+    prior = np.full((s, s, 3), 0.2)
+    albedo = np.full((s, s, 3), 0.4)
+    albedo[5, 5] = 0.8  # one texel the head's wrong shading brightened
+    weight = np.zeros((s, s))
+    weight[:8] = 1.0
+    mirror = np.full(s * s, -1)
+    full = complete(albedo, weight, covered, mirror, prior, trust=1.0, reach=0.0)
+    shrunk = complete(albedo, weight, covered, mirror, prior, trust=0.25, reach=0.0)
+    assert full.albedo[5, 5, 0] == pytest.approx(0.8)
+    assert shrunk.albedo[5, 5, 0] == pytest.approx(0.25 * 0.8 + 0.75 * 0.4)  # 0.4: prior x median ratio 2
+    assert shrunk.albedo[12, 3, 0] == pytest.approx(0.4)  # unseen texels: the completion as before
+    assert shrunk.photo[5, 5] == pytest.approx(0.25) and shrunk.prior[5, 5] == pytest.approx(0.75)
+
+
+def test_fitted_head_low_passes_the_photo_by_its_registration():
+    from topos_cli.pipelines.tex import FITTED_HEAD, _low_pass
+    from topos_cli.render.views import framed_camera
+
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [-1.0, -1.0, 0.0]])
+    cam = framed_camera(points, 0, 0, 64)
+    photo = np.zeros((64, 64, 3))
+    photo[32, 32] = 1.0  # a point: its blur's spread is the registration in pixels
+    out = _low_pass(photo, points, cam, FITTED_HEAD.registration_cm)
+    _, z = cam.project(points)
+    sigma = FITTED_HEAD.registration_cm * cam.fx / np.median(z)
+    row = out[32, :, 0] / out[32, :, 0].sum()
+    spread = np.sqrt((row * (np.arange(64) - 32) ** 2).sum())
+    assert spread == pytest.approx(sigma, rel=0.1) and out.sum() == pytest.approx(3.0, rel=1e-3)
+    assert _low_pass(photo, points, cam, 0.0) is photo  # an exact head: the photo as it is

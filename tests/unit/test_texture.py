@@ -248,3 +248,17 @@ def test_fitted_head_low_passes_the_photo_by_its_registration():
     spread = np.sqrt((row * (np.arange(64) - 32) ** 2).sum())
     assert spread == pytest.approx(sigma, rel=0.1) and out.sum() == pytest.approx(3.0, rel=1e-3)
     assert _low_pass(photo, points, cam, 0.0) is photo  # an exact head: the photo as it is
+
+
+def test_fitted_head_trusts_the_photo_on_lips_and_brows_only():
+    from types import SimpleNamespace
+
+    from topos_cli.pipelines.tex import EXACT_HEAD, FITTED_HEAD, _trust
+
+    lips = np.zeros((4, 4))
+    lips[1, 1] = 1.0
+    assets = SimpleNamespace(masks={"lips": lips, "brows": np.zeros((4, 4)), "tzone": np.ones((4, 4))})
+    trust = _trust(FITTED_HEAD, assets)
+    assert trust[1, 1] == pytest.approx(FITTED_HEAD.feature_trust)  # the person's own lip colour
+    assert trust[0, 0] == pytest.approx(FITTED_HEAD.trust) and FITTED_HEAD.trust < 1  # skin: toward completion
+    assert _trust(EXACT_HEAD, assets) == 1.0

@@ -55,19 +55,25 @@ class HeadFit:
         ratio_reach: how far the completion follows the colour of the nearest observed texels (fraction of the
             side, `complete.smooth_ratio`); 0: the photo's global skin colour (a fitted head's border texels
             carry its misfit shading).
+        feature_trust: the photo's share scale on the lips and brows (TRUSTED_FEATURES): the person's own
+            colours there, which the default skin only approximates, outweigh the misfit's shading.
     """
 
     registration_cm: float = 0.0
     trust: float = 1.0
     ratio_reach: float = RATIO_REACH
+    feature_trust: float = 1.0
 
 
 EXACT_HEAD = HeadFit()  # the head is the photographed shape (a scan, a render's own mesh): texels as sampled
-FITTED_HEAD = HeadFit(0.15, 0.3, 0.0)  # generate-geo's head (landmarks fitted to 1-2 px, the shape off by
+FITTED_HEAD = HeadFit(0.15, 0.3, 0.0, 1.0)  # generate-geo's head (landmarks fitted to 1-2 px, the shape off by
 # millimetres). On 12 held-out synthetic portraits (benchmarks/generate_tex.py; ~14 px/cm there), photo/mirrored/
 # completed MAE with the flattened prior and the global colour: 0.0234/0.0200/0.0144 as sampled; low-passed by
 # 3 px (~0.2 cm) 0.0221/0.0193/0.0143; + trust 0.4 0.0186/0.0163/0.0140; registration 0.15 cm, trust 0.3
-# 0.0184/0.0161/0.0139 (0.1 cm, 0.35: 0.0185/0.0162/0.0139); the best constant colour 0.0206/0.0165/0.0140
+# 0.0184/0.0161/0.0139 (0.1 cm, 0.35: 0.0185/0.0162/0.0139); + feature trust 1 on lips and brows
+# 0.0178/0.0160/0.0139 (+ lids: 0.0179/0.0160/0.0140; + eyeshadow and beard areas: 0.0190/0.0164/0.0140; 0.6:
+# 0.0181/0.0161/0.0139); the best constant colour 0.0206/0.0165/0.0140
+TRUSTED_FEATURES = ("lips", "brows")
 
 
 @dataclass
@@ -282,7 +288,7 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
     weight = raster.image(proj.weight * _skin_gate(delit, proj.weight, assets.outer))
     albedo = suppress_highlights(raster.image(delit.albedo), weight)
     done = complete(albedo, weight, raster.covered, assets.mirror, assets.prior * _prior_gain(delit, proj, assets),
-                    head.trust, head.ratio_reach)
+                    _trust(head, assets), head.ratio_reach)
     lap("complete")
     lin = pad_charts(done.albedo * _skin_gain(done.albedo, assets), raster.covered)  # pad before filtering
     maps = pbr_maps(lin, assets.masks, np.clip(done.photo, 0, 1), assets.default_normal)
@@ -293,6 +299,14 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
                                                                "shift_px": round(warp.shift_px, 3)},
                     "lighting_sh": np.round(delit.coefficients, 5).tolist()}
     return result
+
+
+def _trust(head: HeadFit, assets) -> float | np.ndarray:
+    """The photo's share scale: `head.trust`, rising to `head.feature_trust` on TRUSTED_FEATURES ((S, S) then)."""
+    if head.trust == head.feature_trust:
+        return head.trust
+    features = np.clip(np.max([assets.masks[k] for k in TRUSTED_FEATURES if k in assets.masks], axis=0), 0, 1)
+    return head.trust + (head.feature_trust - head.trust) * features
 
 
 def _low_pass(photo: np.ndarray, verts: np.ndarray, camera: Camera, registration_cm: float) -> np.ndarray:

@@ -72,15 +72,16 @@ def mirror_fill(values: np.ndarray, weight: np.ndarray, mirror: np.ndarray) -> t
 
 
 def complete(albedo: np.ndarray, weight: np.ndarray, covered: np.ndarray, mirror_index: np.ndarray,
-             prior: np.ndarray, trust: float = 1.0, reach: float = RATIO_REACH) -> Completion:
+             prior: np.ndarray, trust: float | np.ndarray = 1.0, reach: float = RATIO_REACH) -> Completion:
     """Mirror-fill and prior-complete a partial albedo.
 
     Args:
         albedo: (S, S, 3) linear albedo where seen (anything elsewhere). weight: (S, S) confidence in [0, 1].
         covered: (S, S) bool texels on the UV charts. mirror_index: (S*S,) flat mirror texel per texel (-1).
         prior: (S, S, 3) linear prior albedo (the template's default skin, `flatten_prior`).
-        trust: scale of the photo's and mirror's shares (1: the head is the photographed shape; below 1 each
-            texel shrinks toward the completion). The completion's colour uses the full weights.
+        trust: scale of the photo's and mirror's shares, a number or (S, S) per texel (1: the head is the
+            photographed shape; below 1 a texel shrinks toward the completion). The completion's colour uses the
+            full weights.
         reach: how far (fraction of the side) the completion follows the local colour of observed texels
             before it is the photo's global skin colour (`smooth_ratio`); 0: global only.
     """
@@ -91,7 +92,8 @@ def complete(albedo: np.ndarray, weight: np.ndarray, covered: np.ndarray, mirror
     seen = np.where(covered, np.clip(w_own + w_mir, 0.0, 1.0).reshape(s, s), 0.0)
     ratio = smooth_ratio(mixed, prior, seen, covered, reach)
     filled = prior * ratio
-    share = trust * seen[..., None]
+    trust = np.broadcast_to(np.asarray(trust, np.float64), (s, s))
+    share = (trust * seen)[..., None]
     out = np.where(covered[..., None], share * mixed + (1 - share) * filled, 0.0)
     photo = np.where(covered, trust * w_own.reshape(s, s), 0.0)
     mirror = np.where(covered, trust * w_mir.reshape(s, s), 0.0)

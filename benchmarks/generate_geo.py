@@ -10,7 +10,8 @@
    crop of the truth at r = 1.4 x, similarity on the 7 points, truth->mesh point-to-surface median/mean in mm
    (without NoW's final rigid ICP refinement).
    Rows: mean head; landmark fit with the template's bases only (the mean head as prior); DiT only; DiT + fit;
-   the latent floor (decode(encode(truth))); the fit with the *true* landmarks (upper bound of the landmark fit).
+   DiT + fit + shading (the photometric refinement, geometry/photo_shading.py: the command's default); the latent
+   floor (decode(encode(truth))); the fit with the *true* landmarks (upper bound of the landmark fit).
 2. Identity consistency: distance between the two portraits' neutral outputs of one identity (different pose,
    light, texture, expression) vs between outputs of different identities (face Procrustes, % of diagonal).
 3. Real photos (public-domain astronaut + Grace Hopper, and ../shared/data/portraits when present): a head from
@@ -48,8 +49,8 @@ HELD_OUT_EVERY = 4  # real photos: every 4th usable landmark is scored, not fitt
 TRUE_LM_REG = 1e-5  # the true-landmark fit: almost no prior (noise-free points)
 DOCS_TILE = 224  # pixels per tile of the README figures (small PNGs)
 DOCS_CROP = 1.7  # crop side around the face box in the overlay tile
-ROWS = ("mean head", "bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit", "latent floor",
-        "fit, true landmarks")
+ROWS = ("mean head", "bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit",
+        "DiT + fit + shading", "latent floor", "fit, true landmarks")
 
 
 @dataclass
@@ -164,10 +165,11 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
 
     face = np.concatenate([tpl.region(r) for r in FACE_REGIONS])
     lmap = load_landmark_map(tpl)
-    timing = {k: [] for k in ("detect", "bases fit", "DiT prior", "DiT fit", "true-landmark fit", "latent floor")}
+    timing = {k: [] for k in ("detect", "bases fit", "DiT prior", "DiT fit", "DiT shading", "true-landmark fit",
+                              "latent floor")}
     for n, case in enumerate(cases):
         cam = case.camera
-        opts = GeoOptions(intrinsics=(cam.fx, cam.fy, cam.cx, cam.cy), steps=50, cfg=3.0)
+        opts = GeoOptions(intrinsics=(cam.fx, cam.fy, cam.cx, cam.cy), steps=50, cfg=3.0, shading=False)
         preds = {"mean head": tpl.verts}
         res = pipes["bases"](case.image, f"case{n}", seed=n, options=opts)
         preds["bases-only landmark fit"] = res.verts
@@ -182,6 +184,10 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
                 preds["DiT landmark regression"] = regression
             timing["DiT prior"].append(res.seconds["prior"])
             timing["DiT fit"].append(res.seconds["fit"])
+            opts.shading = True  # the command's default: the photometric refinement after the landmark fit
+            res = pipes["dit"](case.image, f"case{n}", seed=n, options=opts)
+            preds["DiT + fit + shading"] = res.verts
+            timing["DiT shading"].append(res.seconds["shading"])
             t0 = time.perf_counter()
             preds["latent floor"] = prior.decode(prior.encode(case.neutral))[0]
             timing["latent floor"].append(time.perf_counter() - t0)
@@ -410,7 +416,8 @@ def main(argv=None) -> int:
           + (f", around the DiT head {pipes['dit'].identity_reg:g}" if "dit" in pipes else ""))
     print_table(table, table["mean head"])
     consistency = {row: identity_consistency(tpl, cases, scores.outputs[row])
-                   for row in ("bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit")
+                   for row in ("bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit",
+                               "DiT + fit + shading")
                    if scores.outputs[row]}
     for row, c in consistency.items():
         print(f"identity consistency, {row}: same {c['same']:.3f} % vs different {c['different']:.3f} % "

@@ -184,3 +184,26 @@ def test_ridge_mean_head_shrinks_with_lambda(tiny_template):
     weak = model.mean_head.fit(lms, tokens, 1e-3)["r2"]
     strong = model.mean_head.fit(lms, tokens, 1e6)["r2"]
     assert weak > strong >= 0.0 and strong < 0.01  # a huge ridge predicts the mean
+
+
+def test_ridge_mean_head_stores_the_held_out_residual_covariance(tiny_template, tmp_path):
+    """fit(held_out=...) keeps the covariance of what the regression misses on renders it did not see (the photo
+    fit's prior); checkpoints written before the buffer existed still load (zeros: not measured)."""
+    model = _dummy(tiny_template, mean_head="ridge", mean_lambda=1e-6)
+    rng = np.random.default_rng(2)
+    lms = rng.normal(size=(3500, 478, 3)).astype(np.float32)
+    true_w = rng.normal(size=(478 * 3, 12)) * 0.05
+    clean = lms.reshape(len(lms), -1) @ true_w
+    noise = rng.normal(size=(3500, 12)) * np.linspace(0.1, 1.0, 12)  # unexplained, per element
+    tokens = (clean + noise).reshape(-1, 3, 4)
+    fit = model.mean_head.fit(lms[:3000], tokens[:3000], 1e-6, held_out=(lms[3000:], tokens[3000:]))
+    assert fit["held_out_samples"] == 500
+    cov = model.mean_head.residual_cov.numpy()
+    expected = model.mean_head.residuals(lms[3000:], tokens[3000:])
+    np.testing.assert_allclose(cov, expected.T @ expected / 500, rtol=1e-4, atol=1e-6)
+    # the noise's spread, inflated by the fit's own error on unseen renders (1434 features, 3000 renders: ~1.3x)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)) / np.linspace(0.1, 1.0, 12), 1.3, rtol=0.25)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("residual_cov")}
+    old = _dummy(tiny_template, mean_head="ridge")
+    old.load_state_dict(state, strict=True)  # a pre-buffer checkpoint
+    assert float(old.mean_head.residual_cov.abs().sum()) == 0.0

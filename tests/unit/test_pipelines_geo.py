@@ -27,6 +27,9 @@ class _FakePrior:
     def __init__(self, verts):
         self.verts, self.calls = verts, []
 
+    def posterior_basis(self):  # no measured residual: the photometric fit uses the population prior
+        return None
+
     def __call__(self, image, landmarks, generator, steps, cfg, samples):
         self.calls.append({"landmarks": landmarks.shape, "steps": steps, "cfg": cfg, "samples": samples})
         return _Out(self.verts, np.zeros((samples, 4, 2), np.float32))
@@ -53,6 +56,7 @@ def test_fit_stays_near_the_generators_head_and_no_refine_keeps_it(photo):
     assert moved < 0.5 * np.linalg.norm(head - tpl.verts, axis=1).mean()  # the fit refines, it does not undo
     rec = res.record(pipe.expression_names)
     assert rec["latent"] is not None and np.asarray(rec["latent"]).shape == (2, 4, 2)
+    assert rec["shading"]["vertices"] > 1000 and rec["shading"]["directions"] > 50  # the photometric refinement ran
     kept = pipe(photo, "hopper.jpg", seed=0, options=GeoOptions(refine=False))
     np.testing.assert_allclose(kept.verts, head, atol=1e-5)  # identity untouched; pose/expression still fitted
     assert kept.fit.reprojection_px < 3.0

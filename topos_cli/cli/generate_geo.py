@@ -47,6 +47,8 @@ def generate_geo(
     keep_expression: Annotated[bool, typer.Option(
         "--keep-expression", help="Write the fitted expression instead of the neutral head.")] = False,
     refine: Annotated[bool, typer.Option(help="Fit the identity bases to the photo's landmarks.")] = True,
+    shading: Annotated[bool, typer.Option(help="Then refine the shape so its shading explains the photo "
+                                               "(spherical-harmonics light, constant skin albedo).")] = True,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write the photo with the fitted mesh over it "
                                                             "(<out>_overlay.png; overlay.png per batch item).")] = False,
     face_index: Annotated[int | None, typer.Option(help="Face to use when there are several (0 = largest)."),
@@ -63,8 +65,8 @@ def generate_geo(
     from topos_cli.utils.log import console, emit_json, emit_line
 
     result = api.generate_geo(input, out, model=model, seed=seed, samples=samples, steps=steps, cfg=cfg,
-                              keep_expression=keep_expression, refine=refine, overlay=overlay, face_index=face_index,
-                              format=format, device=device, shard=shard, force=force)
+                              keep_expression=keep_expression, refine=refine, shading=shading, overlay=overlay,
+                              face_index=face_index, format=format, device=device, shard=shard, force=force)
     for rec in result.records:
         emit_json(rec) if json else emit_line(rec["mesh"])
         for warning in rec.get("warnings", []):

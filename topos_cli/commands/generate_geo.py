@@ -15,7 +15,7 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
                  samples: int = 1, steps: int = 50, cfg: float = 3.0, keep_expression: bool = False,
                  refine: bool = True, overlay: bool = False, face_index: int | None = None, format: str = "obj",
                  device: str = "cpu", shard: str | None = None, force: bool = False,
-                 prior: bool = True) -> BatchResult:
+                 prior: bool = True, shading: bool = True) -> BatchResult:
     """Make a head in the template topology from each portrait (`topos generate-geo`).
 
     Args:
@@ -31,6 +31,7 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
         face_index: which face when there are several (0 = largest); default the largest, with a warning.
         format: mesh format of batch outputs (obj, ply, glb).
         prior: False skips the generator even when a checkpoint is present (the mean head is the prior).
+        shading: after the landmark fit, refine the shape so its shading explains the photo (with `refine`).
 
     Returns:
         BatchResult whose records hold the mesh, camera and overlay paths and the fit record.
@@ -45,8 +46,8 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
     single = str(input) != "-" and Path(input).is_file()
     if single and out.suffix.lower() not in MESH_OUTPUTS:
         raise UsageError(f"-o {out}: for one photo give an output mesh path ending in .obj, .ply or .glb")
-    options = GeoOptions(samples=samples, steps=steps, cfg=cfg, refine=refine, keep_expression=keep_expression,
-                         face_index=face_index)
+    options = GeoOptions(samples=samples, steps=steps, cfg=cfg, refine=refine, shading=shading,
+                         keep_expression=keep_expression, face_index=face_index)
     records = [] if single else photo_records(input)
     pipe = GeoPipeline.from_pretrained(model, device=torch_device(device), use_prior=prior)
     if single:

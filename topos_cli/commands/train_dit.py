@@ -82,8 +82,10 @@ def _fit_mean_head(model, cache, tokens, train_idx) -> dict | None:
     """Fit the model's landmark regression (config mean_head "ridge") on the training renders, in closed form."""
     if model.mean_head is None:
         return None
+    val_idx = cache.renders("val")  # their residual covariance is the photo fit's prior (pipelines/geo.py)
     fit = model.mean_head.fit(cache.landmarks[train_idx], tokens[cache.render_head[train_idx]],
-                              model.config.mean_lambda)
+                              model.config.mean_lambda,
+                              held_out=(cache.landmarks[val_idx], tokens[cache.render_head[val_idx]]))
     return {"kind": model.config.mean_head, "lambda": model.config.mean_lambda, **fit}
 
 

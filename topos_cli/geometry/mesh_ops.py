@@ -38,6 +38,16 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return (vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-20)).astype(verts.dtype)
 
 
+def vertex_normals_torch(verts, faces):
+    """(V, 3) area-weighted unit vertex normals of a torch (V, 3) tensor, differentiable (faces: (F, 3) long)."""
+    import torch
+
+    tri = verts[faces]  # (F, 3, 3)
+    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    vn = torch.zeros_like(verts).index_add(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
+    return vn / vn.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
 def face_angles(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(F, 3) interior angles in radians at each corner."""
     tri = verts[faces].astype(np.float64)

@@ -34,6 +34,15 @@ class RidgeMean(nn.Module):
         self.register_buffer("x_std", torch.ones(features))
         self.register_buffer("weight", torch.zeros(features, outputs))
         self.register_buffer("bias", torch.zeros(outputs))
+        # covariance of what the regression gets wrong on held-out renders (normalised tokens; zeros: not measured);
+        # a later fit to the photo moves the head along it (geometry/shape_prior.covariance_basis)
+        self.register_buffer("residual_cov", torch.zeros(outputs, outputs))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "residual_cov"  # checkpoints written before it existed: not measured
+        if key not in state_dict:
+            state_dict[key] = torch.zeros_like(self.residual_cov)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def features(self, landmarks: torch.Tensor) -> torch.Tensor:
         return landmarks[..., : self.dims].flatten(1)
@@ -43,11 +52,13 @@ class RidgeMean(nn.Module):
         return (x @ self.weight + self.bias).view(len(x), *self.shape)
 
     @torch.no_grad()
-    def fit(self, landmarks: np.ndarray, tokens: np.ndarray, lam: float) -> dict:
+    def fit(self, landmarks: np.ndarray, tokens: np.ndarray, lam: float, held_out: tuple | None = None) -> dict:
         """Least squares with a ridge `lam` on standardised features; returns the fit's R^2 on its data.
 
         Args:
             landmarks: (N, L, D) training landmarks. tokens: (N, T, d) their normalised target tokens.
+            held_out: (landmarks, tokens) of renders the fit does not see: their residuals' covariance is stored
+                (`residual_cov`); None stores the training residuals' (optimistic: the fit has seen them).
         """
         x = np.asarray(landmarks, np.float64)[..., : self.dims].reshape(len(landmarks), -1)
         y = np.asarray(tokens, np.float64).reshape(len(tokens), -1)
@@ -60,4 +71,16 @@ class RidgeMean(nn.Module):
         for buf, value in ((self.x_mean, x_mean), (self.x_std, x_std), (self.weight, weight), (self.bias, y_mean)):
             buf.copy_(torch.from_numpy(value.astype(np.float32)))
         resid = y - y_mean - xn @ weight
-        return {"r2": float(1.0 - resid.var(0).sum() / max(y.var(0).sum(), 1e-12)), "samples": len(x)}
+        report = {"r2": float(1.0 - resid.var(0).sum() / max(y.var(0).sum(), 1e-12)), "samples": len(x)}
+        if held_out is not None and len(held_out[0]):
+            resid = self.residuals(*held_out)
+            report["held_out_samples"] = len(resid)
+        self.residual_cov.copy_(torch.from_numpy((resid.T @ resid / max(len(resid), 1)).astype(np.float32)))
+        report["residual_rms"] = float(np.sqrt((resid ** 2).sum(1).mean()))
+        return report
+
+    @torch.no_grad()
+    def residuals(self, landmarks: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """(N, T*d) float64 target minus prediction (normalised tokens)."""
+        pred = self(torch.as_tensor(np.asarray(landmarks, np.float32))).flatten(1).double().numpy()
+        return np.asarray(tokens, np.float64).reshape(len(tokens), -1) - pred

@@ -31,6 +31,7 @@ SILHOUETTE_STRIDE = 2  # every 2nd candidate vertex: the 2.5 mm face spacing is 
 PERSON_THRESHOLD = 0.5  # segmentation probability above which a pixel is the person
 SMALL_FACE_PX = 80.0  # faces smaller than this (box side) give coarse landmarks
 HIGH_REPROJECTION = 0.06  # median landmark error (fraction of the eye distance) that means a poor fit
+SHADING_DIRECTIONS = 64  # shape directions the photometric fit moves (the generator's residual: 64 hold ~99 %)
 OVERLAY_MAX_SIDE = 1024  # overlays of large photos are drawn at most this big
 OVERLAY_OPACITY = 0.6  # mesh over the photo: the face stays readable beneath it
 OVERLAY_COLOUR = (0.25, 0.45, 0.85)  # linear albedo of the drawn mesh: blue stands apart from any skin tone
@@ -43,6 +44,7 @@ class GeoOptions:
     Attributes:
         samples / steps / cfg: generator draws (their mean is the prior), ODE steps, guidance scale.
         refine: fit the identity bases to the landmarks (else keep the prior's shape; pose/expression still fit).
+        shading: then refine the shape so its shading explains the photo (geometry/photo_shading.py; with refine).
         keep_expression: output the fitted expression instead of the neutral head.
         face_index: which face (0 = largest) when there are several; None = the largest, with a warning.
         intrinsics: (fx, fy, cx, cy) when the camera is known; None assumes ASSUMED_DISTANCE_CM.
@@ -52,6 +54,7 @@ class GeoOptions:
     steps: int = 50
     cfg: float = 3.0
     refine: bool = True
+    shading: bool = True
     keep_expression: bool = False
     face_index: int | None = None
     intrinsics: tuple | None = None
@@ -72,6 +75,7 @@ class GeoResult:
     latents: np.ndarray | None = None
     seconds: dict = field(default_factory=dict)
     model: str | None = None
+    shading: object = None  # geometry.photo_shading.ShadingFit, or None when the refinement did not run
 
     def record(self, expression_names: list[str]) -> dict:
         """Plain data for `--json`: camera, pose, expression, latent, reprojection, warnings, timings."""
@@ -88,6 +92,9 @@ class GeoResult:
                           "reprojection_px_mean": round(float(err.mean()), 4)},
             "face": {"bbox": np.round(self.face.bbox, 2).tolist(), "score": round(self.face.score, 4),
                      "faces_found": self.faces_found},
+            "shading": None if self.shading is None else {
+                "vertices": self.shading.vertices_used, "residual": round(float(self.shading.residual), 5),
+                "directions": int(len(self.shading.coefficients))},
             "model": self.model, "warnings": list(self.warnings),
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
         }
@@ -130,6 +137,10 @@ class GeoPipeline:
         self.identity = template.basis("identity")
         self.expression = template.basis("expression")
         self.expression_names = [str(n) for n in template.bases.get("expression_names", [])]
+        from topos_cli.geometry.photo_shading import ShadingConfig
+
+        self.shading_config = ShadingConfig()
+        self._shape_basis, self._skin = None, None
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, template=None, device: str = "cpu",
@@ -178,11 +189,15 @@ class GeoPipeline:
         fit = self._fit(base, face, intrinsics, options, seconds, image)
         neutral = _apply(base, self.identity, fit.identity)
         posed = _apply(neutral, self.expression, fit.expression)
+        shading = None
+        if options.shading and options.refine:
+            shading, fit, delta = self._shade(image, posed, fit, face, intrinsics, seconds)
+            neutral, posed = neutral + delta, posed + delta
         camera = _camera(image.shape, intrinsics, fit)
         warnings += _warnings(face, fit)
         seconds["total"] = time.perf_counter() - t0
         return GeoResult(posed if options.keep_expression else neutral, posed, base, camera, fit, face, len(faces),
-                         warnings, latents, seconds, self.model_dir)
+                         warnings, latents, seconds, self.model_dir, shading)
 
     def _prior(self, image, face, seed: int, options: GeoOptions, seconds: dict):
         if self.prior is None:
@@ -224,6 +239,48 @@ class GeoPipeline:
         seconds["fit"] = time.perf_counter() - t0
         return fit
 
+    def shape_basis(self) -> np.ndarray:
+        """(K, V, 3) the photometric refinement's shape directions (c ~ N(0, 1)): where the generator errs on
+        held-out renders (its residual covariance), else the spread of augment's heads; computed once."""
+        if self._shape_basis is None:
+            from topos_cli.geometry.shape_prior import population_basis
+
+            basis = self.prior.posterior_basis() if self.prior is not None else None
+            basis = population_basis(self.template) if basis is None else basis
+            self._shape_basis = basis[:SHADING_DIRECTIONS]
+        return self._shape_basis
+
+    def _shade(self, image, posed: np.ndarray, fit, face, intrinsics, seconds: dict):
+        """Photometric refinement (geometry/photo_shading.py): (ShadingFit, the updated fit, (V, 3) shape delta)."""
+        import dataclasses
+
+        from topos_cli.geometry.photo_fit import head_pose_degrees
+        from topos_cli.geometry.photo_shading import (
+            LandmarkTarget,
+            refine_shading,
+            skin_vertices,
+            srgb_to_linear,
+        )
+
+        t0 = time.perf_counter()
+        if self._skin is None:
+            self._skin = skin_vertices(self.template)
+        h, w = image.shape[:2]
+        target = LandmarkTarget(face.landmarks, self.lmap.triangles, self.lmap.barycentrics, self.lmap.weights)
+        basis = self.shape_basis()
+        shading = refine_shading(srgb_to_linear(image), posed, basis, self.template.faces, fit.rotation,
+                                 fit.translation, intrinsics, self._skin, target,
+                                 depth_fn=_depth_fn(self.template.faces, (w, h), intrinsics),
+                                 config=self.shading_config)
+        err = np.linalg.norm(shading.residual_px, axis=1)[self.lmap.weights > 0]
+        fit = dataclasses.replace(fit, rotation=shading.rotation, translation=shading.translation,
+                                  residual_px=shading.residual_px, reprojection_px=float(np.median(err)),
+                                  **dict(zip(("yaw", "pitch", "roll"), head_pose_degrees(shading.rotation),
+                                             strict=True)))
+        delta = np.tensordot(shading.coefficients, basis, 1).astype(np.float32)
+        seconds["shading"] = time.perf_counter() - t0
+        return shading, fit, delta
+
     @staticmethod
     def intrinsics(shape, face, options: GeoOptions) -> tuple[float, float, float, float]:
         """(fx, fy, cx, cy): given, or a centred pinhole whose focal puts the face at ASSUMED_DISTANCE_CM."""
@@ -246,6 +303,19 @@ def _camera(shape, intrinsics, fit):
     depth = float(np.linalg.norm(fit.translation))
     return Camera(w, h, *intrinsics, R=fit.rotation, t=fit.translation, near=max(depth * 0.5, 1.0),
                   far=depth * 2 + 100.0)
+
+
+def _depth_fn(faces: np.ndarray, size: tuple[int, int], intrinsics):
+    """(verts, R, t) -> (H, W) depth pass in the photo's camera (the photometric fit's occlusion test)."""
+    from topos_cli.render.camera import Camera
+    from topos_cli.texture.project import depth_map
+
+    def depth(verts, rot, t):
+        dist = float(np.linalg.norm(t))
+        camera = Camera(size[0], size[1], *intrinsics, R=rot, t=t, near=max(dist * 0.5, 1.0), far=dist * 2 + 100.0)
+        return depth_map(verts, faces, camera)
+
+    return depth
 
 
 def _apply(verts: np.ndarray, basis: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -179,6 +179,26 @@ class GeoPrior:
         mean = self.model.prior_mean(self.condition(image, landmarks))
         return None if mean is None else self.decode(self.model.denormalize(mean))[0]
 
+    def posterior_basis(self) -> np.ndarray | None:
+        """(K, V, 3) where and how much the landmark regression errs on held-out renders (its residual
+        covariance's scaled principal directions; geometry/shape_prior.py), or None when the model has no
+        measured residual or its latent is not linear in the template's bases (a VAE part)."""
+        from topos_cli.geometry.shape_prior import covariance_basis
+
+        head = self.model.mean_head
+        if head is None or self.latent.vae is not None or not self.latent.num_coeffs:
+            return None
+        cov = head.residual_cov.double().cpu()
+        if not bool(cov.abs().sum() > 0):
+            return None
+        std = self.model.latent_std.double().cpu().flatten()
+        cov = (cov * std[:, None] * std[None, :]).numpy()  # normalised -> latent token units
+        _, count = self.latent.layout()
+        k = self.latent.num_coeffs
+        start = cov.shape[0] - count * self.latent.token_dim  # the coefficient tokens come last
+        cov = cov[start:start + k, start:start + k]
+        return covariance_basis(cov, self.latent.basis.double().cpu().numpy(), self.latent.template.num_verts)
+
     def encode(self, verts: np.ndarray, seed: int = 0) -> np.ndarray:
         """(B, T, d) unnormalised latent tokens of heads (B, V, 3) or (V, 3) in the template frame (cm)."""
         verts = np.asarray(verts, np.float32)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from topos_cli.errors import UsageError
+from topos_cli.geometry.mesh_ops import vertex_normals_torch
 from topos_cli.render.camera import Camera
 from topos_cli.render.lights import LightRig, preset_rig
 
@@ -128,14 +129,6 @@ class Material:
     color: tuple = (1.0, 1.0, 1.0)
     roughness: float = 0.55
     specular: float = 1.0
-
-
-def vertex_normals_torch(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals (V, 3), differentiable."""
-    tri = verts[faces]  # (F, 3, 3)
-    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-    vn = torch.zeros_like(verts).index_add(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
-    return vn / vn.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
 class Renderer:

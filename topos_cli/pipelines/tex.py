@@ -157,7 +157,7 @@ def template_assets(template, size: int) -> TemplateTextureAssets:
     if maps is not None and (maps / "albedo.png").is_file():
         prior = srgb_to_linear(_resize(read_image(maps / "albedo.png")[..., :3] / 255.0, size))
         prior = np.stack([ndimage.gaussian_filter(prior[..., c], size * PRIOR_BLUR_FRACTION) for c in range(3)], -1)
-        features = np.max([masks[k] for k in FEATURE_MASKS if k in masks], axis=0)
+        features = np.max([masks[k] for k in FEATURE_MASKS if k in masks] or [np.zeros((size, size))], axis=0)
         prior = flatten_prior(prior, features, raster.image(skin.astype(np.float64)) > 0.5)
         nrm = _resize(read_image(maps / "normal.png")[..., :3] / 255.0 * 2 - 1, size)
         nrm /= np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-8)
@@ -303,9 +303,10 @@ def unwrap_texture(template, size: int, photo: np.ndarray, verts: np.ndarray, ca
 
 def _trust(head: HeadFit, assets) -> float | np.ndarray:
     """The photo's share scale: `head.trust`, rising to `head.feature_trust` on TRUSTED_FEATURES ((S, S) then)."""
-    if head.trust == head.feature_trust:
+    found = [assets.masks[k] for k in TRUSTED_FEATURES if k in assets.masks]
+    if head.trust == head.feature_trust or not found:
         return head.trust
-    features = np.clip(np.max([assets.masks[k] for k in TRUSTED_FEATURES if k in assets.masks], axis=0), 0, 1)
+    features = np.clip(np.max(found, axis=0), 0, 1)
     return head.trust + (head.feature_trust - head.trust) * features
 
 

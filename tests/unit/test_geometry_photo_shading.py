@@ -112,3 +112,12 @@ def test_skin_vertices_leave_out_eyes_brows_and_lips():
     for region in ("eye", "brow", "mouth"):
         assert not np.isin(tpl.region(region), skin).any()
     assert np.isin(tpl.region("nose"), skin).mean() > 0.5
+
+
+def test_a_degenerate_photo_leaves_the_landmark_fit_alone(scene):
+    tpl, basis, _, cam, photo, target = scene
+    bad = np.full(photo.shape, np.nan, np.float32)
+    fit = refine_shading(bad, tpl.verts, basis, tpl.faces, cam.R, cam.t, (cam.fx, cam.fy, cam.cx, cam.cy),
+                         skin_vertices(tpl), target, config=ShadingConfig(rounds=1, iterations=3))
+    np.testing.assert_array_equal(fit.coefficients, np.zeros(len(basis)))
+    np.testing.assert_allclose(fit.rotation, cam.R, atol=1e-6)

@@ -257,6 +257,9 @@ def refine_shading(photo_linear: np.ndarray, posed: np.ndarray, basis: np.ndarra
         weight, light, resid = _robust_weights(problem, colour, visible, config)
         _minimise(problem, colour, weight, config)
     with torch.no_grad():
+        if not all(bool(torch.isfinite(p).all()) for p in (problem.coeffs, problem.omega, problem.tau)):
+            for p in (problem.coeffs, problem.omega, problem.tau):  # a degenerate photo: keep the landmark fit
+                p.zero_()
         _, rot, cam = problem.geometry()
         t = (problem.t0 + problem.tau).numpy()
         points = (problem.lm_bary[:, :, None] * cam[problem.lm_corners]).sum(1)

@@ -125,3 +125,11 @@ def test_from_pretrained_round_trip(tpl, tmp_path):
     albedo = corrector(rng.uniform(0.3, 0.7, (size, size, 3)), rng.uniform(0, 1, (size, size, 3)),
                        template_assets(tpl, corrector.size))
     assert albedo.shape == (size, size, 3) and np.isfinite(albedo).all() and 0 <= albedo.min() <= albedo.max() <= 1
+
+
+def test_the_shipped_checkpoint_loads_and_stays_small(tpl):
+    from topos_cli.pipelines.tex_learned import DEFAULT_WEIGHTS, LearnedCorrector
+
+    corrector = LearnedCorrector.from_pretrained(None, tpl)
+    assert corrector.size == 128
+    assert (DEFAULT_WEIGHTS / "model.safetensors").stat().st_size < 5 * 2**20

@@ -27,9 +27,12 @@ EPILOG = epilog(
 GENERATE_EPILOG = epilog("topos generate portrait.jpg -o out/ --json\n\ntopos generate faces/ -o out/")
 SizeOpt = Annotated[int, typer.Option("--size", help="Texture side in texels."), Range(min=64, max=4096)]
 MethodOpt = Annotated[str, typer.Option("--method", help="unwrap (classical, CPU), qwen (TOPOS-Texture, local "
-                                                          "weights) or learned.")]
+                                                          "weights) or learned (the unwrap corrected by a small "
+                                                          "UV network; ships as tex-uv-small).")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Folder with the Qwen-Image-Edit weights and "
-                                                                   "the TOPOS-Texture LoRA (--method qwen).")]
+                                                                   "the TOPOS-Texture LoRA (--method qwen), or a "
+                                                                   "tex-uv checkpoint (--method learned; default: "
+                                                                   "the shipped one).")]
 LoraOpt = Annotated[Path | None, typer.Option("--lora", help="TOPOS-Texture LoRA folder (default: WEIGHTS/lora; "
                                                              "`topos train tex` writes RUN/lora).")]
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="TOPOS-DiT checkpoint for the geometry step.")]

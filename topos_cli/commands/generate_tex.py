@@ -33,7 +33,8 @@ def generate_tex(input: str | Path, out: str | Path, geo: str | Path | None = No
         method: "unwrap" (classical, CPU), "qwen" (TOPOS-Texture; needs local weights) or "learned".
         size: texture side in texels. pbr: also write normal/roughness/specular maps (and name them in the
             MTL). preview: also render preview.png. seed: the qwen sampler's seed.
-        weights: folder of the Qwen-Image-Edit weights and TOPOS-Texture LoRA (method qwen).
+        weights: folder of the Qwen-Image-Edit weights and TOPOS-Texture LoRA (method qwen), or a tex-uv
+            checkpoint folder (method learned; default: the shipped tex-uv-small).
         lora: the LoRA folder when it is not WEIGHTS/lora (e.g. a `topos train tex` run's RUN/lora).
         model: TOPOS-DiT checkpoint for the generate-geo step. device: torch device for learned parts.
     """

@@ -190,7 +190,7 @@ class _Problem:
 
 
 def _observe(problem: _Problem, photo: np.ndarray, depth_fn, config: ShadingConfig):
-    """Sample the photo at the visible skin vertices: (colour / median, visible mask) as DTYPE tensors."""
+    """Sample the photo at the visible skin vertices: (colour / its median per channel, visible mask), DTYPE."""
     import cv2
 
     with torch.no_grad():
@@ -211,8 +211,9 @@ def _observe(problem: _Problem, photo: np.ndarray, depth_fn, config: ShadingConf
     grid = (pix - 0.5).astype(np.float32)
     colour = cv2.remap(photo, grid[None, :, 0], grid[None, :, 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)[0].astype(np.float64)
-    scale = float(np.median(colour[visible].mean(1))) if visible.any() else 1.0
-    return torch.as_tensor(colour / max(scale, 1e-6), dtype=DTYPE), torch.as_tensor(visible, dtype=DTYPE)
+    scale = np.median(colour[visible], axis=0) if visible.any() else np.ones(colour.shape[1])
+    colour = colour / np.maximum(scale, 1e-6)  # per channel: a red skin's R residuals do not outweigh G and B
+    return torch.as_tensor(colour, dtype=DTYPE), torch.as_tensor(visible, dtype=DTYPE)
 
 
 def _robust_weights(problem: _Problem, colour, visible, config: ShadingConfig):

@@ -8,7 +8,8 @@
 with a z-buffer and view-cosine visibility (`texture/project.py`), de-light with a robust order-2 SH fit on
 skin texels (`texture/delight.py`), fill unseen texels from their mirror texel and complete the rest from the
 template's default skin with a seam-free pull-push colour ratio (`texture/complete.py`), then derive the PBR
-maps (`texture/pbr.py`). `qwen` (TOPOS-Texture) lives in `pipelines/tex_qwen.py`.
+maps (`texture/pbr.py`). `qwen` (TOPOS-Texture) lives in `pipelines/tex_qwen.py`, `learned` (the unwrap
+corrected by the small tex-uv network) in `pipelines/tex_learned.py`.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ class Scores:
     rows: dict = field(default_factory=lambda: {r: [] for r in ROWS})
     outputs: dict = field(default_factory=lambda: {r: [] for r in ROWS})
     seconds: dict = field(default_factory=dict)
+    shading: list = field(default_factory=list)  # per portrait: did the photometric refinement apply
 
 
 def make_cases(tpl, identities: int) -> list[Case]:
@@ -188,6 +189,7 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
             res = pipes["dit"](case.image, f"case{n}", seed=n, options=opts)
             preds["DiT + fit + shading"] = res.verts
             timing["DiT shading"].append(res.seconds["shading"])
+            scores.shading.append(bool(res.shading.applied))
             t0 = time.perf_counter()
             preds["latent floor"] = prior.decode(prior.encode(case.neutral))[0]
             timing["latent floor"].append(time.perf_counter() - t0)
@@ -415,6 +417,9 @@ def main(argv=None) -> int:
           f"identity prior weight: bases fit {pipes['bases'].identity_reg:g}"
           + (f", around the DiT head {pipes['dit'].identity_reg:g}" if "dit" in pipes else ""))
     print_table(table, table["mean head"])
+    if scores.shading:
+        print(f"photometric refinement applied on {sum(scores.shading)} of {len(scores.shading)} portraits "
+              "(the others: too little of the skin fits its shading model)")
     consistency = {row: identity_consistency(tpl, cases, scores.outputs[row])
                    for row in ("bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit",
                                "DiT + fit + shading")

@@ -121,3 +121,17 @@ def test_a_degenerate_photo_leaves_the_landmark_fit_alone(scene):
                          skin_vertices(tpl), target, config=ShadingConfig(rounds=1, iterations=3))
     np.testing.assert_array_equal(fit.coefficients, np.zeros(len(basis)))
     np.testing.assert_allclose(fit.rotation, cam.R, atol=1e-6)
+
+
+def test_skin_the_model_cannot_explain_leaves_the_shape_alone(scene):
+    tpl, basis, _, cam, photo, target = scene
+    noise = np.random.default_rng(3).integers(0, 256, photo.shape, dtype=np.uint8)  # no shading to explain
+    fit = refine_shading(srgb_to_linear(noise), tpl.verts, basis, tpl.faces, cam.R, cam.t,
+                         (cam.fx, cam.fy, cam.cx, cam.cy), skin_vertices(tpl), target,
+                         config=ShadingConfig(blur_px=0.0))
+    assert not fit.applied and fit.inliers < ShadingConfig().min_inliers
+    np.testing.assert_array_equal(fit.coefficients, np.zeros(len(basis)))
+    good = refine_shading(srgb_to_linear(photo), tpl.verts, basis, tpl.faces, cam.R, cam.t,
+                          (cam.fx, cam.fy, cam.cx, cam.cy), skin_vertices(tpl), target,
+                          config=ShadingConfig(rounds=1, iterations=2))
+    assert good.applied and good.inliers > 0.5

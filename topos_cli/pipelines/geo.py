@@ -94,6 +94,7 @@ class GeoResult:
                      "faces_found": self.faces_found},
             "shading": None if self.shading is None else {
                 "vertices": self.shading.vertices_used, "residual": round(float(self.shading.residual), 5),
+                "inliers": round(float(self.shading.inliers), 4), "applied": bool(self.shading.applied),
                 "directions": int(len(self.shading.coefficients))},
             "model": self.model, "warnings": list(self.warnings),
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
@@ -193,6 +194,9 @@ class GeoPipeline:
         if options.shading and options.refine:
             shading, fit, delta = self._shade(image, posed, fit, face, intrinsics, seconds)
             neutral, posed = neutral + delta, posed + delta
+            if not shading.applied:
+                warnings.append(f"shape from landmarks only: {shading.inliers:.0%} of the visible skin fits a "
+                                "smooth-light, one-colour model (hair, hat, beard, make-up or hard shadows?)")
         camera = _camera(image.shape, intrinsics, fit)
         warnings += _warnings(face, fit)
         seconds["total"] = time.perf_counter() - t0

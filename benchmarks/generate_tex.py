@@ -71,28 +71,12 @@ class Case:
 
 
 def make_case(tpl, atlas, i: int, renderer) -> Case:
-    """The i-th held-out portrait."""
-    from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
+    """The i-th held-out portrait (the learned method's data builder draws its training ones the same way)."""
+    from scripts.build_tex_uv_data import textured_portrait
     from topos_cli.pipelines.tex import srgb_to_linear
-    from topos_cli.render.lights import random_rig
-    from topos_cli.render.renderer import Material, RenderMesh
-    from topos_cli.render.textures import synthesize
-    from topos_cli.render.views import framed_camera
 
-    rng = np.random.default_rng([HELD_OUT_SEED, i])
-    cfg = AugmentConfig(regions=bool(tpl.meta.get("augment")), identity_sigma=1.0, expressions=0)
-    verts = (tpl.verts + coefficient_delta(tpl, sample_coefficients(tpl, cfg, rng))).astype(np.float32)
-    smp = synthesize(atlas, rng)
-    mat = Material(albedo_map=smp.albedo, material_map=np.stack([smp.roughness, smp.specular], -1) / 255.0,
-                   normal_map=smp.normal, roughness=1.0, specular=2.0)
-    cam = framed_camera(verts, float(rng.uniform(-25, 25)), float(rng.uniform(-10, 10)), PHOTO,
-                        zoom=float(rng.uniform(1.3, 1.6)),
-                        shift=tuple((verts[tpl.regions["nose"]].mean(0) - verts.mean(0)) * [1, 1, 0]))
-    out = renderer.render(RenderMesh(verts, tpl.faces, uv=tpl.uv, uv_faces=tpl.uv_faces), cam, mat,
-                          random_rig(rng), passes=("color",))["color"]
-    rgb = out[..., :3] * out[..., 3:] + 0.5 * (1 - out[..., 3:])
-    return Case((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), verts, cam, srgb_to_linear(smp.albedo / 255.0),
-                smp)
+    photo, verts, cam, smp = textured_portrait(tpl, atlas, renderer, np.random.default_rng([HELD_OUT_SEED, i]))
+    return Case(photo, verts, cam, srgb_to_linear(smp.albedo / 255.0), smp)
 
 
 def _gain(pred_lin: np.ndarray, truth_lin: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -30,15 +30,16 @@ MAX_YAW_DEG = 25.0
 MAX_PITCH_DEG = 10.0
 
 
-def render_case(tpl, atlas, renderer, index: int):
-    """(photo uint8, true verts, camera, true sRGB albedo in [0, 1]) of training head `index`."""
+def textured_portrait(tpl, atlas, renderer, rng: np.random.Generator):
+    """(photo uint8, true verts, camera, texture sample) of one synthetic textured portrait drawn from `rng`: a head
+    with identity σ 1, a synthesized skin, a GGX render at PHOTO² under a random rig, yaw U(±25°), pitch U(±10°).
+    benchmarks/generate_tex.py draws its held-out cases with it (other seeds)."""
     from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
     from topos_cli.render.lights import random_rig
     from topos_cli.render.renderer import Material, RenderMesh
     from topos_cli.render.textures import synthesize
     from topos_cli.render.views import framed_camera
 
-    rng = np.random.default_rng([TRAIN_SEED, index])
     cfg = AugmentConfig(regions=bool(tpl.meta.get("augment")), identity_sigma=1.0, expressions=0)
     verts = (tpl.verts + coefficient_delta(tpl, sample_coefficients(tpl, cfg, rng))).astype(np.float32)
     smp = synthesize(atlas, rng)
@@ -50,7 +51,13 @@ def render_case(tpl, atlas, renderer, index: int):
     out = renderer.render(RenderMesh(verts, tpl.faces, uv=tpl.uv, uv_faces=tpl.uv_faces), cam, mat,
                           random_rig(rng), passes=("color",))["color"]
     rgb = out[..., :3] * out[..., 3:] + 0.5 * (1 - out[..., 3:])
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), verts, cam, smp.albedo / 255.0
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), verts, cam, smp
+
+
+def render_case(tpl, atlas, renderer, index: int):
+    """(photo uint8, true verts, camera, true sRGB albedo in [0, 1]) of training head `index`."""
+    photo, verts, cam, smp = textured_portrait(tpl, atlas, renderer, np.random.default_rng([TRAIN_SEED, index]))
+    return photo, verts, cam, smp.albedo / 255.0
 
 
 def small(img: np.ndarray) -> np.ndarray:

@@ -13,9 +13,9 @@ from topos_cli.geometry.photo_shading import (
     shading_basis,
     skin_vertices,
     solve_lighting,
-    srgb_to_linear,
 )
 from topos_cli.geometry.shape_prior import covariance_basis
+from topos_cli.render.lights import srgb_to_linear as _srgb_to_linear
 from topos_cli.template import load_template
 
 
@@ -51,6 +51,11 @@ def test_covariance_basis_reproduces_the_offsets_covariance():
     dirs = covariance_basis(cov, rows, 4).reshape(-1, 12).astype(np.float64)
     np.testing.assert_allclose(dirs.T @ dirs, rows.T @ cov @ rows, rtol=1e-4, atol=1e-4)
     assert np.all(np.diff(np.linalg.norm(dirs, axis=1)) <= 1e-9)  # largest first
+
+
+def srgb_to_linear(image: np.ndarray) -> np.ndarray:
+    """uint8 sRGB -> float32 linear light, as GeoPipeline hands the photo to the refinement."""
+    return _srgb_to_linear(np.asarray(image) / 255.0).astype(np.float32)
 
 
 def test_srgb_to_linear_endpoints_and_midtone():

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 from topos_cli.geometry.mesh_ops import vertex_normals_torch as vertex_normals
+from topos_cli.geometry.photo_fit import EYE_OUTER, HUBER  # the landmark residuals' unit and Huber threshold
 
 SKIN_REGIONS = ("forehead", "nose", "cheek", "cheekbone", "chin", "jaw", "temple")  # shaded skin
 NOT_SKIN = ("eye", "brow", "mouth")  # their own colours (iris, brows, lips) break a constant albedo
-EYE_OUTER = (33, 263)  # mediapipe outer eye corners: the landmark residuals' unit (as photo_fit.py)
-HUBER = 0.05  # landmark Huber threshold in eye-distance units (as photo_fit.py)
 DTYPE = torch.float32  # the optimisation's precision: float64 gave the same benchmark errors within 0.002 % at ~1.4x the time
 
 
@@ -118,12 +117,6 @@ def shading_basis(normals: torch.Tensor, order: int = 3) -> torch.Tensor:
     if order >= 3:
         terms += [x ** a * y ** b * z ** (3 - a - b) for a in range(4) for b in range(4 - a)]
     return torch.stack(terms, -1)
-
-
-def srgb_to_linear(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 sRGB -> float32 linear light in [0, 1]."""
-    c = np.asarray(image, np.float32) / 255.0
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def rotation_from_vector(omega: torch.Tensor) -> torch.Tensor:
@@ -243,7 +236,7 @@ def refine_shading(photo_linear: np.ndarray, posed: np.ndarray, basis: np.ndarra
     """Refine a posed head's shape (and pose) so that its shading explains the photo.
 
     Args:
-        photo_linear: (H, W, 3) float32 photo in linear light (`srgb_to_linear`).
+        photo_linear: (H, W, 3) float32 photo in linear light (`render.lights.srgb_to_linear`).
         posed: (V, 3) the head as fitted (template frame, cm). basis: (K, V, 3) shape directions, c ~ N(0, 1).
         faces: (F, 3) triangles. rotation / translation: its pose (template frame -> OpenCV camera).
         intrinsics: (fx, fy, cx, cy). skin: vertex indices compared with the photo (`skin_vertices`).

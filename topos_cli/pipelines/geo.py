@@ -259,22 +259,18 @@ class GeoPipeline:
         import dataclasses
 
         from topos_cli.geometry.photo_fit import head_pose_degrees
-        from topos_cli.geometry.photo_shading import (
-            LandmarkTarget,
-            refine_shading,
-            skin_vertices,
-            srgb_to_linear,
-        )
+        from topos_cli.geometry.photo_shading import LandmarkTarget, refine_shading, skin_vertices
+        from topos_cli.render.lights import srgb_to_linear
 
         t0 = time.perf_counter()
         if self._skin is None:
             self._skin = skin_vertices(self.template)
-        h, w = image.shape[:2]
         target = LandmarkTarget(face.landmarks, self.lmap.triangles, self.lmap.barycentrics, self.lmap.weights)
         basis = self.shape_basis()
-        shading = refine_shading(srgb_to_linear(image), posed, basis, self.template.faces, fit.rotation,
+        photo = srgb_to_linear(image[..., :3] / 255.0).astype(np.float32)
+        shading = refine_shading(photo, posed, basis, self.template.faces, fit.rotation,
                                  fit.translation, intrinsics, self._skin, target,
-                                 depth_fn=_depth_fn(self.template.faces, (w, h), intrinsics),
+                                 depth_fn=_depth_fn(self.template.faces, image.shape, intrinsics),
                                  config=self.shading_config)
         err = np.linalg.norm(shading.residual_px, axis=1)[self.lmap.weights > 0]
         fit = dataclasses.replace(fit, rotation=shading.rotation, translation=shading.translation,
@@ -301,25 +297,22 @@ class GeoPipeline:
 
 def _camera(shape, intrinsics, fit):
     """The photo's camera for the template frame (R, t = the fitted head pose), near/far around the head."""
+    return _pose_camera(shape, intrinsics, fit.rotation, fit.translation)
+
+
+def _pose_camera(shape, intrinsics, rot, t):
     from topos_cli.render.camera import Camera
 
     h, w = shape[:2]
-    depth = float(np.linalg.norm(fit.translation))
-    return Camera(w, h, *intrinsics, R=fit.rotation, t=fit.translation, near=max(depth * 0.5, 1.0),
-                  far=depth * 2 + 100.0)
+    depth = float(np.linalg.norm(t))
+    return Camera(w, h, *intrinsics, R=rot, t=t, near=max(depth * 0.5, 1.0), far=depth * 2 + 100.0)
 
 
-def _depth_fn(faces: np.ndarray, size: tuple[int, int], intrinsics):
+def _depth_fn(faces: np.ndarray, shape, intrinsics):
     """(verts, R, t) -> (H, W) depth pass in the photo's camera (the photometric fit's occlusion test)."""
-    from topos_cli.render.camera import Camera
     from topos_cli.texture.project import depth_map
 
-    def depth(verts, rot, t):
-        dist = float(np.linalg.norm(t))
-        camera = Camera(size[0], size[1], *intrinsics, R=rot, t=t, near=max(dist * 0.5, 1.0), far=dist * 2 + 100.0)
-        return depth_map(verts, faces, camera)
-
-    return depth
+    return lambda verts, rot, t: depth_map(verts, faces, _pose_camera(shape, intrinsics, rot, t))
 
 
 def _apply(verts: np.ndarray, basis: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -25,8 +25,6 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the run's --data folder (with cache/targets.npz)")
     parser.add_argument("--split", default="val", help="held-out split the residuals come from")
     args = parser.parse_args(argv)
-    import numpy as np
-    import torch
     from safetensors.torch import save_file
 
     from topos_cli.io.checkpoint import resolve_checkpoint
@@ -45,12 +43,11 @@ def main(argv=None) -> int:
     tokens = (tokens - prior.model.latent_mean.numpy()) / prior.model.latent_std.numpy()
     idx = cache.renders(args.split)
     resid = head.residuals(cache.landmarks[idx], tokens[cache.render_head[idx]])
-    head.residual_cov.copy_(torch.from_numpy((resid.T @ resid / len(resid)).astype(np.float32)))
+    rms = head.store_residual_cov(resid)
     weights = resolve_checkpoint(args.model) / "model.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in prior.model.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp))
-    rms = float(np.sqrt((resid ** 2).sum(1).mean()))
     print(f"{weights}: residual covariance of {len(resid)} '{args.split}' renders stored (rms {rms:.3f} normalised)")
     return 0
 

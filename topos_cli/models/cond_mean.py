@@ -75,9 +75,14 @@ class RidgeMean(nn.Module):
         if held_out is not None and len(held_out[0]):
             resid = self.residuals(*held_out)
             report["held_out_samples"] = len(resid)
-        self.residual_cov.copy_(torch.from_numpy((resid.T @ resid / max(len(resid), 1)).astype(np.float32)))
-        report["residual_rms"] = float(np.sqrt((resid ** 2).sum(1).mean()))
+        report["residual_rms"] = self.store_residual_cov(resid)
         return report
+
+    @torch.no_grad()
+    def store_residual_cov(self, resid: np.ndarray) -> float:
+        """Keep the covariance of (N, T*d) residuals (`residuals`) as `residual_cov`; returns their RMS norm."""
+        self.residual_cov.copy_(torch.from_numpy((resid.T @ resid / max(len(resid), 1)).astype(np.float32)))
+        return float(np.sqrt((resid ** 2).sum(1).mean()))
 
     @torch.no_grad()
     def residuals(self, landmarks: np.ndarray, tokens: np.ndarray) -> np.ndarray:

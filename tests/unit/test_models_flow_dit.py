@@ -207,3 +207,53 @@ def test_ridge_mean_head_stores_the_held_out_residual_covariance(tiny_template, 
     old = _dummy(tiny_template, mean_head="ridge")
     old.load_state_dict(state, strict=True)  # a pre-buffer checkpoint
     assert float(old.mean_head.residual_cov.abs().sum()) == 0.0
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def test_frontalize_undoes_a_similarity_and_keeps_shape():
+    """A rotated, scaled, shifted copy of a point set frontalises onto the same points as the original; a
+    different shape stays different; a mirror image is not rotated onto its original (no reflection)."""
+    from topos_cli.models.cond_mean import frontalize
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(40, 3))
+    ref -= ref.mean(0)
+    shape = ref + 0.1 * rng.normal(size=ref.shape)
+    moved = 1.7 * shape @ _rotation(0.4, -0.2, 0.1).T + np.array([3.0, -1.0, 2.0])
+    mirror = shape * np.array([-1.0, 1.0, 1.0])
+    moved_ref = 0.5 * ref @ _rotation(-0.3, 0.2, 0.5).T + 7.0
+    out = frontalize(torch.from_numpy(np.stack([shape, moved, mirror, moved_ref])), torch.from_numpy(ref)).numpy()
+    np.testing.assert_allclose(out[1], out[0], atol=1e-9)
+    np.testing.assert_allclose(out[3], ref, atol=1e-9)  # the reference itself, moved, lands back on it exactly
+    assert np.abs(out[2] - out[0]).mean() > 0.05
+    np.testing.assert_allclose(out[0].mean(0), 0.0, atol=1e-12)
+
+
+def test_frontal_ridge_features_ignore_head_rotation(tiny_template):
+    """mean_frontal: the ridge's prediction for a landmark set does not change when the set is rotated (the
+    regression sees shape, not pose); without it the prediction moves."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(478, 3))
+    lms = (base[None] + 0.05 * rng.normal(size=(600, 478, 3))).astype(np.float32)
+    tokens = rng.normal(size=(600, 3, 4)).astype(np.float32)
+    rot = _rotation(0.35, 0.15, 0.0)
+    probe = lms[:3].astype(np.float64)
+    turned = torch.from_numpy((probe @ rot.T).astype(np.float32))
+    probe = torch.from_numpy(probe.astype(np.float32))
+    moved = {}
+    for frontal in (True, False):
+        model = _dummy(tiny_template, mean_head="ridge", mean_frontal=frontal)
+        model.mean_head.fit(lms, tokens, 1.0)
+        a = model.prior_mean({"landmarks": probe})
+        b = model.prior_mean({"landmarks": turned})
+        moved[frontal] = float((a - b).abs().max())
+    assert moved[True] < 1e-3 < moved[False]
+    with pytest.raises(ValueError, match="3 landmark coordinates"):
+        _dummy(tiny_template, mean_head="ridge", mean_frontal=True, mean_dims=2)

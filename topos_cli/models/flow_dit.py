@@ -48,6 +48,7 @@ class FlowDiTConfig:
     mean_head: str = "none"  # "ridge": the flow generates the residual around a landmark regression (cond_mean.py)
     mean_dims: int = 3  # landmark coordinates the ridge reads (x, y, relative depth)
     mean_lambda: float = 1.0  # its ridge on standardised landmarks (chosen on held-out heads)
+    mean_frontal: bool = False  # the ridge reads the landmarks frontalised onto their training mean (cond_mean.py)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -83,7 +84,8 @@ class FlowDiT(nn.Module):
         self.register_buffer("latent_std", torch.ones(cfg.num_tokens, cfg.token_dim))
         if cfg.mean_head not in ("none", "ridge"):
             raise ValueError(f"unknown mean_head '{cfg.mean_head}'; known: none, ridge")
-        self.mean_head = (RidgeMean(cfg.landmark_count, cfg.mean_dims, cfg.num_tokens, cfg.token_dim)
+        self.mean_head = (RidgeMean(cfg.landmark_count, cfg.mean_dims, cfg.num_tokens, cfg.token_dim,
+                                    frontal=cfg.mean_frontal)
                           if cfg.mean_head == "ridge" else None)
 
     def prior_mean(self, cond: dict[str, torch.Tensor]) -> torch.Tensor | None:

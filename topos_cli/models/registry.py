@@ -35,7 +35,8 @@ CONFIGS = {
     "flow-dit": {
         "paper": {},
         "small": {"latent": "bases", "num_tokens": 11, "width": 128, "depth": 4, "heads": 4, "head_dim": 32,
-                  "mlp_ratio": 4.0, "condition": "crop", "mean_head": "ridge", "mean_dims": 3, "mean_lambda": 1.0},
+                  "mlp_ratio": 4.0, "condition": "crop", "mean_head": "ridge", "mean_dims": 3, "mean_lambda": 0.3,
+                  "mean_frontal": True},
         "tiny": {"latent": "bases", "num_tokens": 11, "width": 32, "depth": 2, "heads": 2, "head_dim": 16,
                  "mlp_ratio": 2.0, "condition": "crop+landmarks", "cnn_channels": [8, 16], "cnn_input": 32,
                  "landmark_tokens": 4},

@@ -170,7 +170,7 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
                               "latent floor")}
     for n, case in enumerate(cases):
         cam = case.camera
-        opts = GeoOptions(intrinsics=(cam.fx, cam.fy, cam.cx, cam.cy), steps=50, cfg=3.0, shading=False)
+        opts = GeoOptions(intrinsics=(cam.fx, cam.fy, cam.cx, cam.cy), steps=50, shading=False)  # the model's cfg
         preds = {"mean head": tpl.verts}
         res = pipes["bases"](case.image, f"case{n}", seed=n, options=opts)
         preds["bases-only landmark fit"] = res.verts

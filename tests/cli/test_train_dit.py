@@ -71,6 +71,14 @@ def test_tiny_config_trains_resumes_and_samples(renders, tmp_path):
     np.testing.assert_allclose(prior.decode(out.latents), out.samples, atol=1e-4)
     np.testing.assert_allclose(prior.decode(prior.encode(out.verts)), out.verts[None], atol=1e-3)
 
+    # the guidance scale defaults to the checkpoint's sampling.cfg (else the paper's 3.0)
+    def head(cfg):
+        return prior(image, face.landmarks, torch.Generator().manual_seed(0), steps=3, cfg=cfg).verts
+
+    assert np.array_equal(head(None), head(3.0)) and not np.array_equal(head(3.0), head(0.0))
+    prior.meta["sampling"] = {"cfg": 0.0}
+    assert np.array_equal(head(None), head(0.0))
+
 
 def test_ridge_mean_head_is_fitted_saved_and_is_the_temperature_0_head(renders, tmp_path):
     """With mean_head "ridge" the run fits the landmark regression before step 1 (recorded in the checkpoint), and

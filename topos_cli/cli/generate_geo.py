@@ -43,7 +43,9 @@ def generate_geo(
     samples: Annotated[int, typer.Option(help="Generator draws averaged into the prior head."), COUNT] = 1,
     steps: Annotated[int, typer.Option(help="Sampler steps (rectified-flow Euler)."),
                      Range(min=1, max=MAX_SAMPLER_STEPS)] = 50,
-    cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale."), Range(min=0, max=MAX_CFG)] = 3.0,
+    cfg: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (default: the model's "
+                                                   "`sampling.cfg`, else the paper's 3.0)."),
+                   Range(min=0, max=MAX_CFG)] = None,
     keep_expression: Annotated[bool, typer.Option(
         "--keep-expression", help="Write the fitted expression instead of the neutral head.")] = False,
     refine: Annotated[bool, typer.Option(help="Fit the identity bases to the photo's landmarks.")] = True,

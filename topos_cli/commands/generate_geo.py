@@ -12,7 +12,7 @@ MESH_OUTPUTS = (".obj", ".ply", ".glb")
 
 
 def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = None, seed: int = 0,
-                 samples: int = 1, steps: int = 50, cfg: float = 3.0, keep_expression: bool = False,
+                 samples: int = 1, steps: int = 50, cfg: float | None = None, keep_expression: bool = False,
                  refine: bool = True, overlay: bool = False, face_index: int | None = None, format: str = "obj",
                  device: str = "cpu", shard: str | None = None, force: bool = False,
                  prior: bool = True, shading: bool = True) -> BatchResult:
@@ -24,7 +24,8 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
         out: a mesh file (.obj with the template's UVs, .ply or .glb) for one photo, or a folder for many
             (items/<id>/head.<format>, camera.json, report.json, overlay.png; manifest.jsonl, meta.json).
         model: TOPOS-DiT checkpoint folder (default: the shipped one when present, else the mean head).
-        seed / samples / steps / cfg: the generator's noise seed, draws averaged, ODE steps, guidance scale.
+        seed / samples / steps / cfg: the generator's noise seed, draws averaged, ODE steps, guidance scale
+            (None: the checkpoint's `sampling.cfg`, else 3.0).
         keep_expression: write the fitted expression (default: the neutral head).
         refine: fit the identity bases to the photo's landmarks (else keep the generator's shape).
         overlay: also write the photo with the fitted mesh drawn over it.
@@ -63,10 +64,10 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
     return result
 
 
-def _check(samples: int, steps: int, cfg: float, face_index: int | None, format: str) -> None:
+def _check(samples: int, steps: int, cfg: float | None, face_index: int | None, format: str) -> None:
     if samples < 1 or steps < 1:
         raise UsageError("--samples and --steps must be >= 1")
-    if cfg < 0:
+    if cfg is not None and cfg < 0:
         raise UsageError(f"--cfg must be >= 0, got {cfg}")
     if face_index is not None and face_index < 0:
         raise UsageError(f"--face-index must be >= 0 (0 = the largest face), got {face_index}")

@@ -42,7 +42,8 @@ class GeoOptions:
     """Per-call options (the command's flags).
 
     Attributes:
-        samples / steps / cfg: generator draws (their mean is the prior), ODE steps, guidance scale.
+        samples / steps / cfg: generator draws (their mean is the prior), ODE steps, guidance scale (None: the
+            checkpoint's `sampling.cfg`, else 3.0).
         refine: fit the identity bases to the landmarks (else keep the prior's shape; pose/expression still fit).
         shading: then refine the shape so its shading explains the photo (geometry/photo_shading.py; with refine).
         keep_expression: output the fitted expression instead of the neutral head.
@@ -52,7 +53,7 @@ class GeoOptions:
 
     samples: int = 1
     steps: int = 50
-    cfg: float = 3.0
+    cfg: float | None = None
     refine: bool = True
     shading: bool = True
     keep_expression: bool = False

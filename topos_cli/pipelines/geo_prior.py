@@ -131,7 +131,7 @@ class GeoPrior:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, generator: torch.Generator | None = None,
-                 steps: int = 50, cfg: float = 3.0, samples: int = 1, method: str = "euler",
+                 steps: int = 50, cfg: float | None = None, samples: int = 1, method: str = "euler",
                  temperature: float | None = None) -> GeoPriorOutput:
         """Generate the neutral head of the face in `image`.
 
@@ -139,18 +139,22 @@ class GeoPrior:
             image: (H, W, 3) uint8 RGB portrait.
             landmarks: (478, 2) face-mesh landmarks in pixels (faces/detect.py), or (478, 3) with its depth.
             generator: the sampler's noise (a torch.Generator on the model's device).
-            steps / cfg / method: the ODE sampler's steps, guidance scale and method (euler, heun).
+            steps / cfg / method: the ODE sampler's steps, guidance scale and method (euler, heun). cfg
+                default: the checkpoint's `sampling.cfg`, else the paper's 3.0.
             samples: heads drawn; `verts` is their mean.
             temperature: scale of the initial noise (1: a sample of the learned distribution, the paper; 0: the
                 deterministic head at the noise mean). Default: the checkpoint's `sampling.temperature`, else 1.
         """
-        from topos_cli.pipelines.sampler import SamplerConfig
+        from topos_cli.pipelines.sampler import DEFAULT_CFG, SamplerConfig
 
         if samples < 1 or steps < 1:
             raise UsageError("--samples and --steps must be >= 1")
         with _cpu_threads(self.device, CPU_SAMPLE_THREADS if self.model.config.width <= SMALL_WIDTH else None):
+            sampling = self.meta.get("sampling") or {}
             if temperature is None:
-                temperature = float((self.meta.get("sampling") or {}).get("temperature", 1.0))
+                temperature = float(sampling.get("temperature", 1.0))
+            if cfg is None:
+                cfg = float(sampling.get("cfg", DEFAULT_CFG))
             config = SamplerConfig(steps, cfg, method, temperature)
             return self._generate(image, landmarks, generator, config, samples)
 

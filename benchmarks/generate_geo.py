@@ -49,8 +49,9 @@ HELD_OUT_EVERY = 4  # real photos: every 4th usable landmark is scored, not fitt
 TRUE_LM_REG = 1e-5  # the true-landmark fit: almost no prior (noise-free points)
 DOCS_TILE = 224  # pixels per tile of the README figures (small PNGs)
 DOCS_CROP = 1.7  # crop side around the face box in the overlay tile
-ROWS = ("mean head", "bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit",
-        "DiT + fit + shading", "latent floor", "fit, true landmarks")
+ROWS = ("mean head", "bases-only landmark fit", "bases-only fit, refined points", "DiT landmark regression",
+        "DiT only", "DiT + fit", "DiT + fit + shading", "DiT + fit + shading, detector's points", "latent floor",
+        "fit, true landmarks")
 
 
 @dataclass
@@ -166,14 +167,17 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
 
     face = np.concatenate([tpl.region(r) for r in FACE_REGIONS])
     lmap = load_landmark_map(tpl)
-    timing = {k: [] for k in ("detect", "bases fit", "DiT prior", "DiT fit", "DiT shading", "true-landmark fit",
-                              "latent floor")}
+    timing = {k: [] for k in ("detect", "landmark refiner", "bases fit", "DiT prior", "DiT fit", "DiT shading",
+                              "true-landmark fit", "latent floor")}
     for n, case in enumerate(cases):
         cam = case.camera
         opts = GeoOptions(intrinsics=(cam.fx, cam.fy, cam.cx, cam.cy), steps=50, shading=False)  # the model's cfg
         preds = {"mean head": tpl.verts}
         res = pipes["bases"](case.image, f"case{n}", seed=n, options=opts)
         preds["bases-only landmark fit"] = res.verts
+        if "bases_refined" in pipes:  # the same fit on the landmark refiner's points (faces/refine.py)
+            preds["bases-only fit, refined points"] = pipes["bases_refined"](case.image, f"case{n}", seed=n,
+                                                                             options=opts).verts
         timing["detect"].append(res.seconds["detect"])
         timing["bases fit"].append(res.seconds["fit"])
         if "dit" in pipes:
@@ -185,9 +189,14 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
                 preds["DiT landmark regression"] = regression
             timing["DiT prior"].append(res.seconds["prior"])
             timing["DiT fit"].append(res.seconds["fit"])
+            if "refine" in res.seconds:
+                timing["landmark refiner"].append(res.seconds["refine"])
             opts.shading = True  # the command's default: the photometric refinement after the landmark fit
             res = pipes["dit"](case.image, f"case{n}", seed=n, options=opts)
             preds["DiT + fit + shading"] = res.verts
+            if "dit_raw" in pipes:  # the same without the landmark refiner: mediapipe's points drive the fit
+                preds["DiT + fit + shading, detector's points"] = pipes["dit_raw"](case.image, f"case{n}", seed=n,
+                                                                                   options=opts).verts
             timing["DiT shading"].append(res.seconds["shading"])
             scores.shading.append(bool(res.shading.applied))
             t0 = time.perf_counter()
@@ -402,6 +411,11 @@ def main(argv=None) -> int:
             dit.expression_reg = args.expr_reg if args.expr_reg is not None else dit.expression_reg
             dit.silhouette_weight = args.silhouette if args.silhouette is not None else dit.silhouette_weight
             pipes["dit"], prior = dit, dit.prior
+            if dit.refiner is not None:
+                pipes["dit_raw"] = GeoPipeline(tpl, dit.prior, dit.model_dir, expression_reg=dit.expression_reg,
+                                               silhouette_weight=dit.silhouette_weight)
+                pipes["bases_refined"] = GeoPipeline(tpl, identity_reg=args.bases_reg, refiner=dit.refiner,
+                                                     expression_reg=pipes["bases"].expression_reg)
     except Exception as exc:  # a missing or half-written checkpoint: benchmark the rest, say why
         print(f"no TOPOS-DiT rows: {exc}", file=sys.stderr)
     t0 = time.perf_counter()
@@ -421,8 +435,8 @@ def main(argv=None) -> int:
         print(f"photometric refinement applied on {sum(scores.shading)} of {len(scores.shading)} portraits "
               "(the others: too little of the skin fits its shading model)")
     consistency = {row: identity_consistency(tpl, cases, scores.outputs[row])
-                   for row in ("bases-only landmark fit", "DiT landmark regression", "DiT only", "DiT + fit",
-                               "DiT + fit + shading")
+                   for row in ("bases-only landmark fit", "bases-only fit, refined points", "DiT landmark regression",
+                               "DiT only", "DiT + fit", "DiT + fit + shading", "DiT + fit + shading, detector's points")
                    if scores.outputs[row]}
     for row, c in consistency.items():
         print(f"identity consistency, {row}: same {c['same']:.3f} % vs different {c['different']:.3f} % "

@@ -75,3 +75,28 @@ def test_warnings_name_large_yaw_small_faces_and_poor_fits():
     assert _warnings(big, SimpleNamespace(yaw=10.0, reprojection_px=1.0)) == []
     text = " | ".join(_warnings(small, SimpleNamespace(yaw=-40.0, reprojection_px=9.0)))
     assert "turned -40 deg" in text and "small face" in text and "fit poorly" in text
+
+
+class _ShiftRefiner:
+    """Stands in for the landmark refiner: moves every point 2 px right."""
+
+    def __call__(self, image, landmarks):
+        return (np.asarray(landmarks)[:, :2] + np.array([2.0, 0.0])).astype(np.float32)
+
+
+def test_the_refined_points_drive_the_fit_and_the_generator_sees_the_detectors(photo):
+    from topos_cli.faces.detect import detect_faces
+    from topos_cli.pipelines.geo import IDENTITY_REG_PRIOR, IDENTITY_REG_REFINED
+
+    tpl = load_template()
+    prior = _FakePrior(tpl.verts.astype(np.float32))
+    pipe = GeoPipeline(tpl, prior=prior, refiner=_ShiftRefiner())
+    assert pipe.identity_reg == IDENTITY_REG_REFINED and GeoPipeline(tpl, prior=prior).identity_reg == IDENTITY_REG_PRIOR
+    res = pipe(photo, "hopper.jpg", seed=0, options=GeoOptions(shading=False))
+    raw = detect_faces(photo)[0].landmarks
+    np.testing.assert_allclose(res.face.landmarks, raw + np.array([2.0, 0.0]), atol=1e-4)
+    rec = res.record(pipe.expression_names)
+    assert rec["landmarks"]["refined"] and "refine" in rec["seconds"]
+    plain = GeoPipeline(tpl, prior=prior)(photo, "hopper.jpg", seed=0, options=GeoOptions(shading=False))
+    assert not plain.record(pipe.expression_names)["landmarks"]["refined"]
+    assert abs(res.fit.translation[0] - plain.fit.translation[0]) > 1e-3  # the head followed the shifted points

@@ -51,6 +51,8 @@ def generate_geo(
     refine: Annotated[bool, typer.Option(help="Fit the identity bases to the photo's landmarks.")] = True,
     shading: Annotated[bool, typer.Option(help="Then refine the shape so its shading explains the photo "
                                                "(spherical-harmonics light, constant skin albedo).")] = True,
+    landmark_refiner: Annotated[bool, typer.Option(help="Move the detector's points with the shipped landmark "
+                                                        "refiner before the fit (trained on topos renders).")] = True,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write the photo with the fitted mesh over it "
                                                             "(<out>_overlay.png; overlay.png per batch item).")] = False,
     face_index: Annotated[int | None, typer.Option(help="Face to use when there are several (0 = largest)."),
@@ -68,7 +70,8 @@ def generate_geo(
 
     result = api.generate_geo(input, out, model=model, seed=seed, samples=samples, steps=steps, cfg=cfg,
                               keep_expression=keep_expression, refine=refine, shading=shading, overlay=overlay,
-                              face_index=face_index, format=format, device=device, shard=shard, force=force)
+                              face_index=face_index, format=format, device=device, shard=shard, force=force,
+                              landmark_refiner=landmark_refiner)
     for rec in result.records:
         emit_json(rec) if json else emit_line(rec["mesh"])
         for warning in rec.get("warnings", []):

@@ -15,7 +15,7 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
                  samples: int = 1, steps: int = 50, cfg: float | None = None, keep_expression: bool = False,
                  refine: bool = True, overlay: bool = False, face_index: int | None = None, format: str = "obj",
                  device: str = "cpu", shard: str | None = None, force: bool = False,
-                 prior: bool = True, shading: bool = True) -> BatchResult:
+                 prior: bool = True, shading: bool = True, landmark_refiner: bool = True) -> BatchResult:
     """Make a head in the template topology from each portrait (`topos generate-geo`).
 
     Args:
@@ -33,6 +33,7 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
         format: mesh format of batch outputs (obj, ply, glb).
         prior: False skips the generator even when a checkpoint is present (the mean head is the prior).
         shading: after the landmark fit, refine the shape so its shading explains the photo (with `refine`).
+        landmark_refiner: move mediapipe's points with the shipped landmark refiner (faces/refine.py) first.
 
     Returns:
         BatchResult whose records hold the mesh, camera and overlay paths and the fit record.
@@ -50,14 +51,15 @@ def generate_geo(input: str | Path, out: str | Path, model: str | Path | None = 
     options = GeoOptions(samples=samples, steps=steps, cfg=cfg, refine=refine, shading=shading,
                          keep_expression=keep_expression, face_index=face_index)
     records = [] if single else photo_records(input)
-    pipe = GeoPipeline.from_pretrained(model, device=torch_device(device), use_prior=prior)
+    pipe = GeoPipeline.from_pretrained(model, device=torch_device(device), use_prior=prior,
+                                       use_refiner=landmark_refiner)
     if single:
         return BatchResult(out=out, records=[_one(pipe, Path(input), out, options, seed, overlay)])
     items = [BatchItem(id=r["id"], outputs=(out / "items" / r["id"] / f"head.{format}",
                                             out / "items" / r["id"] / "report.json"),
                        payload=r, failure={"image": str(r["image"])}) for r in records]
     meta = run_meta("generate-geo", seed=seed, template=pipe.template, input=str(input), model=pipe.model_dir,
-                    options=options.__dict__)
+                    options=options.__dict__, landmark_refiner=pipe.refiner is not None)
     result = run_batch(items, partial(_item, pipe, options, seed, overlay), out, shard=shard, force=force,
                        meta=meta, description="generate-geo", done=_done)
     raise_failures(result, "photo(s)", "heads written", all_failed_is_usage=len(items) == 1)

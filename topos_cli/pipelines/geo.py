@@ -12,6 +12,7 @@ the template's derived landmark map. Without a generator the prior is the templa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ ASSUMED_DISTANCE_CM = 75.0  # camera-to-face distance assumed for a photo of unk
 EYE_CORNERS_CM = 9.0  # typical outer-eye-corner distance, turns the assumed distance into a focal length
 IDENTITY_REG_MEAN = 1e-3  # identity prior weight around the mean head (research sweep: flat within +-0.05 %)
 IDENTITY_REG_PRIOR = 1e-1  # around the generator's head: landmarks carry little identity, keep what it made
+# around the generator's head when the landmark refiner (faces/refine.py) placed the points: they carry identity
+# (60 benchmark portraits, DiT + landmark fit: 0.1 -> 0.487 %, 0.03 -> 0.480 %, 0.01 -> 0.471 %, 0.003 -> 0.464 %,
+# 0.001 -> 0.462 % face; same/different identity ratio best at 0.003: 0.47)
+IDENTITY_REG_REFINED = 3e-3
 EXPRESSION_REG = 1e-3  # expression prior weight (research sweep)
 SILHOUETTE_REGIONS = ("cheek", "ear", "temple", "cheekbone")  # the side outline (the jaw lies over the neck)
 SILHOUETTE_STRIDE = 2  # every 2nd candidate vertex: the 2.5 mm face spacing is finer than the mask's pixels
@@ -90,7 +95,8 @@ class GeoResult:
             "identity": np.round(fit.identity, 5).tolist(),
             "latent": None if self.latents is None else np.round(self.latents, 5).tolist(),
             "landmarks": {"count": int(len(err)), "reprojection_px_median": round(fit.reprojection_px, 4),
-                          "reprojection_px_mean": round(float(err.mean()), 4)},
+                          "reprojection_px_mean": round(float(err.mean()), 4),
+                          "refined": "refine" in self.seconds},
             "face": {"bbox": np.round(self.face.bbox, 2).tolist(), "score": round(self.face.score, 4),
                      "faces_found": self.faces_found},
             "shading": None if self.shading is None else {
@@ -128,12 +134,14 @@ class GeoPipeline:
     """Portrait -> head; the template, its bases and the optional generator are loaded once."""
 
     def __init__(self, template, prior=None, model_dir: str | None = None, identity_reg: float | None = None,
-                 expression_reg: float = EXPRESSION_REG, silhouette_weight: float = 0.0):
+                 expression_reg: float = EXPRESSION_REG, silhouette_weight: float = 0.0, refiner=None):
         for name in ("identity", "expression"):
             template.basis(name)  # UsageError if the template lacks them
-        self.template, self.prior, self.model_dir = template, prior, model_dir
-        self.identity_reg = identity_reg if identity_reg is not None else \
-            (IDENTITY_REG_PRIOR if prior is not None else IDENTITY_REG_MEAN)
+        self.template, self.prior, self.model_dir, self.refiner = template, prior, model_dir, refiner
+        if identity_reg is None:
+            identity_reg = IDENTITY_REG_MEAN if prior is None else \
+                (IDENTITY_REG_REFINED if refiner is not None else IDENTITY_REG_PRIOR)
+        self.identity_reg = identity_reg
         self.expression_reg, self.silhouette_weight = expression_reg, silhouette_weight
         self.lmap = load_landmark_map(template)
         self.identity = template.basis("identity")
@@ -146,13 +154,15 @@ class GeoPipeline:
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, template=None, device: str = "cpu",
-                        use_prior: bool = True) -> GeoPipeline:
+                        use_prior: bool = True, use_refiner: bool = True) -> GeoPipeline:
         """Load the generator from `model` (default: the shipped checkpoint if its folder exists).
 
         Args:
             model: TOPOS-DiT checkpoint folder; None uses the shipped one when present, else the mean head.
             template: Template (default: the generator's, else topos-head).
             use_prior: False skips the generator (the mean head is the prior).
+            use_refiner: refine mediapipe's points with the shipped landmark refiner (faces/refine.py) when it is
+                installed and the template is the one it was trained for.
         """
         from topos_cli.template import load_template
 
@@ -168,7 +178,8 @@ class GeoPipeline:
                 prior = GeoPrior.from_pretrained(path, template=template, device=device)
                 model = str(path)
         tpl = template or (load_template(prior.meta.get("template")) if prior is not None else load_template())
-        return cls(tpl, prior, str(model) if model is not None else None)
+        refiner = _shipped_refiner(tpl) if use_refiner else None
+        return cls(tpl, prior, str(model) if model is not None else None, refiner=refiner)
 
     def __call__(self, image: np.ndarray, source: str = "image", seed: int = 0,
                  options: GeoOptions | None = None) -> GeoResult:
@@ -186,7 +197,11 @@ class GeoPipeline:
         faces = detect_faces(image)
         face, warnings = pick_face(faces, options.face_index, source)
         seconds["detect"] = time.perf_counter() - t0
-        base, latents = self._prior(image, face, seed, options, seconds)
+        base, latents = self._prior(image, face, seed, options, seconds)  # mediapipe's points: what it learned on
+        if self.refiner is not None:  # the fit and the refinement use the refined points
+            t1 = time.perf_counter()
+            face = dataclasses.replace(face, landmarks=self.refiner(image, face.landmarks))
+            seconds["refine"] = time.perf_counter() - t1
         intrinsics = self.intrinsics(image.shape, face, options)
         fit = self._fit(base, face, intrinsics, options, seconds, image)
         neutral = _apply(base, self.identity, fit.identity)
@@ -294,6 +309,16 @@ class GeoPipeline:
         focal = ASSUMED_DISTANCE_CM * max(eyes_px, 1.0) / EYE_CORNERS_CM
         return focal, focal, w / 2.0, h / 2.0
 
+
+
+def _shipped_refiner(template):
+    """The shipped landmark refiner, or None when absent or made for another template's landmark map."""
+    from topos_cli.faces.refine import DEFAULT_DIR, LandmarkRefiner
+
+    if not (DEFAULT_DIR / "model.json").is_file():
+        return None
+    refiner = LandmarkRefiner.from_pretrained(DEFAULT_DIR)
+    return refiner if refiner.report.get("template_hash") in (None, template.hash) else None
 
 
 def _camera(shape, intrinsics, fit):

@@ -163,6 +163,7 @@ def true_landmark_fit(tpl, case: Case, lmap) -> np.ndarray:
 
 
 def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) -> None:
+    from topos_cli.faces.detect import detect_faces
     from topos_cli.pipelines.geo import GeoOptions, load_landmark_map
 
     face = np.concatenate([tpl.region(r) for r in FACE_REGIONS])
@@ -183,7 +184,8 @@ def run_synthetic(tpl, cases: list[Case], pipes: dict, prior, scores: Scores) ->
         if "dit" in pipes:
             res = pipes["dit"](case.image, f"case{n}", seed=n, options=opts)
             preds["DiT only"], preds["DiT + fit"] = res.prior, res.verts
-            points = np.concatenate([res.face.landmarks, res.face.depth[:, None]], 1)
+            raw = detect_faces(case.image)[0]  # the detector's points (res.face holds the refined ones)
+            points = np.concatenate([raw.landmarks, raw.depth[:, None]], 1)
             regression = prior.regression(case.image, points)
             if regression is not None:  # the flow's conditional mean alone (models/cond_mean.py)
                 preds["DiT landmark regression"] = regression

@@ -26,14 +26,12 @@ HELD_OUT_EVERY = 5  # heads with id % 5 == 0 are scored, not fitted
 
 
 def cmd_data(args) -> None:
-    import cv2
     import numpy as np
 
     from scripts.build_face_landmark_map import random_material, render_portrait
     from scripts.build_geo_dit_data import MAX_YAW_DEG, PORTRAIT_SIZE, VIEWS_PER_HEAD
-    from topos_cli.faces.crop import crop_similarity
     from topos_cli.faces.detect import detect_faces
-    from topos_cli.faces.refine import CROP_SIZE
+    from topos_cli.faces.refine import refiner_crop
     from topos_cli.geometry.augment import AugmentConfig, coefficient_delta, sample_coefficients
     from topos_cli.geometry.photo_fit import landmark_model
     from topos_cli.pipelines.geo import load_landmark_map
@@ -66,11 +64,8 @@ def cmd_data(args) -> None:
             points = landmark_model(posed, ident[:0], expr[:0], lmap.triangles, lmap.barycentrics, tpl.faces,
                                     lmap.weights).base
             pix, _ = p.camera.project(points)
-            mat = crop_similarity(faces[0].landmarks, CROP_SIZE)
-            gray = cv2.cvtColor(p.image, cv2.COLOR_RGB2GRAY)
-            crops.append(cv2.warpAffine(gray, mat, (CROP_SIZE, CROP_SIZE),
-                                        flags=cv2.INTER_AREA if mat[0, 0] < 1 else cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_REPLICATE))
+            crop, mat = refiner_crop(p.image, faces[0].landmarks)
+            crops.append(crop)
             mp.append(faces[0].landmarks @ mat[:, :2].T + mat[:, 2])
             truth.append(pix @ mat[:, :2].T + mat[:, 2])
             ids.append((i, view))

@@ -30,6 +30,22 @@ EPS_NORM = 1e-3  # per-point descriptor normalisation floor
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "landmark-refiner-small"
 
 
+def refiner_crop(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(grey (CROP_SIZE, CROP_SIZE) uint8 crop, (2, 3) image->crop similarity) framed by mediapipe's points (L, 2+).
+
+    The one crop the refiner is trained on (scripts/train_landmark_refiner.py) and applied to.
+    """
+    import cv2
+
+    from topos_cli.faces.crop import crop_similarity
+
+    mat = crop_similarity(np.asarray(landmarks, np.float64)[:, :2], CROP_SIZE)
+    gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
+    crop = cv2.warpAffine(gray, mat, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_AREA if mat[0, 0] < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return crop, mat
+
+
 def orientation_channels(gray: np.ndarray) -> list[np.ndarray]:
     """Per cell size, (ORIENTATIONS, S, S) float32 gradient magnitude split by orientation, box-summed over a cell."""
     import cv2
@@ -98,18 +114,10 @@ class LandmarkRefiner:
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """(L, 2) float32 refined pixel positions of mediapipe's points (L, 2+) in an RGB (or grey) image."""
-        import cv2
-
-        from topos_cli.faces.crop import crop_similarity
-
         pts = np.asarray(landmarks, np.float64)[:, :2]
         if pts.shape[0] != self.landmark_count:
             raise ValueError(f"the refiner takes {self.landmark_count} face-mesh points, got {pts.shape[0]}")
-        mat = crop_similarity(pts, CROP_SIZE)
-        gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
-        crop = cv2.warpAffine(gray, mat, (CROP_SIZE, CROP_SIZE),
-                              flags=cv2.INTER_AREA if mat[0, 0] < 1 else cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+        crop, mat = refiner_crop(image, pts)
         inside = self.refine_crop_points(crop[None], (pts @ mat[:, :2].T + mat[:, 2])[None])[0]
         inv = np.linalg.inv(np.vstack([mat, [0.0, 0.0, 1.0]]))[:2]
         return (inside @ inv[:, :2].T + inv[:, 2]).astype(np.float32)

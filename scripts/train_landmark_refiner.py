@@ -89,11 +89,15 @@ def cmd_fit(args) -> None:
     mp = np.concatenate([p["mp"] for p in parts])
     truth = np.concatenate([p["truth"] for p in parts])
     held = np.concatenate([p["ids"][:, 0] % HELD_OUT_EVERY == 0 for p in parts])
-    refiner, report = fit_refiner(crops[~held], mp[~held], truth[~held], rank=args.rank, lam=args.lam)
+    heads = np.concatenate([p["ids"][:, 0] + 100_000 * k for k, p in enumerate(parts)])  # one group per head
+    refiner, report = fit_refiner(crops[~held], mp[~held], truth[~held], rank=args.rank, lam=args.lam,
+                                  stages=args.stages, groups=heads[~held])
     refined = refiner.refine_crop_points(crops[held], mp[held])
+    first = refiner.refine_crop_points(crops[held], mp[held], stages=1)
     report.update(held_out_portraits=int(held.sum()),
                   held_out_px_before=float(np.linalg.norm(mp[held] - truth[held], axis=2).mean()),
                   held_out_px_after=float(np.linalg.norm(refined - truth[held], axis=2).mean()),
+                  held_out_px_first_stage=float(np.linalg.norm(first - truth[held], axis=2).mean()),
                   data=[str(p) for p in args.inputs], template_hash=load_template(None).hash)
     refiner.save(args.out, report)
     print(json.dumps(report, indent=1))
@@ -111,6 +115,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--rank", type=int, default=80)
     p.add_argument("--lam", type=float, default=1e4)
+    p.add_argument("--stages", type=int, default=2, help="descent steps (each fitted on cross-fitted outputs)")
     args = parser.parse_args()
     {"data": cmd_data, "fit": cmd_fit}[args.cmd](args)
 

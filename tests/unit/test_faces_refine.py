@@ -9,6 +9,7 @@ from topos_cli.errors import MissingWeights
 from topos_cli.faces.refine import (
     CROP_SIZE,
     LandmarkRefiner,
+    RefinerStage,
     fit_refiner,
     orientation_channels,
     point_features,
@@ -45,14 +46,18 @@ def test_point_features_shape_and_unit_norm_per_point():
 def test_fit_refiner_moves_held_out_points_toward_the_truth(tmp_path):
     rng = np.random.default_rng(1)
     crops, start, truth = _blobs(rng, 260)
-    refiner, report = fit_refiner(crops[:200], start[:200], truth[:200], rank=10, lam=10.0)
+    refiner, report = fit_refiner(crops[:200], start[:200], truth[:200], rank=10, lam=10.0, stages=2)
     assert report["portraits"] == 200 and report["train_px_after"] < report["train_px_before"]
+    assert len(refiner.stages) == 2 and report["cross_fitted_px"][0] < report["train_px_before"]
     before = np.linalg.norm(start[200:] - truth[200:], axis=2).mean()
+    one = np.linalg.norm(refiner.refine_crop_points(crops[200:], start[200:], stages=1) - truth[200:], axis=2).mean()
     after = np.linalg.norm(refiner.refine_crop_points(crops[200:], start[200:]) - truth[200:], axis=2).mean()
-    assert after < 0.6 * before  # ~2.5 px of detector error, more than 40 % of it removed on unseen crops
+    assert one < 0.6 * before  # ~2.5 px of detector error, more than 40 % of it removed on unseen crops
+    assert after < one  # the second stage, fitted on cross-fitted outputs of the first, removes more
     refiner.save(tmp_path / "ref", {"note": "test"})
     loaded = LandmarkRefiner.from_pretrained(tmp_path / "ref")
-    assert loaded.report == {"note": "test"} and loaded.weight.shape == refiner.weight.shape
+    assert loaded.report == {"note": "test"} and len(loaded.stages) == 2
+    assert loaded.stages[1].weight.shape == refiner.stages[1].weight.shape
     np.testing.assert_allclose(loaded.refine_crop_points(crops[200:210], start[200:210]),
                                refiner.refine_crop_points(crops[200:210], start[200:210]), atol=0.05)  # float16
 
@@ -72,16 +77,16 @@ def test_refiner_on_a_photo_maps_back_to_pixels():
     """An identity refiner (zero weights, zero offset) returns the detector's points to float precision, through the
     crop similarity and its inverse; a constant crop-frame offset comes back scaled to the photo."""
     count, feats = 478, 478 * 2 * 4 * 8  # two scales x 2 x 2 cells x 8 orientations per point
-    zero = LandmarkRefiner(np.zeros(feats), np.ones(feats), np.zeros((feats, 1)), np.zeros((1, 2 * count)),
-                           np.zeros(2 * count))
+    zero = LandmarkRefiner([RefinerStage(np.zeros(feats), np.ones(feats), np.zeros((feats, 1)),
+                                         np.zeros((1, 2 * count)), np.zeros(2 * count))])
     rng = np.random.default_rng(2)
     image = rng.integers(0, 255, (300, 400, 3)).astype(np.uint8)
     pts = np.stack([rng.uniform(120, 280, count), rng.uniform(80, 220, count)], 1)
     pts[33], pts[133], pts[362], pts[263] = (150, 120), (180, 120), (220, 120), (250, 120)  # eyes 100 px apart
     pts[61], pts[291] = (175, 190), (225, 190)
     np.testing.assert_allclose(zero(image, pts), pts, atol=1e-3)
-    shift = LandmarkRefiner(np.zeros(feats), np.ones(feats), np.zeros((feats, 1)), np.zeros((1, 2 * count)),
-                            np.tile([1.0, 0.0], count))
+    shift = LandmarkRefiner([RefinerStage(np.zeros(feats), np.ones(feats), np.zeros((feats, 1)),
+                                          np.zeros((1, 2 * count)), np.tile([1.0, 0.0], count))])
     moved = shift(image, pts) - pts
     from topos_cli.faces.crop import crop_similarity
 
@@ -89,3 +94,24 @@ def test_refiner_on_a_photo_maps_back_to_pixels():
     np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0 / scale, rtol=1e-4)
     with pytest.raises(ValueError, match="478 face-mesh points"):
         zero(image, pts[:10])
+
+
+def test_single_stage_checkpoints_of_format_1_still_load(tmp_path):
+    """Refiners saved before the cascade (format 1: unprefixed tensors, one step) load as a one-stage cascade."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(3)
+    crops, start, truth = _blobs(rng, 40)
+    refiner, _ = fit_refiner(crops[:30], start[:30], truth[:30], rank=4, lam=10.0, stages=1)
+    st = refiner.stages[0]
+    folder = tmp_path / "old"
+    folder.mkdir()
+    save_file({"x_mean": st.x_mean, "x_std": st.x_std, "weight": st.weight, "basis": st.basis, "offset": st.offset},
+              str(folder / "model.safetensors"))
+    (folder / "model.json").write_text(json.dumps({"format": 1, "name": "landmark-refiner", "crop_size": CROP_SIZE}))
+    loaded = LandmarkRefiner.from_pretrained(folder)
+    assert len(loaded.stages) == 1
+    np.testing.assert_allclose(loaded.refine_crop_points(crops[30:], start[30:]),
+                               refiner.refine_crop_points(crops[30:], start[30:]), atol=1e-4)

@@ -3,10 +3,11 @@
 mediapipe's 478 points are pulled toward its own mean face: on topos's held-out synthetic portraits they lie a
 median 4.1 px (2.6 % of the eye distance) from the true projections of the template points the landmark map
 assigns to them, and that error is per face (a constant per-point correction removes 5 % of it), so a fit to
-them keeps little identity. The refiner is one step of a supervised descent method (Xiong & De la Torre 2013):
-around each current point it samples oriented-gradient channels (8 orientations, two cell sizes, 2 x 2 cells: a
-dense HOG read at the point), and a linear map, fitted in closed form on portraits with known truth
+them keeps little identity. The refiner is a supervised descent method (Xiong & De la Torre 2013), a cascade of
+steps: around each current point a step samples oriented-gradient channels (8 orientations, two cell sizes,
+2 x 2 cells: a dense HOG read at the point), and a linear map, fitted in closed form on portraits with known truth
 (`fit_refiner`), predicts all 478 offsets at once in a low-rank basis of offsets (their principal directions).
+Each step after the first is fitted to the previous step's cross-fitted outputs (what it does on unseen crops).
 It works in the crop that mediapipe's own points frame (faces/crop.py similarity, CROP_SIZE pixels, grey), so the
 result is invariant to the photo's framing and roll. Pure numpy + OpenCV; weights in `model.safetensors`.
 
@@ -17,6 +18,7 @@ result is invariant to the photo's framing and roll. Pure numpy + OpenCV; weight
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,31 +88,56 @@ def point_features(channels: list[np.ndarray], points: np.ndarray) -> np.ndarray
     return feats.ravel()
 
 
-class LandmarkRefiner:
-    """Crop points (L, 2) + grey crop -> refined points: points + (((x - mean) / std) @ weight) @ basis + offset.
+@dataclass
+class RefinerStage:
+    """One descent step: points + (((features(points) - x_mean) / x_std) @ weight) @ basis + offset.
 
     Attributes:
         x_mean, x_std: (F,) feature standardisation. weight: (F, K) ridge map to the offset coefficients.
         basis: (K, 2L) principal directions of the training offsets. offset: (2L,) their mean.
-        report: what `fit_refiner` measured (and the training script added).
     """
 
-    def __init__(self, x_mean, x_std, weight, basis, offset, report: dict | None = None):
-        self.x_mean, self.x_std = np.asarray(x_mean, np.float32), np.asarray(x_std, np.float32)
-        self.weight, self.basis = np.asarray(weight, np.float32), np.asarray(basis, np.float32)
-        self.offset = np.asarray(offset, np.float32)
-        self.report = report or {}
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    weight: np.ndarray
+    basis: np.ndarray
+    offset: np.ndarray
+
+    def __post_init__(self):
+        for name in ("x_mean", "x_std", "weight", "basis", "offset"):
+            setattr(self, name, np.asarray(getattr(self, name), np.float32))
+
+    def step(self, features: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(N, L, 2) moved points from descriptors (N, F) read at points (N, L, 2)."""
+        coeffs = ((features - self.x_mean) / self.x_std) @ self.weight
+        return points + (coeffs @ self.basis + self.offset).reshape(points.shape)
+
+
+class LandmarkRefiner:
+    """A cascade of descent steps (RefinerStage), each reading the crop at the previous step's points.
+
+    Attributes:
+        stages: the steps, applied in order. report: what `fit_refiner` measured (and the training script added).
+    """
+
+    def __init__(self, stages: list[RefinerStage], report: dict | None = None):
+        if not stages:
+            raise ValueError("a landmark refiner needs at least one stage")
+        self.stages, self.report = list(stages), report or {}
 
     @property
     def landmark_count(self) -> int:
-        return self.offset.shape[0] // 2
+        return self.stages[0].offset.shape[0] // 2
 
-    def refine_crop_points(self, crops: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(N, L, 2) refined points for grey crops (N, S, S) and their current points (N, L, 2), crop pixels."""
+    def refine_crop_points(self, crops: np.ndarray, points: np.ndarray, stages: int | None = None) -> np.ndarray:
+        """(N, L, 2) refined points for grey crops (N, S, S) and their current points (N, L, 2), crop pixels
+        (`stages`: apply only the first few)."""
         points = np.asarray(points, np.float64)
-        feats = np.stack([point_features(orientation_channels(c), p) for c, p in zip(crops, points, strict=True)])
-        coeffs = ((feats - self.x_mean) / self.x_std) @ self.weight
-        return points + (coeffs @ self.basis + self.offset).reshape(points.shape)
+        channels = [orientation_channels(c) for c in crops]
+        for stage in self.stages[:stages]:
+            feats = np.stack([point_features(ch, p) for ch, p in zip(channels, points, strict=True)])
+            points = stage.step(feats, points)
+        return points
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """(L, 2) float32 refined pixel positions of mediapipe's points (L, 2+) in an RGB (or grey) image."""
@@ -123,19 +150,23 @@ class LandmarkRefiner:
         return (inside @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
 
     def save(self, folder: str | Path, report: dict | None = None) -> None:
-        """`model.safetensors` (weight and basis as float16) + `model.json`, each written atomically."""
+        """`model.safetensors` (per stage; weight and basis as float16) + `model.json`, each written atomically."""
         from safetensors.numpy import save_file
 
         from topos_cli.io.fs import atomic_path
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {"x_mean": self.x_mean, "x_std": self.x_std, "weight": self.weight.astype(np.float16),
-                   "basis": self.basis.astype(np.float16), "offset": self.offset}
+        tensors = {}
+        for k, st in enumerate(self.stages):
+            tensors.update({f"stage{k}.x_mean": st.x_mean, f"stage{k}.x_std": st.x_std,
+                            f"stage{k}.weight": st.weight.astype(np.float16),
+                            f"stage{k}.basis": st.basis.astype(np.float16), f"stage{k}.offset": st.offset})
         with atomic_path(folder / "model.safetensors") as tmp:
             save_file(tensors, str(tmp))
-        meta = {"format": 1, "name": "landmark-refiner", "crop_size": CROP_SIZE, "orientations": ORIENTATIONS,
-                "cells": list(CELLS), "rank": int(self.basis.shape[0]), "report": report or self.report}
+        meta = {"format": 2, "name": "landmark-refiner", "crop_size": CROP_SIZE, "orientations": ORIENTATIONS,
+                "cells": list(CELLS), "stages": len(self.stages), "rank": int(self.stages[0].basis.shape[0]),
+                "report": report or self.report}
         with atomic_path(folder / "model.json") as tmp:
             Path(tmp).write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -151,42 +182,70 @@ class LandmarkRefiner:
         from safetensors.numpy import load_file
 
         try:
-
             meta = json.loads(meta_path.read_text())
             t = load_file(str(weights))
             if meta.get("name") != "landmark-refiner" or meta.get("crop_size") != CROP_SIZE:
                 raise ValueError("not a landmark refiner of this version")
-            refiner = cls(t["x_mean"], t["x_std"], t["weight"], t["basis"], t["offset"], meta.get("report"))
-            if refiner.weight.shape != (refiner.x_mean.shape[0], refiner.basis.shape[0]):
-                raise ValueError("inconsistent tensor shapes")
+            names = ("x_mean", "x_std", "weight", "basis", "offset")
+            if meta.get("format", 1) == 1:  # one stage, unprefixed tensors
+                stages = [RefinerStage(*(t[n] for n in names))]
+            else:
+                stages = [RefinerStage(*(t[f"stage{k}.{n}"] for n in names)) for k in range(int(meta["stages"]))]
+            for st in stages:
+                if st.weight.shape != (st.x_mean.shape[0], st.basis.shape[0]) or st.offset.shape != stages[0].offset.shape:
+                    raise ValueError("inconsistent tensor shapes")
+            refiner = cls(stages, meta.get("report"))
         except (OSError, ValueError, KeyError, SafetensorError) as exc:
             raise MissingWeights(f"{folder}: unreadable landmark refiner ({exc})") from None
         return refiner
 
 
-def fit_refiner(crops: np.ndarray, points: np.ndarray, truth: np.ndarray, rank: int = 80,
-                lam: float = 1e4) -> tuple[LandmarkRefiner, dict]:
-    """Closed-form refiner from grey crops (N, S, S), current points and true points (N, L, 2), crop pixels.
+def fit_refiner(crops: np.ndarray, points: np.ndarray, truth: np.ndarray, rank: int = 80, lam: float = 1e4,
+                stages: int = 2, groups: np.ndarray | None = None, folds: int = 4) -> tuple[LandmarkRefiner, dict]:
+    """Closed-form refiner cascade from grey crops (N, S, S), current points and true points (N, L, 2), crop pixels.
 
-    The offsets (truth - points) are projected on their top `rank` principal directions and regressed with a
-    ridge `lam` on the standardised descriptors (dual form: N x N, cheap for N << F).
+    Each stage projects the remaining offsets (truth - points) on their top `rank` principal directions and
+    regresses them with a ridge `lam` on the standardised descriptors read at the points (dual form: N x N, cheap
+    for N << F). A stage is fitted to what the previous one does on crops it has *not* seen: `folds`-fold
+    cross-fitted outputs (folds by `groups`, e.g. the head id, so one head's views stay together), since on its
+    own training crops a ridge over ~30k descriptors is nearly exact and the next stage would learn nothing real.
     """
     points, truth = np.asarray(points, np.float64), np.asarray(truth, np.float64)
     n = len(points)
-    feats = np.stack([point_features(orientation_channels(c), p) for c, p in zip(crops, points, strict=True)])
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    fold = np.unique(groups, return_inverse=True)[1] % folds
+    report = {"portraits": n, "rank": rank, "lambda": lam, "stages": stages,
+              "train_px_before": float(np.linalg.norm(points - truth, axis=2).mean()), "cross_fitted_px": []}
+    current, fitted = points, []
+    for k in range(stages):
+        feats = np.stack([point_features(orientation_channels(c), p)
+                          for c, p in zip(crops, current, strict=True)]).astype(np.float32)
+        fitted.append(_fit_stage(feats, current, truth, rank, lam))
+        if k + 1 < stages:
+            moved = np.empty_like(current)
+            for f in range(folds):
+                out = fold == f
+                if out.all() or not out.any():
+                    raise ValueError(f"cross-fitting needs at least {folds} groups")
+                moved[out] = _fit_stage(feats[~out], current[~out], truth[~out], rank, lam).step(feats[out],
+                                                                                                  current[out])
+            current = moved
+            report["cross_fitted_px"].append(float(np.linalg.norm(current - truth, axis=2).mean()))
+        del feats
+    refiner = LandmarkRefiner(fitted, report)
+    report["train_px_after"] = float(np.linalg.norm(refiner.refine_crop_points(crops[:200], points[:200])
+                                                    - truth[:200], axis=2).mean())  # a sample: in-sample, optimistic
+    return refiner, report
+
+
+def _fit_stage(feats: np.ndarray, points: np.ndarray, truth: np.ndarray, rank: int, lam: float) -> RefinerStage:
+    n = len(points)
     x_mean, x_std = feats.mean(0), feats.std(0) + 1e-6
     xn = (feats - x_mean) / x_std
     y = (truth - points).reshape(n, -1)
     offset = y.mean(0)
     _, _, vt = np.linalg.svd(y - offset, full_matrices=False)
     basis = vt[: min(rank, len(vt))]
-    coeffs = (y - offset) @ basis.T
-    alpha = np.linalg.solve(xn @ xn.T + lam * np.eye(n), coeffs)
-    weight = xn.T @ alpha
-    refiner = LandmarkRefiner(x_mean, x_std, weight, basis, offset)
-    fitted = refiner.refine_crop_points(crops, points)
-    report = {"portraits": n, "rank": int(len(basis)), "lambda": lam,
-              "train_px_before": float(np.linalg.norm(points - truth, axis=2).mean()),
-              "train_px_after": float(np.linalg.norm(fitted - truth, axis=2).mean())}
-    refiner.report = report
-    return refiner, report
+    coeffs = ((y - offset) @ basis.T).astype(np.float32)
+    alpha = np.linalg.solve(xn @ xn.T + np.float32(lam) * np.eye(n, dtype=np.float32), coeffs)
+    return RefinerStage(x_mean, x_std, xn.T @ alpha, basis, offset)

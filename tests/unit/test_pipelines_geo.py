@@ -86,7 +86,7 @@ class _ShiftRefiner:
 
 def test_the_refined_points_drive_the_fit_and_the_generator_sees_the_detectors(photo):
     from topos_cli.faces.detect import detect_faces
-    from topos_cli.pipelines.geo import IDENTITY_REG_PRIOR, IDENTITY_REG_REFINED
+    from topos_cli.pipelines.geo import FIT_DIRECTIONS, IDENTITY_REG_PRIOR, IDENTITY_REG_REFINED
 
     tpl = load_template()
     prior = _FakePrior(tpl.verts.astype(np.float32))
@@ -97,6 +97,11 @@ def test_the_refined_points_drive_the_fit_and_the_generator_sees_the_detectors(p
     np.testing.assert_allclose(res.face.landmarks, raw + np.array([2.0, 0.0]), atol=1e-4)
     rec = res.record(pipe.expression_names)
     assert rec["landmarks"]["refined"] and "refine" in rec["seconds"]
+    # refined points carry identity: the fit moves the generator's error directions (here the population's)
+    assert rec["identity_basis"] == "generator-error" and len(rec["identity"]) == FIT_DIRECTIONS
+    np.testing.assert_allclose(res.verts, tpl.verts + np.tensordot(res.fit.identity, pipe.fit_basis(), 1), atol=1e-4)
     plain = GeoPipeline(tpl, prior=prior)(photo, "hopper.jpg", seed=0, options=GeoOptions(shading=False))
-    assert not plain.record(pipe.expression_names)["landmarks"]["refined"]
+    plain_rec = plain.record(pipe.expression_names)
+    assert not plain_rec["landmarks"]["refined"] and plain_rec["identity_basis"] == "identity"
+    assert len(plain_rec["identity"]) == tpl.basis("identity").shape[0]
     assert abs(res.fit.translation[0] - plain.fit.translation[0]) > 1e-3  # the head followed the shifted points

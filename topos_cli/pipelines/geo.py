@@ -26,10 +26,10 @@ ASSUMED_DISTANCE_CM = 75.0  # camera-to-face distance assumed for a photo of unk
 EYE_CORNERS_CM = 9.0  # typical outer-eye-corner distance, turns the assumed distance into a focal length
 IDENTITY_REG_MEAN = 1e-3  # identity prior weight around the mean head (research sweep: flat within +-0.05 %)
 IDENTITY_REG_PRIOR = 1e-1  # around the generator's head: landmarks carry little identity, keep what it made
-# around the generator's head when the landmark refiner (faces/refine.py) placed the points: they carry identity
-# (60 benchmark portraits, DiT + landmark fit: 0.1 -> 0.487 %, 0.03 -> 0.480 %, 0.01 -> 0.471 %, 0.003 -> 0.464 %,
-# 0.001 -> 0.462 % face; same/different identity ratio best at 0.003: 0.47)
-IDENTITY_REG_REFINED = 3e-3
+# around the generator's head when the landmark refiner (faces/refine.py) placed the points: they carry identity;
+# the fit then moves the generator's own error directions (GeoPipeline.fit_basis), c ~ N(0, 1)
+IDENTITY_REG_REFINED = 3e-4
+FIT_DIRECTIONS = 128  # of the generator's error directions the landmark fit moves
 EXPRESSION_REG = 1e-3  # expression prior weight (research sweep)
 SILHOUETTE_REGIONS = ("cheek", "ear", "temple", "cheekbone")  # the side outline (the jaw lies over the neck)
 SILHOUETTE_STRIDE = 2  # every 2nd candidate vertex: the 2.5 mm face spacing is finer than the mask's pixels
@@ -82,6 +82,7 @@ class GeoResult:
     seconds: dict = field(default_factory=dict)
     model: str | None = None
     shading: object = None  # geometry.photo_shading.ShadingFit, or None when the refinement did not run
+    identity_basis: str = "identity"  # what fit.identity weighs: the template's identity modes, or "generator-error"
 
     def record(self, expression_names: list[str]) -> dict:
         """Plain data for `--json`: camera, pose, expression, latent, reprojection, warnings, timings."""
@@ -92,7 +93,7 @@ class GeoResult:
             "pose": {"yaw": round(fit.yaw, 3), "pitch": round(fit.pitch, 3), "roll": round(fit.roll, 3),
                      "rotation": np.round(fit.rotation, 8).tolist(), "translation": np.round(fit.translation, 6).tolist()},
             "expression": {n: round(float(w), 5) for n, w in zip(expression_names, fit.expression, strict=False)},
-            "identity": np.round(fit.identity, 5).tolist(),
+            "identity": np.round(fit.identity, 5).tolist(), "identity_basis": self.identity_basis,
             "latent": None if self.latents is None else np.round(self.latents, 5).tolist(),
             "landmarks": {"count": int(len(err)), "reprojection_px_median": round(fit.reprojection_px, 4),
                           "reprojection_px_mean": round(float(err.mean()), 4),
@@ -150,7 +151,7 @@ class GeoPipeline:
         from topos_cli.geometry.photo_shading import ShadingConfig
 
         self.shading_config = ShadingConfig()
-        self._shape_basis, self._skin = None, None
+        self._posterior, self._skin = None, None
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, template=None, device: str = "cpu",
@@ -204,7 +205,7 @@ class GeoPipeline:
             seconds["refine"] = time.perf_counter() - t1
         intrinsics = self.intrinsics(image.shape, face, options)
         fit = self._fit(base, face, intrinsics, options, seconds, image)
-        neutral = _apply(base, self.identity, fit.identity)
+        neutral = _apply(base, self.fit_basis(), fit.identity)
         posed = _apply(neutral, self.expression, fit.expression)
         shading = None
         if options.shading and options.refine:
@@ -217,7 +218,8 @@ class GeoPipeline:
         warnings += _warnings(face, fit)
         seconds["total"] = time.perf_counter() - t0
         return GeoResult(posed if options.keep_expression else neutral, posed, base, camera, fit, face, len(faces),
-                         warnings, latents, seconds, self.model_dir, shading)
+                         warnings, latents, seconds, self.model_dir, shading,
+                         "generator-error" if self.fit_basis() is not self.identity else "identity")
 
     def _prior(self, image, face, seed: int, options: GeoOptions, seconds: dict):
         if self.prior is None:
@@ -242,7 +244,7 @@ class GeoPipeline:
         regions = [self.template.regions[r] for r in SILHOUETTE_REGIONS if r in self.template.regions]
         idx = np.unique(np.concatenate(regions))[::SILHOUETTE_STRIDE] if regions else np.zeros(0, np.int64)
         normals = vertex_normals(np.asarray(base, np.float64), self.template.faces)[idx]
-        contour = ContourModel(np.asarray(base, np.float64)[idx], self.identity[:, idx], self.expression[:, idx],
+        contour = ContourModel(np.asarray(base, np.float64)[idx], self.fit_basis()[:, idx], self.expression[:, idx],
                                normals)
         return contour, silhouette_target(segment_person(image) > PERSON_THRESHOLD)
 
@@ -250,7 +252,7 @@ class GeoPipeline:
         from topos_cli.geometry.photo_fit import FitConfig, fit_landmarks, landmark_model
 
         t0 = time.perf_counter()
-        model = landmark_model(base, self.identity, self.expression, self.lmap.triangles, self.lmap.barycentrics,
+        model = landmark_model(base, self.fit_basis(), self.expression, self.lmap.triangles, self.lmap.barycentrics,
                                self.template.faces, self.lmap.weights, self.expression_names)
         config = FitConfig(fit_identity=options.refine, identity_reg=self.identity_reg,
                            expression_reg=self.expression_reg, silhouette_weight=self.silhouette_weight)
@@ -259,16 +261,26 @@ class GeoPipeline:
         seconds["fit"] = time.perf_counter() - t0
         return fit
 
-    def shape_basis(self) -> np.ndarray:
-        """(K, V, 3) the photometric refinement's shape directions (c ~ N(0, 1)): where the generator errs on
-        held-out renders (its residual covariance), else the spread of augment's heads; computed once."""
-        if self._shape_basis is None:
+    def _posterior_basis(self) -> np.ndarray:
+        """(K, V, 3) where the generator errs on held-out renders (its residual covariance's scaled principal
+        directions, c ~ N(0, 1)), else the spread of augment's heads; computed once."""
+        if self._posterior is None:
             from topos_cli.geometry.shape_prior import population_basis
 
             basis = self.prior.posterior_basis() if self.prior is not None else None
-            basis = population_basis(self.template) if basis is None else basis
-            self._shape_basis = basis[:SHADING_DIRECTIONS]
-        return self._shape_basis
+            self._posterior = population_basis(self.template) if basis is None else basis
+        return self._posterior
+
+    def shape_basis(self) -> np.ndarray:
+        """(K, V, 3) the photometric refinement's shape directions (c ~ N(0, 1))."""
+        return self._posterior_basis()[:SHADING_DIRECTIONS]
+
+    def fit_basis(self) -> np.ndarray:
+        """(K, V, 3) the shape directions the landmark fit moves: with a generator and refined points, where the
+        generator errs (c ~ N(0, 1): the fit is its posterior given the points), else the template's identity."""
+        if self.prior is not None and self.refiner is not None:
+            return self._posterior_basis()[:FIT_DIRECTIONS]
+        return self.identity
 
     def _shade(self, image, posed: np.ndarray, fit, face, intrinsics, seconds: dict):
         """Photometric refinement (geometry/photo_shading.py): (ShadingFit, the updated fit, (V, 3) shape delta)."""

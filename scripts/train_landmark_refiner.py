@@ -91,7 +91,7 @@ def cmd_fit(args) -> None:
     held = np.concatenate([p["ids"][:, 0] % HELD_OUT_EVERY == 0 for p in parts])
     heads = np.concatenate([p["ids"][:, 0] + 100_000 * k for k, p in enumerate(parts)])  # one group per head
     refiner, report = fit_refiner(crops[~held], mp[~held], truth[~held], rank=args.rank, lam=args.lam,
-                                  stages=args.stages, groups=heads[~held])
+                                  stages=args.stages, groups=heads[~held], shape_gain=args.shape_gain)
     refined = refiner.refine_crop_points(crops[held], mp[held])
     first = refiner.refine_crop_points(crops[held], mp[held], stages=1)
     report.update(held_out_portraits=int(held.sum()),
@@ -116,6 +116,8 @@ def main() -> None:
     p.add_argument("--rank", type=int, default=80)
     p.add_argument("--lam", type=float, default=1e4)
     p.add_argument("--stages", type=int, default=2, help="descent steps (each fitted on cross-fitted outputs)")
+    p.add_argument("--shape-gain", type=float, default=10.0,
+                   help="weight of the points themselves among the descriptors (0: descriptors only)")
     args = parser.parse_args()
     {"data": cmd_data, "fit": cmd_fit}[args.cmd](args)
 

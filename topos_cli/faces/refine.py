@@ -90,10 +90,13 @@ def point_features(channels: list[np.ndarray], points: np.ndarray) -> np.ndarray
 
 @dataclass
 class RefinerStage:
-    """One descent step: points + (((features(points) - x_mean) / x_std) @ weight) @ basis + offset.
+    """One descent step: points + (((x - x_mean) / x_std) @ weight) @ basis + offset, x = the descriptors read at
+    the points, followed (when x_mean is 2L longer than the descriptors) by the points themselves: the detector's
+    pull toward its mean face is in part a function of the face's shape, which the points carry.
 
     Attributes:
-        x_mean, x_std: (F,) feature standardisation. weight: (F, K) ridge map to the offset coefficients.
+        x_mean, x_std: (F,) feature standardisation (the points' std divided by the shape gain: a larger share of
+            the ridge for 2L numbers among ~30k). weight: (F, K) ridge map to the offset coefficients.
         basis: (K, 2L) principal directions of the training offsets. offset: (2L,) their mean.
     """
 
@@ -108,7 +111,9 @@ class RefinerStage:
             setattr(self, name, np.asarray(getattr(self, name), np.float32))
 
     def step(self, features: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(N, L, 2) moved points from descriptors (N, F) read at points (N, L, 2)."""
+        """(N, L, 2) moved points from descriptors (N, F') read at points (N, L, 2)."""
+        if self.x_mean.shape[0] == features.shape[1] + points[0].size:
+            features = np.concatenate([features, points.reshape(len(points), -1)], 1)
         coeffs = ((features - self.x_mean) / self.x_std) @ self.weight
         return points + (coeffs @ self.basis + self.offset).reshape(points.shape)
 
@@ -201,7 +206,8 @@ class LandmarkRefiner:
 
 
 def fit_refiner(crops: np.ndarray, points: np.ndarray, truth: np.ndarray, rank: int = 80, lam: float = 1e4,
-                stages: int = 2, groups: np.ndarray | None = None, folds: int = 4) -> tuple[LandmarkRefiner, dict]:
+                stages: int = 2, groups: np.ndarray | None = None, folds: int = 4,
+                shape_gain: float = 0.0) -> tuple[LandmarkRefiner, dict]:
     """Closed-form refiner cascade from grey crops (N, S, S), current points and true points (N, L, 2), crop pixels.
 
     Each stage projects the remaining offsets (truth - points) on their top `rank` principal directions and
@@ -209,38 +215,44 @@ def fit_refiner(crops: np.ndarray, points: np.ndarray, truth: np.ndarray, rank: 
     for N << F). A stage is fitted to what the previous one does on crops it has *not* seen: `folds`-fold
     cross-fitted outputs (folds by `groups`, e.g. the head id, so one head's views stay together), since on its
     own training crops a ridge over ~30k descriptors is nearly exact and the next stage would learn nothing real.
+    `shape_gain` > 0 appends the current points (crop pixels) to the descriptors, standardised and scaled by it.
     """
     points, truth = np.asarray(points, np.float64), np.asarray(truth, np.float64)
     n = len(points)
     groups = np.arange(n) if groups is None else np.asarray(groups)
     fold = np.unique(groups, return_inverse=True)[1] % folds
-    report = {"portraits": n, "rank": rank, "lambda": lam, "stages": stages,
+    report = {"portraits": n, "rank": rank, "lambda": lam, "stages": stages, "shape_gain": shape_gain,
               "train_px_before": float(np.linalg.norm(points - truth, axis=2).mean()), "cross_fitted_px": []}
     current, fitted = points, []
     for k in range(stages):
-        feats = np.stack([point_features(orientation_channels(c), p)
-                          for c, p in zip(crops, current, strict=True)]).astype(np.float32)
-        fitted.append(_fit_stage(feats, current, truth, rank, lam))
+        hog = np.stack([point_features(orientation_channels(c), p)
+                        for c, p in zip(crops, current, strict=True)]).astype(np.float32)
+        fitted.append(_fit_stage(hog, current, truth, rank, lam, shape_gain))
         if k + 1 < stages:
             moved = np.empty_like(current)
             for f in range(folds):
                 out = fold == f
                 if out.all() or not out.any():
                     raise ValueError(f"cross-fitting needs at least {folds} groups")
-                moved[out] = _fit_stage(feats[~out], current[~out], truth[~out], rank, lam).step(feats[out],
-                                                                                                  current[out])
+                stage = _fit_stage(hog[~out], current[~out], truth[~out], rank, lam, shape_gain)
+                moved[out] = stage.step(hog[out], current[out])
             current = moved
             report["cross_fitted_px"].append(float(np.linalg.norm(current - truth, axis=2).mean()))
-        del feats
+        del hog
     refiner = LandmarkRefiner(fitted, report)
     report["train_px_after"] = float(np.linalg.norm(refiner.refine_crop_points(crops[:200], points[:200])
                                                     - truth[:200], axis=2).mean())  # a sample: in-sample, optimistic
     return refiner, report
 
 
-def _fit_stage(feats: np.ndarray, points: np.ndarray, truth: np.ndarray, rank: int, lam: float) -> RefinerStage:
+def _fit_stage(hog: np.ndarray, points: np.ndarray, truth: np.ndarray, rank: int, lam: float,
+               shape_gain: float = 0.0) -> RefinerStage:
+    """One ridge stage on descriptors (N, F) (and, with shape_gain > 0, the points appended: RefinerStage.step)."""
     n = len(points)
+    feats = np.concatenate([hog, points.reshape(n, -1).astype(np.float32)], 1) if shape_gain > 0 else hog
     x_mean, x_std = feats.mean(0), feats.std(0) + 1e-6
+    if shape_gain > 0:
+        x_std[hog.shape[1]:] /= shape_gain
     xn = (feats - x_mean) / x_std
     y = (truth - points).reshape(n, -1)
     offset = y.mean(0)

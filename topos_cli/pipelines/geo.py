@@ -4,10 +4,12 @@
     result = pipe(image_rgb_uint8, source="me.jpg", seed=0)
     result.verts, result.camera, result.record()          # neutral head (cm, template frame), OpenCV camera
 
-Stages: faces/detect.py finds the face and its 478 landmarks; the generator (pipelines/geo_prior.py, when a
-checkpoint is there) draws a plausible neutral head from the photo; geometry/photo_fit.py fits camera pose,
-expression and an identity-basis correction (regularised toward the generator's head) to the landmarks through
-the template's derived landmark map. Without a generator the prior is the template's mean head.
+Stages: faces/detect.py finds the face and its 478 landmarks (faces/refine.py moves them to where the template's
+points project); the generator (pipelines/geo_prior.py, when a checkpoint is there) draws a plausible neutral head
+from the photo; geometry/photo_fit.py fits camera pose, expression and a shape correction (`fit_basis`:
+regularised toward the generator's head) to the landmarks through the template's derived landmark map;
+geometry/photo_shading.py refines the shape so its shading explains the photo. Without a generator the prior is the
+template's mean head.
 """
 
 from __future__ import annotations

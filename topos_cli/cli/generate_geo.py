@@ -48,7 +48,7 @@ def generate_geo(
                    Range(min=0, max=MAX_CFG)] = None,
     keep_expression: Annotated[bool, typer.Option(
         "--keep-expression", help="Write the fitted expression instead of the neutral head.")] = False,
-    refine: Annotated[bool, typer.Option(help="Fit the identity bases to the photo's landmarks.")] = True,
+    refine: Annotated[bool, typer.Option(help="Fit the head's shape to the photo's landmarks (else keep the prior's).")] = True,
     shading: Annotated[bool, typer.Option(help="Then refine the shape so its shading explains the photo "
                                                "(spherical-harmonics light, constant skin albedo).")] = True,
     landmark_refiner: Annotated[bool, typer.Option(help="Move the detector's points with the shipped landmark "

@@ -53,7 +53,8 @@ class GeoOptions:
     Attributes:
         samples / steps / cfg: generator draws (their mean is the prior), ODE steps, guidance scale (None: the
             checkpoint's `sampling.cfg`, else 3.0).
-        refine: fit the identity bases to the landmarks (else keep the prior's shape; pose/expression still fit).
+        refine: fit a shape correction to the landmarks (`GeoPipeline.fit_basis`; else keep the prior's shape;
+            pose and expression are still fitted).
         shading: then refine the shape so its shading explains the photo (geometry/photo_shading.py; with refine).
         keep_expression: output the fitted expression instead of the neutral head.
         face_index: which face (0 = largest) when there are several; None = the largest, with a warning.

@@ -7,7 +7,8 @@
 Stages: faces/detect.py finds the face and its 478 landmarks (faces/refine.py moves them to where the template's
 points project); the generator (pipelines/geo_prior.py, when a checkpoint is there) draws a plausible neutral head
 from the photo; geometry/photo_fit.py fits camera pose, expression and a shape correction (`fit_basis`:
-regularised toward the generator's head) to the landmarks through the template's derived landmark map;
+regularised toward the generator's head) to the landmarks through the template's derived landmark map, and the
+neck's side outline to the photo's person mask (geometry/photo_silhouette.py);
 geometry/photo_shading.py refines the shape so its shading explains the photo. Without a generator the prior is the
 template's mean head.
 """
@@ -35,7 +36,13 @@ IDENTITY_REG_PRIOR = 1e-1  # around the generator's head: landmarks carry little
 IDENTITY_REG_REFINED = 1e-4
 FIT_DIRECTIONS = 128  # of the generator's error directions the landmark fit moves
 EXPRESSION_REG = 1e-3  # expression prior weight (research sweep)
-SILHOUETTE_REGIONS = ("cheek", "ear", "temple", "cheekbone")  # the side outline (the jaw lies over the neck)
+# the silhouette term pulls the neck's side outline onto the photo's person mask: nothing else in a portrait says
+# how wide the neck is. Swept on 60 validation portraits (seed 8000), face / head after the whole pipeline: off
+# 0.377 / 0.758 %; neck at weight 0.03 0.369 / 0.717, 0.05 0.370 / 0.716, 0.1 0.372 / 0.716, 0.3 0.381 / 0.727;
+# at 0.05 adding the jaw 0.414 / 0.763 or the cheeks 0.376 / 0.722; the cheek, ear, temple and cheekbone outline
+# (hair and beards are part of the mask there) at 0.1 0.396 / 0.787, at 1 0.494 / 0.986.
+SILHOUETTE_REGIONS = ("neck",)
+SILHOUETTE_WEIGHT = 0.05
 SILHOUETTE_STRIDE = 2  # every 2nd candidate vertex: the 2.5 mm face spacing is finer than the mask's pixels
 PERSON_THRESHOLD = 0.5  # segmentation probability above which a pixel is the person
 SMALL_FACE_PX = 80.0  # faces smaller than this (box side) give coarse landmarks
@@ -140,7 +147,7 @@ class GeoPipeline:
     """Portrait -> head; the template, its bases and the optional generator are loaded once."""
 
     def __init__(self, template, prior=None, model_dir: str | None = None, identity_reg: float | None = None,
-                 expression_reg: float = EXPRESSION_REG, silhouette_weight: float = 0.0, refiner=None):
+                 expression_reg: float = EXPRESSION_REG, silhouette_weight: float = SILHOUETTE_WEIGHT, refiner=None):
         for name in ("identity", "expression"):
             template.basis(name)  # UsageError if the template lacks them
         self.template, self.prior, self.model_dir, self.refiner = template, prior, model_dir, refiner

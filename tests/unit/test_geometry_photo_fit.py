@@ -118,3 +118,47 @@ def test_silhouette_distance_field_and_contour_selection():
     pix = cam[:, :2] / cam[:, 2:] * 100.0 + 32.0
     assert len(contour_points(cam, normals, pix, sil, unit=60.0)) == 72
     assert len(contour_points(cam, -normals, pix, sil, unit=60.0)) == 0  # normals pointing into the mask
+
+
+def _mask(cam, verts, faces):
+    """The mesh's exact silhouette: the union of its projected triangles (pixel centres at +0.5)."""
+    import cv2
+
+    pix, _ = cam.project(verts)
+    mask = np.zeros((cam.height, cam.width), np.uint8)
+    tris = np.round((pix[faces] - 0.5) * 16).astype(np.int32)  # 4 fractional bits
+    cv2.fillPoly(mask, list(tris), 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(bool)
+
+
+def test_the_neck_outline_recovers_a_width_the_landmarks_cannot_see(head_model):
+    """A wider neck leaves every face landmark where it was; the pipeline's silhouette term (its regions, stride and
+    weight) finds it from the mask's outline, and without it the fit keeps the base's neck."""
+    from topos_cli.geometry.mesh_ops import vertex_normals
+    from topos_cli.geometry.photo_fit import ContourModel
+    from topos_cli.geometry.photo_silhouette import silhouette_target
+    from topos_cli.pipelines.geo import SILHOUETTE_REGIONS, SILHOUETTE_STRIDE, SILHOUETTE_WEIGHT
+
+    tpl, _ = head_model
+    lmap = tpl.sidecar("face_landmarks_mediapipe.json")
+    neck = tpl.region("neck")
+    wider = np.zeros_like(tpl.verts, dtype=np.float64)
+    wider[neck, 0] = (tpl.verts[neck, 0] - tpl.verts[neck, 0].mean()) * 0.06  # 6 % wider: ~0.35 cm each side
+    truth = tpl.verts + 1.0 * wider
+    none = tpl.basis("expression")[:0]  # the neck's width is the only unknown besides the camera
+    model = landmark_model(tpl.verts, wider[None], none, np.array(lmap["triangles"]),
+                           np.array(lmap["barycentrics"]), tpl.faces, np.array(lmap["weights"]))
+    cam = framed_camera(truth, azimuth=10.0, elevation=-4.0, size=512, fov=20.0, margin=1.3)
+    target, _ = cam.project(model.base)  # the face points do not move with the neck
+    intrinsics = (cam.fx, cam.fy, cam.cx, cam.cy)
+    idx = np.unique(np.concatenate([tpl.region(r) for r in SILHOUETTE_REGIONS]))[::SILHOUETTE_STRIDE]
+    normals = vertex_normals(np.asarray(tpl.verts, np.float64), tpl.faces)[idx]
+    contour = ContourModel(np.asarray(tpl.verts, np.float64)[idx], wider[None][:, idx], none[:, idx],
+                           normals)
+    sil = silhouette_target(_mask(cam, truth, tpl.faces))
+    config = FitConfig(identity_reg=1e-4, silhouette_weight=SILHOUETTE_WEIGHT)
+    fit = fit_landmarks(model, target, intrinsics, config, silhouette=(contour, sil))
+    assert fit.identity[0] == pytest.approx(1.0, abs=0.25)
+    assert fit.reprojection_px < 0.2  # the outline did not pull the face off its landmarks
+    blind = fit_landmarks(model, target, intrinsics, FitConfig(identity_reg=1e-4))
+    assert abs(blind.identity[0]) < 0.05

@@ -1,11 +1,12 @@
 """Silhouette term of the photo fit: the head's occluding contour should lie on the outline of a person mask.
 
 The mask (a person segmentation of the photo) becomes a signed distance field D (pixels, > 0 outside). At the
-current fit, candidate vertices (cheek, jaw, ear, temple: the side outline of a face; never the scalp or the
-forehead, which hair hides in photos) whose normal is perpendicular to the view ray and which project within
-SNAP_EYES eye distances of the mask's outline, with the normal pointing out of the mask, are contour points; each gives the
-residual D(pi(X)) / unit, with the exact Jacobian grad D . dpi/dX . dX/dparams. Points far from the outline (a
-cheek under hair, a nose flank inside the face) are left out, so hair and clothing do not pull the head.
+current fit, candidate vertices (the caller's choice; generate-geo uses the neck, whose width nothing else in a
+portrait shows; never the scalp or the forehead, which hair hides in photos) whose normal is perpendicular to the
+view ray and which project within SNAP_EYES eye distances of the mask's outline, with the normal pointing out of
+the mask, are contour points; each gives the residual D(pi(X)) / unit, with the exact Jacobian
+grad D . dpi/dX . dX/dparams. Points far from the outline (a neck under long hair, a collar well below the jaw)
+are left out, so hair and clothing do not pull the head.
 Pure numpy; the caller supplies the mask.
 """
 

@@ -160,5 +160,6 @@ def test_the_neck_outline_recovers_a_width_the_landmarks_cannot_see(head_model):
     fit = fit_landmarks(model, target, intrinsics, config, silhouette=(contour, sil))
     assert fit.identity[0] == pytest.approx(1.0, abs=0.25)
     assert fit.reprojection_px < 0.2  # the outline did not pull the face off its landmarks
+    assert fit.contour_points > 20  # both sides of the neck
     blind = fit_landmarks(model, target, intrinsics, FitConfig(identity_reg=1e-4))
-    assert abs(blind.identity[0]) < 0.05
+    assert abs(blind.identity[0]) < 0.05 and blind.contour_points == 0

@@ -22,6 +22,7 @@ yaws if the first does not converge: robust for |yaw| up to ~60 degrees without 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class LandmarkFit:
         reprojection_px: median reprojection error (pixels) over the landmarks used (weight > 0).
         yaw, pitch, roll: head pose relative to the camera (degrees; yaw > 0 turns the face to its left).
         evaluations: residual evaluations. seconds: wall time.
+        contour_points: silhouette contour points in the last round (0: no silhouette term, or none found).
     """
 
     rotation: np.ndarray
@@ -119,6 +121,7 @@ class LandmarkFit:
     roll: float
     evaluations: int
     seconds: float
+    contour_points: int = 0
 
 
 def landmark_model(base_verts: np.ndarray, identity: np.ndarray, expression: np.ndarray, triangles: np.ndarray,
@@ -385,15 +388,18 @@ def _fit_landmarks(model, target, intrinsics, config: FitConfig, pose, silhouett
     sol = _solve(problem, x0, model, config.max_evals) if problem.k + problem.e else None
     x = sol.x if sol is not None else x0
     evals += sol.evaluations if sol is not None else 0
+    contour = 0
     if silhouette is not None and config.silhouette_weight > 0:
         for _ in range(config.silhouette_rounds):
             idx = _contour(problem, x, *silhouette)
-            if len(idx) == 0:
+            contour = len(idx)
+            if contour == 0:
                 break
             sol = _solve(_SilhouetteProblem(model, target, intrinsics, config, silhouette[0], silhouette[1], idx),
                          x, model, config.max_evals // 2)
             x, evals = sol.x, evals + sol.evaluations
-    return _result(model, problem, target, x, evals, time.perf_counter() - start)
+    fit = _result(model, problem, target, x, evals, time.perf_counter() - start)
+    return dataclasses.replace(fit, contour_points=contour)
 
 
 def _contour(problem: _Problem, x: np.ndarray, contour: ContourModel, sil) -> np.ndarray:

@@ -110,6 +110,7 @@ class GeoResult:
             "landmarks": {"count": int(len(err)), "reprojection_px_median": round(fit.reprojection_px, 4),
                           "reprojection_px_mean": round(float(err.mean()), 4),
                           "refined": "refine" in self.seconds},
+            "silhouette": {"contour_points": int(fit.contour_points)},
             "face": {"bbox": np.round(self.face.bbox, 2).tolist(), "score": round(self.face.score, 4),
                      "faces_found": self.faces_found},
             "shading": None if self.shading is None else {

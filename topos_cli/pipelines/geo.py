@@ -40,7 +40,8 @@ EXPRESSION_REG = 1e-3  # expression prior weight (research sweep)
 # how wide the neck is. Swept on 60 validation portraits (seed 8000), face / head after the whole pipeline: off
 # 0.377 / 0.758 %; neck at weight 0.03 0.369 / 0.717, 0.05 0.370 / 0.716, 0.1 0.372 / 0.716, 0.3 0.381 / 0.727;
 # at 0.05 adding the jaw 0.414 / 0.763 or the cheeks 0.376 / 0.722; the cheek, ear, temple and cheekbone outline
-# (hair and beards are part of the mask there) at 0.1 0.396 / 0.787, at 1 0.494 / 0.986.
+# (hair and beards are part of the mask there) at 0.1 0.396 / 0.787, at 1 0.494 / 0.986. Neck + ears at 0.03 gave
+# 0.366 / 0.704 on these bald synthetic heads, but on real photos hair over the ears widened them by 1.5 cm.
 SILHOUETTE_REGIONS = ("neck",)
 SILHOUETTE_WEIGHT = 0.05
 SILHOUETTE_STRIDE = 2  # every 2nd candidate vertex: the 2.5 mm face spacing is finer than the mask's pixels

@@ -22,7 +22,6 @@ yaws if the first does not converge: robust for |yaw| up to ~60 degrees without 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -398,8 +397,7 @@ def _fit_landmarks(model, target, intrinsics, config: FitConfig, pose, silhouett
             sol = _solve(_SilhouetteProblem(model, target, intrinsics, config, silhouette[0], silhouette[1], idx),
                          x, model, config.max_evals // 2)
             x, evals = sol.x, evals + sol.evaluations
-    fit = _result(model, problem, target, x, evals, time.perf_counter() - start)
-    return dataclasses.replace(fit, contour_points=contour)
+    return _result(model, problem, target, x, evals, time.perf_counter() - start, contour)
 
 
 def _contour(problem: _Problem, x: np.ndarray, contour: ContourModel, sil) -> np.ndarray:
@@ -413,7 +411,7 @@ def _contour(problem: _Problem, x: np.ndarray, contour: ContourModel, sil) -> np
     return contour_points(cam, contour.normals @ rot.T, pix, sil, problem.unit)
 
 
-def _result(model, problem: _Problem, target, x, evals, seconds) -> LandmarkFit:
+def _result(model, problem: _Problem, target, x, evals, seconds, contour_points: int = 0) -> LandmarkFit:
     k, e = problem.k, problem.e
     alpha = np.zeros(model.identity.shape[0])
     beta = np.zeros(model.expression.shape[0])
@@ -427,7 +425,8 @@ def _result(model, problem: _Problem, target, x, evals, seconds) -> LandmarkFit:
     used = model.weights > 0
     yaw, pitch, roll = head_pose_degrees(rot)
     return LandmarkFit(rot, np.asarray(x[3:6], np.float64), alpha, beta, residual,
-                       float(np.median(np.linalg.norm(residual[used], axis=1))), yaw, pitch, roll, int(evals), seconds)
+                       float(np.median(np.linalg.norm(residual[used], axis=1))), yaw, pitch, roll, int(evals), seconds,
+                       int(contour_points))
 
 
 def apply_coefficients(base_verts: np.ndarray, identity: np.ndarray, alpha: np.ndarray,

@@ -2,7 +2,7 @@
 then fit the refiner in closed form.
 
     python scripts/train_landmark_refiner.py data --seed 400 --heads 700 --out runs/landmark-refiner/s400.npz
-    python scripts/train_landmark_refiner.py fit runs/landmark-refiner/s4{00..10}.npz --out topos_cli/assets/checkpoints/landmark-refiner-small
+    python scripts/train_landmark_refiner.py fit runs/landmark-refiner/s4{00..17}.npz --out topos_cli/assets/checkpoints/landmark-refiner-small
 
 `data` renders `--heads` held-apart identities (seeds 400..: never the generator's 0.. / 300..303, the landmark
 map's 100.. nor the benchmark's 7000..) like the generator's portraits (scripts/build_geo_dit_data.py portraits:
